@@ -1,0 +1,1 @@
+"""Starling shared runtime."""

@@ -1,0 +1,57 @@
+"""Refuse request bodies over a size limit with a JSON 413.
+
+Starlette's own limit answers in plain text; every Starling error carries a JSON `detail`, so this
+small middleware checks `Content-Length` up front and counts streamed (chunked) bodies as they arrive.
+"""
+
+from __future__ import annotations
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from starling_core.errors import error_response
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, detail=f"Request body is larger than the limit of {limit} bytes")
+
+
+class BodySizeLimitMiddleware:
+    def __init__(self, app: ASGIApp, max_body_size: int) -> None:
+        self.app = app
+        self.max_body_size = max_body_size
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body_size:
+            await error_response(413, BodyTooLarge(self.max_body_size).detail)(scope, receive, send)
+            return
+
+        received = 0
+
+        async def receive_limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_size:
+                    # Raised inside the endpoint's body read, so the exception handlers answer 413.
+                    raise BodyTooLarge(self.max_body_size)
+            return message
+
+        await self.app(scope, receive_limited, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,65 @@
+"""JSON error responses: every error a client sees has a `detail` key, and a 500 leaks nothing."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ExceptionHandler
+
+logger = logging.getLogger("starling.errors")
+
+
+class RequestValidationError(Exception):
+    """Input that failed validation; answered 422 in pydantic's error shape."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+    @classmethod
+    def from_pydantic(
+        cls, exc: ValidationError, *, prefix: tuple[str | int, ...] = ()
+    ) -> RequestValidationError:
+        errors = [
+            {"loc": [*prefix, *error["loc"]], "msg": error["msg"], "type": error["type"]}
+            for error in exc.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        return cls(errors)
+
+
+def error_response(status_code: int, detail: Any, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status_code, headers=headers)
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return error_response(exc.status_code, exc.detail, exc.headers)
+
+
+async def validation_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return error_response(422, exc.errors)
+
+
+async def server_error_handler(request: Request, exc: Exception) -> Response:
+    # ServerErrorMiddleware has already decided this is a 500; the traceback goes to the log only.
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    # This response is sent outside the request-id middleware, so it carries the id itself.
+    request_id = request.scope.get("state", {}).get("request_id")
+    return error_response(500, "Internal server error", {"X-Request-ID": request_id} if request_id else None)
+
+
+def exception_handlers() -> dict[Any, ExceptionHandler]:
+    return {
+        HTTPException: http_exception_handler,
+        RequestValidationError: validation_exception_handler,
+        Exception: server_error_handler,
+    }

@@ -1,0 +1,72 @@
+"""Alembic glue shared by every service: upgrade at start-up, and the body of each `env.py`."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Connection
+
+from starling_core.db import Database, create_engine, is_sqlite
+
+
+def alembic_config(script_location: str | Path, database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    # `%` is interpolation syntax in Alembic's ini parser; a password may contain one.
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+async def upgrade(database: Database, script_location: str | Path, revision: str = "head") -> None:
+    """Bring the database's schema up to `revision` on the database's own engine."""
+    config = alembic_config(script_location, database.engine.url.render_as_string(hide_password=False))
+
+    def run(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+    async with database.engine.begin() as connection:
+        await connection.run_sync(run)
+
+
+def run_env(target_metadata: MetaData) -> None:
+    """The whole of a service's `migrations/env.py`: `run_env(Base.metadata)`."""
+    config = context.config
+    connection: Connection | None = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection, target_metadata)
+        return
+    url = config.get_main_option("sqlalchemy.url") or ""
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    asyncio.run(_run_online(url, target_metadata))
+
+
+async def _run_online(url: str, target_metadata: MetaData) -> None:
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(_run, target_metadata)
+    finally:
+        await engine.dispose()
+
+
+def _run(connection: Connection, target_metadata: MetaData, /, **options: Any) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        # SQLite cannot ALTER most things in place; batch mode rebuilds the table instead.
+        render_as_batch=is_sqlite(connection.engine.url),
+        compare_type=True,
+        **options,
+    )
+    with context.begin_transaction():
+        context.run_migrations()

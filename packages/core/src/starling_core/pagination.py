@@ -1,0 +1,48 @@
+"""Cursor pagination: opaque cursors that carry the last row's sort key, and the page shape."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+T = TypeVar("T")
+
+# pydantic's JSON also takes the datetimes and UUIDs that sort keys are made of (they come back as
+# ISO strings), and refuses any JSON that is not an object.
+_CURSOR_VALUES = TypeAdapter(dict[str, Any])
+_URLSAFE_BASE64 = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    next_cursor: str | None
+
+
+class PageParams(BaseModel):
+    limit: int = Field(50, ge=1, le=200)
+    cursor: str | None = None
+
+
+class InvalidCursor(ValueError):
+    pass
+
+
+def encode_cursor(values: Mapping[str, Any]) -> str:
+    data = _CURSOR_VALUES.dump_json(dict(values))
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def decode_cursor(cursor: str) -> dict[str, Any]:
+    # The cursor comes from the client: anything encode_cursor did not write is refused, including
+    # the stray characters that a lenient base64 decoder would skip.
+    if not _URLSAFE_BASE64.fullmatch(cursor):
+        raise InvalidCursor("Invalid cursor")
+    try:
+        return _CURSOR_VALUES.validate_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValidationError):
+        raise InvalidCursor("Invalid cursor") from None

@@ -1,0 +1,109 @@
+"""A tiny service built from the core, so the core and the kit are tested the way services use them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from sqlalchemy import String, func, select
+from sqlalchemy.orm import Mapped, mapped_column
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.routing import Route
+
+from starling_core.app import create_app
+from starling_core.auth import AGENT_ADMIN
+from starling_core.db import Base
+from starling_core.operations import operation
+from starling_core.repository import Repository
+from starling_core.settings import ServiceSettings
+
+
+class ItemSettings(ServiceSettings):
+    service_name: str = "items"
+
+
+class ItemBase(Base):
+    __abstract__ = True
+
+
+class Item(ItemBase):
+    __tablename__ = "items"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+
+
+class ItemRepository(Repository[Item]):
+    model = Item
+
+    async def names(self) -> list[str]:
+        return list(await self.session.scalars(select(Item.name).order_by(Item.name)))
+
+
+class ItemIn(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+
+
+class ItemOut(BaseModel):
+    id: int
+    name: str
+
+
+class CountOut(BaseModel):
+    count: int
+
+
+class ListQuery(BaseModel):
+    prefix: str = ""
+    limit: int = Field(10, ge=1, le=50)
+
+
+@operation(body=ItemIn, response=ItemOut, status_code=201, errors=[409])
+async def create_item(request: Request, body: ItemIn) -> ItemOut:
+    """Create an item."""
+    async with request.app.state.database.transaction() as session:
+        item = await ItemRepository(session).add(Item(name=body.name))
+        return ItemOut(id=item.id, name=item.name)
+
+
+@operation(query=ListQuery, response=list[str])
+async def list_items(request: Request, query: ListQuery) -> list[str]:
+    """List item names."""
+    async with request.app.state.database.session() as session:
+        names = await ItemRepository(session).names()
+    return [name for name in names if name.startswith(query.prefix)][: query.limit]
+
+
+@operation(response=CountOut, scopes=[AGENT_ADMIN])
+async def count_items(request: Request) -> CountOut:
+    """Count items (admin only)."""
+    async with request.app.state.database.session() as session:
+        total = await session.scalar(select(func.count()).select_from(Item))
+    return CountOut(count=int(total or 0))
+
+
+@operation(response=ItemOut, errors=[404])
+async def get_item(request: Request) -> ItemOut:
+    """Read one item."""
+    async with request.app.state.database.session() as session:
+        item = await ItemRepository(session).get(int(request.path_params["item_id"]))
+    if item is None:
+        raise HTTPException(404, detail=f"Item {request.path_params['item_id']} not found")
+    return ItemOut(id=item.id, name=item.name)
+
+
+async def boom(request: Request) -> None:
+    raise RuntimeError("secret internals")
+
+
+def build_app(settings: ItemSettings) -> Starlette:
+    return create_app(
+        settings,
+        routes=[
+            Route("/api/items", create_item, methods=["POST"]),
+            Route("/api/items", list_items, methods=["GET"]),
+            Route("/api/items/count", count_items, methods=["GET"]),
+            Route("/api/items/{item_id:int}", get_item, methods=["GET"]),
+            Route("/boom", boom),
+        ],
+    )

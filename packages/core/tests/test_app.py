@@ -1,0 +1,145 @@
+"""The app factory's standard behaviour: errors, request ids, body limit, health."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy.pool import QueuePool
+from starlette.applications import Starlette
+
+from starling_core.db import Database
+
+from .itemsapp import ItemSettings, build_app
+
+
+async def test_unknown_route_is_json_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nowhere")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+
+
+async def test_wrong_method_is_json_405(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/api/items")
+    assert response.status_code == 405
+    assert "detail" in response.json()
+    assert response.headers["allow"]
+
+
+async def test_unhandled_error_is_json_500_without_traceback(app: Starlette) -> None:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with LifespanManager(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.get("/boom")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error"}
+    assert "secret internals" not in response.text
+    assert response.headers["x-request-id"]
+
+
+async def test_request_id_is_generated_when_absent(client: httpx.AsyncClient) -> None:
+    first = await client.get("/health")
+    second = await client.get("/health")
+    assert first.headers["x-request-id"] != second.headers["x-request-id"]
+    assert len(first.headers["x-request-id"]) >= 16
+
+
+async def test_request_id_is_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/items", headers={"X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+
+
+async def test_unsafe_request_id_is_replaced(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "x" * 500})
+    assert response.headers["x-request-id"] != "x" * 500
+
+
+async def test_error_responses_carry_the_request_id(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nowhere", headers={"X-Request-ID": "trace-404"})
+    assert response.headers["x-request-id"] == "trace-404"
+
+
+async def test_oversized_declared_body_gets_413(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/items", content=b"x" * (1024 * 1024 + 1))
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+
+
+async def test_oversized_streamed_body_gets_413(client: httpx.AsyncClient) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(20):
+            yield b"y" * 65536
+
+    response = await client.post("/api/items", content=chunks())
+    assert response.status_code == 413
+    assert "detail" in response.json()
+
+
+async def test_invalid_body_gets_422_in_pydantic_shape(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/items", json={"name": ""})
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "name"]
+    assert error["type"] == "string_too_short"
+    assert error["msg"]
+
+
+async def test_invalid_query_gets_422(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/items", params={"limit": "0"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "limit"]
+
+
+@pytest.mark.parametrize("body", [b"{not json", b"", b"\xff\xfe", b"[" * 100_000])
+async def test_malformed_json_gets_400_with_detail(client: httpx.AsyncClient, body: bytes) -> None:
+    response = await client.post("/api/items", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["detail"]
+
+
+async def test_operation_scopes_answer_401_then_403(
+    client: httpx.AsyncClient, auth_client: httpx.AsyncClient, admin_client: httpx.AsyncClient
+) -> None:
+    anonymous = await client.get("/api/items/count")
+    assert anonymous.status_code == 401
+    assert "Authorization" in anonymous.json()["detail"]
+    forbidden = await auth_client.get("/api/items/count")
+    assert forbidden.status_code == 403
+    assert "agent:admin" in forbidden.json()["detail"]
+    allowed = await admin_client.get("/api/items/count")
+    assert allowed.status_code == 200
+
+
+async def test_health_reports_database_ok(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "healthy", "service": "items", "checks": {"database": "ok"}}
+
+
+async def test_health_is_503_when_database_is_unreachable() -> None:
+    # Port 1 on loopback refuses at once: an unreachable PostgreSQL server.
+    settings = ItemSettings(database_url="postgresql+asyncpg://u:p@127.0.0.1:1/none")
+    app = build_app(settings)
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        response = await client.get("/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "unhealthy"
+    assert body["checks"]["database"].startswith("error")
+
+
+async def test_lifespan_opens_and_disposes_its_own_database(tmp_path: object) -> None:
+    settings = ItemSettings(database_url=f"sqlite+aiosqlite:///{tmp_path}/own.db")
+    app = build_app(settings)
+    async with LifespanManager(app):
+        database = app.state.database
+        assert isinstance(database, Database)
+        assert not database.externally_managed
+        await database.ping()
+    pool = database.engine.pool
+    assert isinstance(pool, QueuePool)
+    assert pool.checkedout() == 0

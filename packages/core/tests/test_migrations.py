@@ -1,0 +1,44 @@
+"""Alembic at start-up: the schema is brought to head on the app's own database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from asgi_lifespan import LifespanManager
+from sqlalchemy import inspect
+
+from starling_core.app import create_app
+from starling_core.db import Database
+from starling_core.migrations import upgrade
+
+from .itemsapp import ItemSettings, build_app
+
+SCRIPTS = Path(__file__).parent / "migrations_fixture"
+
+
+async def test_upgrade_creates_the_tables_and_is_idempotent(tmp_path: Path) -> None:
+    database = Database.from_url(f"sqlite+aiosqlite:///{tmp_path}/m.db")
+    try:
+        await upgrade(database, SCRIPTS)
+        await upgrade(database, SCRIPTS)
+        async with database.engine.connect() as connection:
+            tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
+        assert set(tables) == {"alembic_version", "items"}
+    finally:
+        await database.dispose()
+
+
+async def test_app_migrates_its_own_database_at_start_up(tmp_path: Path) -> None:
+    settings = ItemSettings(database_url=f"sqlite+aiosqlite:///{tmp_path}/app.db")
+    reference = build_app(settings)
+    app = create_app(
+        settings, routes=reference.routes[2:], migrate=lambda database: upgrade(database, SCRIPTS)
+    )
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+    ):
+        created = await client.post("/api/items", json={"name": "after-migration"})
+        assert created.status_code == 201
+        assert (await client.get("/api/items")).json() == ["after-migration"]

@@ -1,0 +1,1 @@
+"""Starling test kit: a pytest plugin."""

@@ -1,0 +1,210 @@
+"""The `starling` pytest plugin: isolated async database tests and ASGI clients for Starling apps.
+
+A package's conftest.py defines `app_factory` and `db_metadata`; everything here builds on those.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Callable
+from typing import Any, get_type_hints
+
+import httpx
+import pytest
+import pytest_asyncio
+from asgi_lifespan import LifespanManager
+from pytest_asyncio import is_async_test
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+from starlette.applications import Starlette
+from starlette.types import ASGIApp
+
+from starling_core.db import Database, create_engine, is_sqlite
+from starling_core.settings import ServiceSettings
+from starling_core.tokens import JWTConfig
+from starling_testkit import databases
+from starling_testkit.tokens import (
+    ADMIN_SCOPES,
+    ADMIN_SUB,
+    DEFAULT_SCOPES,
+    DEFAULT_SUB,
+    TEST_JWT_SECRET,
+    TokenFactory,
+    make_token_factory,
+)
+
+AppFactory = Callable[[Any], Starlette]
+BASE_URL = "http://testserver"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("starling", "Starling test kit")
+    group.addoption(
+        "--db",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="database the suite runs on (default: sqlite)",
+    )
+    group.addoption(
+        "--keep-db",
+        action="store_true",
+        default=False,
+        help="leave the test databases in place after the run, for inspection",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The engine lives on the session loop; a test on any other loop would hand asyncpg connections
+    # across loops ("attached to a different loop"). So every async test runs on the session loop.
+    session_loop = pytest.mark.asyncio(loop_scope="session")
+    for item in items:
+        if is_async_test(item):
+            item.add_marker(session_loop, append=False)
+
+
+# --- what the package provides -------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_factory() -> AppFactory:
+    pytest.fail(
+        "starling: define an `app_factory` fixture in your conftest.py that returns a callable "
+        "(settings) -> Starlette, e.g. `return create_app`",
+        pytrace=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def db_metadata() -> MetaData:
+    pytest.fail(
+        "starling: define a `db_metadata` fixture in your conftest.py that returns the MetaData "
+        "of your tables, e.g. `return Base.metadata`",
+        pytrace=False,
+    )
+
+
+# --- databases ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """This worker's database URL; each xdist worker gets its own database."""
+    worker = databases.worker_id(request.config)
+    if request.config.getoption("--db") == "postgres" or databases.configured_url():
+        pytest.fail(
+            "starling: PostgreSQL support arrives with the full test kit; run with --db sqlite",
+            pytrace=False,
+        )
+    return databases.sqlite_url(tmp_path_factory.getbasetemp(), worker)
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def db_engine(
+    request: pytest.FixtureRequest, db_url: str, db_metadata: MetaData
+) -> AsyncIterator[AsyncEngine]:
+    """The worker's engine, with the schema created once for the whole run."""
+    engine = create_engine(db_url)
+    async with engine.begin() as connection:
+        await connection.run_sync(db_metadata.drop_all)
+        await connection.run_sync(db_metadata.create_all)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+        if is_sqlite(db_url) and not request.config.getoption("--keep-db"):
+            databases.remove_sqlite(databases.sqlite_path(db_url))
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db_connection(db_engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """A connection inside an outer transaction that is rolled back when the test ends."""
+    async with db_engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            yield connection
+        finally:
+            if transaction.is_active:
+                await transaction.rollback()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def db_session(db_connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
+    """A session in the test's transaction: its commits are SAVEPOINT releases, undone after the test."""
+    session = AsyncSession(
+        bind=db_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    try:
+        yield session
+    finally:
+        await session.close()
+
+
+# --- the app under test ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_settings(app_factory: AppFactory, db_url: str) -> ServiceSettings:
+    """Settings for the app under test, of the class `app_factory` declares for its first argument."""
+    return settings_class(app_factory)(
+        env="test", database_url=db_url, jwt_secret=TEST_JWT_SECRET, auto_migrate=False
+    )
+
+
+@pytest.fixture
+def app(app_factory: AppFactory, app_settings: ServiceSettings, db_connection: AsyncConnection) -> Starlette:
+    """The app from `app_factory`, writing through the test's own transaction."""
+    application = app_factory(app_settings)
+    application.state.database = Database.for_connection(db_connection)
+    return application
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def started_app(app: Starlette) -> AsyncIterator[ASGIApp]:
+    """The app with its lifespan run once for the test, shared by every client fixture."""
+    async with LifespanManager(app) as manager:
+        yield manager.app
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(started_app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+    async with _client(started_app) as anonymous:
+        yield anonymous
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def auth_client(started_app: ASGIApp, token_factory: TokenFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests carry a token with the default (role `user`) scopes."""
+    async with _client(started_app, token_factory(DEFAULT_SUB, DEFAULT_SCOPES)) as authenticated:
+        yield authenticated
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def admin_client(started_app: ASGIApp, token_factory: TokenFactory) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests carry a token with every scope."""
+    async with _client(started_app, token_factory(ADMIN_SUB, ADMIN_SCOPES)) as admin:
+        yield admin
+
+
+@pytest.fixture
+def token_factory(app_settings: ServiceSettings) -> TokenFactory:
+    """`token_factory(sub=..., scopes=[...], expires_in=1800, secret=None, **claims) -> str`."""
+    return make_token_factory(JWTConfig.from_settings(app_settings))
+
+
+def _client(app: ASGIApp, token: str | None = None) -> httpx.AsyncClient:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL, headers=headers)
+
+
+def settings_class(app_factory: AppFactory) -> type[ServiceSettings]:
+    """The `ServiceSettings` subclass `app_factory` takes, read from its annotation."""
+    try:
+        parameters = list(inspect.signature(app_factory).parameters.values())
+        hints = get_type_hints(app_factory)
+    except (TypeError, ValueError, NameError):
+        return ServiceSettings
+    if parameters:
+        hint = hints.get(parameters[0].name)
+        if isinstance(hint, type) and issubclass(hint, ServiceSettings):
+            return hint
+    return ServiceSettings
