@@ -1,0 +1,90 @@
+"""The kit is tested the way a package uses it: a small project run by `pytester` in a subprocess."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+INI = """
+[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = session
+filterwarnings = error
+"""
+
+# A package's conftest.py, as a team would write it: a model, an app factory, the metadata.
+PROJECT_CONFTEST = """
+import pytest
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from sqlalchemy import func, select
+
+from starling_core.app import create_app
+from starling_core.auth import requires_scopes
+from starling_core.db import Base
+from starling_core.settings import ServiceSettings
+
+
+class NoteBase(Base):
+    __abstract__ = True
+
+
+class Note(NoteBase):
+    __tablename__ = "notes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    text: Mapped[str] = mapped_column(String(50))
+
+
+async def add_note(request: Request) -> JSONResponse:
+    async with request.app.state.database.session() as session:
+        session.add(Note(text=(await request.json())["text"]))
+        await session.commit()
+    return JSONResponse({"ok": True}, status_code=201)
+
+
+async def count_notes(request: Request) -> JSONResponse:
+    async with request.app.state.database.session() as session:
+        total = await session.scalar(select(func.count()).select_from(Note))
+    return JSONResponse({"count": total})
+
+
+@requires_scopes("agent:read")
+async def whoami(request: Request) -> JSONResponse:
+    return JSONResponse({"sub": request.user.identity})
+
+
+def build(settings: ServiceSettings):
+    return create_app(settings, routes=[
+        Route("/notes", add_note, methods=["POST"]),
+        Route("/notes", count_notes, methods=["GET"]),
+        Route("/api/me", whoami),
+    ])
+
+
+@pytest.fixture
+def app_factory():
+    return build
+
+
+@pytest.fixture(scope="session")
+def db_metadata():
+    return NoteBase.metadata
+"""
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A package directory with the kit's plugin (installed, so loaded by its entry point)."""
+    pytester.makeini(INI)
+    pytester.makeconftest(PROJECT_CONFTEST)
+    return pytester
+
+
+def dedent(source: str) -> str:
+    return textwrap.dedent(source).lstrip()
