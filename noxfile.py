@@ -1,4 +1,4 @@
-"""Starling's sessions: one test suite per workspace member, plus lint, typecheck and serve.
+"""Starling's sessions: each member's suite on SQLite and on PostgreSQL, lint, typecheck and serve.
 
 Members are discovered from `[tool.uv.workspace]` in the root pyproject.toml, so a new package under
 `services/` gets its `tests(<name>)` session without an edit here.
@@ -54,21 +54,25 @@ def sync(session: nox.Session, *args: str) -> None:
     session.run_install("uv", "sync", "--frozen", "--no-default-groups", *args, env=env)
 
 
+def run_suite(session: nox.Session, package: str, *pytest_args: str) -> None:
+    path = MEMBERS[package]
+    sync(session, "--package", distribution(path), "--group", "test")
+    tests_dir = str(path.relative_to(ROOT) / "tests")
+    session.run("pytest", tests_dir, "-n", "auto", "-p", "no:cacheprovider", *pytest_args, *session.posargs)
+
+
 @nox.session
 @nox.parametrize("package", list(MEMBERS), ids=list(MEMBERS))
 def tests(session: nox.Session, package: str) -> None:
     """Run one member's suite under xdist on SQLite."""
-    path = MEMBERS[package]
-    sync(session, "--package", distribution(path), "--group", "test")
-    session.run(
-        "pytest",
-        str(path.relative_to(ROOT) / "tests"),
-        "-n",
-        "auto",
-        "-p",
-        "no:cacheprovider",
-        *session.posargs,
-    )
+    run_suite(session, package)
+
+
+@nox.session
+@nox.parametrize("package", list(MEMBERS), ids=list(MEMBERS))
+def tests_postgres(session: nox.Session, package: str) -> None:
+    """Run one member's suite under xdist on PostgreSQL (a throwaway cluster the kit starts)."""
+    run_suite(session, package, "--db", "postgres")
 
 
 @nox.session

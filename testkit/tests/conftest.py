@@ -78,6 +78,12 @@ def db_metadata():
 """
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every behaviour of the kit is proven on both databases."""
+    return str(request.param)
+
+
 @pytest.fixture
 def project(pytester: pytest.Pytester) -> pytest.Pytester:
     """A package directory with the kit's plugin (installed, so loaded by its entry point)."""

@@ -50,13 +50,13 @@ CLIENT_TESTS = dedent(
 )
 
 
-def test_client_fixtures_and_tokens(project: pytest.Pytester) -> None:
+def test_client_fixtures_and_tokens(project: pytest.Pytester, backend: str) -> None:
     project.makepyfile(test_clients=CLIENT_TESTS)
-    result = project.runpytest_subprocess("-p", "no:cacheprovider")
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--db", backend)
     result.assert_outcomes(passed=8)
 
 
-def test_async_tests_run_on_the_session_loop(project: pytest.Pytester) -> None:
+def test_async_tests_run_on_the_session_loop(project: pytest.Pytester, backend: str) -> None:
     project.makepyfile(
         test_loops=dedent(
             """
@@ -73,4 +73,4 @@ def test_async_tests_run_on_the_session_loop(project: pytest.Pytester) -> None:
             """
         )
     )
-    project.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=2)
+    project.runpytest_subprocess("-p", "no:cacheprovider", "--db", backend).assert_outcomes(passed=2)

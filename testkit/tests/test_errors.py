@@ -34,11 +34,3 @@ def test_missing_db_metadata_says_what_to_define(pytester: pytest.Pytester) -> N
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*starling: define a `db_metadata` fixture in your conftest.py*"])
-
-
-def test_postgres_before_support_is_a_clear_error(pytester: pytest.Pytester) -> None:
-    pytester.makeini(INI)
-    pytester.makepyfile(test_db=dedent("def test_it(db_url):\n    pass\n"))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--db", "postgres")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*starling: PostgreSQL*"])

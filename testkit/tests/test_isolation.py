@@ -36,19 +36,21 @@ ISOLATION_TESTS = dedent(
 )
 
 
-def test_commits_inside_a_test_are_rolled_back(project: pytest.Pytester) -> None:
+def test_commits_inside_a_test_are_rolled_back(project: pytest.Pytester, backend: str) -> None:
     assert sys.version_info[:2] >= (3, 11)
     project.makepyfile(test_notes=ISOLATION_TESTS)
-    result = project.runpytest_subprocess("-p", "no:cacheprovider")
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", "--db", backend)
     result.assert_outcomes(passed=4)
 
 
-def test_isolation_holds_when_tests_run_in_reverse(project: pytest.Pytester) -> None:
+def test_isolation_holds_when_tests_run_in_reverse(project: pytest.Pytester, backend: str) -> None:
     # Each "is gone" test also passes first, so order alone cannot make them pass.
     project.makepyfile(test_notes=ISOLATION_TESTS)
     result = project.runpytest_subprocess(
         "-p",
         "no:cacheprovider",
+        "--db",
+        backend,
         "test_notes.py::test_3_commit_through_http",
         "test_notes.py::test_2_direct_commit_is_gone",
         "test_notes.py::test_1_commit_directly",

@@ -1,13 +1,28 @@
-"""Where each test run's databases live: one per xdist worker, with names that repeat run to run."""
+"""Each xdist worker's own database, with a name that repeats from run to run.
+
+SQLite: a file per worker. PostgreSQL: a database per worker, cloned from a template that carries the
+schema, so the schema is built once per run however many workers there are.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import pytest
+from filelock import FileLock
+from sqlalchemy import MetaData
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from starling_core.db import create_engine
+from starling_testkit import postgres
 
 DATABASE_URL_ENV = "STARLING_TEST_DATABASE_URL"
+RUN_DIR_ENV = "STARLING_TEST_RUN_DIR"
+BASE_NAME = "starling_test"
 
 
 def worker_id(config: pytest.Config) -> str:
@@ -15,10 +30,12 @@ def worker_id(config: pytest.Config) -> str:
     return str(workerinput["workerid"]) if workerinput else "main"
 
 
-def sqlite_url(directory: Path, worker: str) -> str:
-    path = directory / f"starling_test_{worker}.sqlite3"
-    remove_sqlite(path)  # a file kept by --keep-db or a killed run must not leak rows into this one
-    return f"sqlite+aiosqlite:///{path}"
+def run_dir() -> Path:
+    """The directory shared by the controller and every worker of this run (see the plugin)."""
+    shared = os.environ.get(RUN_DIR_ENV)
+    if not shared:
+        raise pytest.UsageError("starling: the test kit's plugin did not configure this run")
+    return Path(shared)
 
 
 def remove_sqlite(path: Path) -> None:
@@ -26,9 +43,96 @@ def remove_sqlite(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
-def sqlite_path(url: str) -> Path:
-    return Path(url.split(":///", 1)[1])
+@dataclass
+class SQLiteDatabase:
+    directory: Path
+    worker: str
+    keep: bool = False
+
+    @property
+    def path(self) -> Path:
+        return self.directory / f"{BASE_NAME}_{self.worker}.sqlite3"
+
+    @property
+    def url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.path}"
+
+    async def create(self, metadata: MetaData) -> AsyncEngine:
+        remove_sqlite(self.path)  # a file kept by --keep-db or a killed run must not leak rows
+        engine = create_engine(self.url)
+        async with engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+        return engine
+
+    async def destroy(self) -> None:
+        if not self.keep:
+            remove_sqlite(self.path)
 
 
-def configured_url() -> str | None:
-    return os.environ.get(DATABASE_URL_ENV) or None
+@dataclass
+class PostgresDatabase:
+    server_url: str  # any database on the server; its user must be allowed to create databases
+    worker: str
+    lock_dir: Path
+    keep: bool = False
+    base: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        given = make_url(self.server_url).database
+        self.base = given if given and given != "postgres" else BASE_NAME
+
+    @property
+    def name(self) -> str:
+        return f"{self.base}_{self.worker}"
+
+    @property
+    def url(self) -> str:
+        return _with_database(self.server_url, self.name)
+
+    async def create(self, metadata: MetaData) -> AsyncEngine:
+        template = f"{self.base}_template"
+        # One worker builds the template; the rest wait for it, then every worker clones it.
+        with FileLock(str(self.lock_dir / f"{template}.lock")):
+            marker = self.lock_dir / f"{template}.ready"
+            if not marker.exists():
+                await self._execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
+                await self._execute(f'CREATE DATABASE "{template}"')
+                engine = create_engine(_with_database(self.server_url, template))
+                try:
+                    async with engine.begin() as connection:
+                        await connection.run_sync(metadata.create_all)
+                finally:
+                    await engine.dispose()  # a template with open connections cannot be cloned
+                marker.touch()
+        await self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        await self._execute(f'CREATE DATABASE "{self.name}" TEMPLATE "{template}"')
+        return create_engine(self.url)
+
+    async def destroy(self) -> None:
+        if not self.keep:
+            await self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    async def _execute(self, statement: str) -> None:
+        url = make_url(_with_database(self.server_url, "postgres")).set(drivername="postgresql")
+        connection = await asyncpg.connect(url.render_as_string(hide_password=False))
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+
+def _with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def provider(config: pytest.Config, basetemp: Path) -> SQLiteDatabase | PostgresDatabase:
+    worker = worker_id(config)
+    keep = bool(config.getoption("--keep-db"))
+    given = os.environ.get(DATABASE_URL_ENV) or None
+    if given is None and config.getoption("--db") == "sqlite":
+        return SQLiteDatabase(basetemp, worker, keep)
+    if given is not None and make_url(given).get_backend_name() == "sqlite":
+        raise pytest.UsageError(f"{DATABASE_URL_ENV} must point at a PostgreSQL server")
+    shared = run_dir()
+    server = given or postgres.ensure_cluster(shared).url
+    return PostgresDatabase(server, worker, shared, keep)

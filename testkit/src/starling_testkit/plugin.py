@@ -6,7 +6,11 @@ A package's conftest.py defines `app_factory` and `db_metadata`; everything here
 from __future__ import annotations
 
 import inspect
+import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, get_type_hints
 
 import httpx
@@ -19,10 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from starling_core.db import Database, create_engine, is_sqlite
+from starling_core.db import Database
 from starling_core.settings import ServiceSettings
 from starling_core.tokens import JWTConfig
-from starling_testkit import databases
+from starling_testkit import databases, postgres
 from starling_testkit.tokens import (
     ADMIN_SCOPES,
     ADMIN_SUB,
@@ -51,6 +55,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="leave the test databases in place after the run, for inspection",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):
+        # The controller makes this run's shared directory; xdist workers inherit it. Never reuse
+        # an inherited one: a nested run (pytester) must not share, or stop, its parent's cluster.
+        os.environ[databases.RUN_DIR_ENV] = tempfile.mkdtemp(prefix="starling-test-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    shared = Path(os.environ.pop(databases.RUN_DIR_ENV, "") or "/nonexistent")
+    if not shared.is_dir():
+        return
+    keep = bool(config.getoption("--keep-db"))
+    stopped = postgres.stop_cluster(shared, keep_data=keep)
+    if keep and stopped:
+        print(f"\nstarling: PostgreSQL data kept in {shared}")
+    else:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -87,32 +112,32 @@ def db_metadata() -> MetaData:
 
 
 @pytest.fixture(scope="session")
-def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+def _starling_database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> databases.SQLiteDatabase | databases.PostgresDatabase:
+    try:
+        return databases.provider(request.config, tmp_path_factory.getbasetemp())
+    except postgres.PostgresUnavailable as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def db_url(_starling_database: databases.SQLiteDatabase | databases.PostgresDatabase) -> str:
     """This worker's database URL; each xdist worker gets its own database."""
-    worker = databases.worker_id(request.config)
-    if request.config.getoption("--db") == "postgres" or databases.configured_url():
-        pytest.fail(
-            "starling: PostgreSQL support arrives with the full test kit; run with --db sqlite",
-            pytrace=False,
-        )
-    return databases.sqlite_url(tmp_path_factory.getbasetemp(), worker)
+    return _starling_database.url
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def db_engine(
-    request: pytest.FixtureRequest, db_url: str, db_metadata: MetaData
+    _starling_database: databases.SQLiteDatabase | databases.PostgresDatabase, db_metadata: MetaData
 ) -> AsyncIterator[AsyncEngine]:
     """The worker's engine, with the schema created once for the whole run."""
-    engine = create_engine(db_url)
-    async with engine.begin() as connection:
-        await connection.run_sync(db_metadata.drop_all)
-        await connection.run_sync(db_metadata.create_all)
+    engine = await _starling_database.create(db_metadata)
     try:
         yield engine
     finally:
         await engine.dispose()
-        if is_sqlite(db_url) and not request.config.getoption("--keep-db"):
-            databases.remove_sqlite(databases.sqlite_path(db_url))
+        await _starling_database.destroy()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
