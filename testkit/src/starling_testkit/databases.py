@@ -121,11 +121,14 @@ class PostgresDatabase:
             await connection.close()
 
 
+TestDatabase = SQLiteDatabase | PostgresDatabase
+
+
 def _with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
 
 
-def provider(config: pytest.Config, basetemp: Path) -> SQLiteDatabase | PostgresDatabase:
+def provider(config: pytest.Config, basetemp: Path) -> TestDatabase:
     worker = worker_id(config)
     keep = bool(config.getoption("--keep-db"))
     given = os.environ.get(DATABASE_URL_ENV) or None

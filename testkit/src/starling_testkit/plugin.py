@@ -67,9 +67,10 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
-    shared = Path(os.environ.pop(databases.RUN_DIR_ENV, "") or "/nonexistent")
-    if not shared.is_dir():
+    made = os.environ.pop(databases.RUN_DIR_ENV, None)
+    if made is None:
         return
+    shared = Path(made)
     keep = bool(config.getoption("--keep-db"))
     stopped = postgres.stop_cluster(shared, keep_data=keep)
     if keep and stopped:
@@ -114,7 +115,7 @@ def db_metadata() -> MetaData:
 @pytest.fixture(scope="session")
 def _starling_database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> databases.SQLiteDatabase | databases.PostgresDatabase:
+) -> databases.TestDatabase:
     try:
         return databases.provider(request.config, tmp_path_factory.getbasetemp())
     except postgres.PostgresUnavailable as exc:
@@ -122,14 +123,14 @@ def _starling_database(
 
 
 @pytest.fixture(scope="session")
-def db_url(_starling_database: databases.SQLiteDatabase | databases.PostgresDatabase) -> str:
+def db_url(_starling_database: databases.TestDatabase) -> str:
     """This worker's database URL; each xdist worker gets its own database."""
     return _starling_database.url
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def db_engine(
-    _starling_database: databases.SQLiteDatabase | databases.PostgresDatabase, db_metadata: MetaData
+    _starling_database: databases.TestDatabase, db_metadata: MetaData
 ) -> AsyncIterator[AsyncEngine]:
     """The worker's engine, with the schema created once for the whole run."""
     engine = await _starling_database.create(db_metadata)
