@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, get_args, get_type_hints
 
 import httpx
 import pytest
@@ -231,6 +231,8 @@ def settings_class(app_factory: AppFactory) -> type[ServiceSettings]:
         return ServiceSettings
     if parameters:
         hint = hints.get(parameters[0].name)
-        if isinstance(hint, type) and issubclass(hint, ServiceSettings):
-            return hint
+        # `settings: UsersSettings | None = None` is as good as `settings: UsersSettings`.
+        for candidate in (hint, *get_args(hint)):
+            if isinstance(candidate, type) and issubclass(candidate, ServiceSettings):
+                return candidate
     return ServiceSettings

@@ -1,0 +1,36 @@
+"""The kit builds the settings class that the package's app factory declares."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+
+from starling_core.settings import ServiceSettings
+from starling_testkit.plugin import settings_class
+
+
+class ShopSettings(ServiceSettings):
+    service_name: str = "shop"
+
+
+def plain(settings: ShopSettings) -> Starlette:
+    raise AssertionError("never called")
+
+
+def optional(settings: ShopSettings | None = None) -> Starlette:
+    raise AssertionError("never called")
+
+
+def untyped(settings):  # type: ignore[no-untyped-def]
+    raise AssertionError("never called")
+
+
+def test_annotated_settings_class_is_used() -> None:
+    assert settings_class(plain) is ShopSettings
+
+
+def test_optional_settings_class_is_unwrapped() -> None:
+    assert settings_class(optional) is ShopSettings
+
+
+def test_unannotated_factory_gets_the_base_settings() -> None:
+    assert settings_class(untyped) is ServiceSettings
