@@ -1,0 +1,1 @@
+"""Starling's users service: registration, login with JWT access tokens, and user administration."""

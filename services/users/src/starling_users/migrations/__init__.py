@@ -1,0 +1,1 @@
+"""Alembic history of the users database; env.py is loaded by Alembic by path."""
