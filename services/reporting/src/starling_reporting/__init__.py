@@ -1,0 +1,1 @@
+"""Starling's reporting service."""

@@ -1,0 +1,8 @@
+"""What uvicorn serves: `uvicorn starling_reporting.main:app`, configured from the environment."""
+
+from __future__ import annotations
+
+from starling_reporting.app import create_app
+from starling_reporting.settings import ReportingSettings
+
+app = create_app(ReportingSettings())

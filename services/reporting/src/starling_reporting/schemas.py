@@ -1,0 +1,98 @@
+"""Request and response models; the OpenAPI document is built from these."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+
+MAX_ORDERS_PER_REQUEST = 1000
+
+
+def as_utc(value: datetime) -> datetime:
+    """Aware UTC; a naive time is taken to be UTC already."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class OrderItemIn(BaseModel):
+    product_id: str = Field(min_length=1, max_length=100)
+    title: str = Field(min_length=1, max_length=300)
+    quantity: int = Field(ge=1, le=1_000_000)
+    unit_price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+
+
+class OrderIn(BaseModel):
+    order_id: str = Field(min_length=1, max_length=100)
+    created_at: datetime
+    items: list[OrderItemIn] = Field(min_length=1, max_length=1000)
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return as_utc(value)
+
+
+class OrdersIn(BaseModel):
+    orders: list[OrderIn] = Field(min_length=1, max_length=MAX_ORDERS_PER_REQUEST)
+
+
+class IngestOut(BaseModel):
+    accepted: int
+    duplicates: int
+
+
+class TimeRange(BaseModel):
+    """`since` is inclusive, `until` exclusive; either may be left open."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        if self.since is not None and self.until is not None and self.until < self.since:
+            raise ValueError("until must not be before since")
+        return self
+
+
+class TopProductsQuery(TimeRange):
+    count: int = Field(10, ge=1, le=100)
+
+
+class TopProductOut(BaseModel):
+    product_id: str
+    title: str
+    rank: int
+    cnt_bought: int
+
+
+class ExtractionOut(BaseModel):
+    orders_count: int = Field(description="orders stored by this run that were not stored before")
+    cursor: str | None = Field(description="the checkpoint the next run resumes from")
+
+
+class AgentRunIn(BaseModel):
+    """A run as the agents service's runs API returns it (only what the report needs is kept)."""
+
+    run_id: str = Field(min_length=1, max_length=100)
+    agent_id: str = Field(min_length=1, max_length=100)
+    status: str = Field(max_length=20)
+    token_usage: int | None = Field(default=None, ge=0)
+    created_at: datetime
+    finished_at: datetime | None = None
+
+    @field_validator("created_at", "finished_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+class AgentUsageOut(BaseModel):
+    agent_id: str
+    runs: int
+    token_usage: int

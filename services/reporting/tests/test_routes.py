@@ -1,0 +1,396 @@
+"""Every route through the kit's clients: success, refusals, validation, unavailability."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from starlette.applications import Starlette
+
+from starling_core.auth import REPORTS_READ, REPORTS_WRITE
+from starling_core.db import Database
+from starling_reporting.app import create_app
+from starling_reporting.settings import ReportingSettings
+from starling_testkit.tokens import TokenFactory
+
+from .fakes import order_json
+
+Handler = Callable[[httpx.Request], httpx.Response]
+Pages = dict[str | None, tuple[list[dict[str, Any]], str | None]]
+
+
+async def no_sleep(delay: float) -> None:
+    """Retries never wait in tests."""
+
+
+@pytest.fixture
+def writer(token_factory: TokenFactory) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token_factory(sub='shop', scopes=[REPORTS_WRITE, REPORTS_READ])}"}
+
+
+@asynccontextmanager
+async def serve(
+    app_settings: ReportingSettings,
+    db_connection: AsyncConnection,
+    *,
+    orders: Handler | None = None,
+    agents: Handler | None = None,
+    **settings: Any,
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """The app with mocked upstream and agents services, on the test's transaction."""
+    app = create_app(
+        app_settings.model_copy(update=settings),
+        orders_transport=httpx.MockTransport(orders) if orders else None,
+        agents_transport=httpx.MockTransport(agents) if agents else None,
+        sleep=no_sleep,
+    )
+    app.state.database = Database.for_connection(db_connection)
+    async with (
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver") as c,
+    ):
+        yield app, c
+
+
+@contextmanager
+def count_queries(engine: AsyncEngine) -> Iterator[list[str]]:
+    """The SQL statements run on `engine` inside the block, transaction control left out."""
+    statements: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT")):
+            statements.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+def upstream(pages: Pages) -> Handler:
+    def handle(request: httpx.Request) -> httpx.Response:
+        items, next_cursor = pages[request.url.params.get("cursor")]
+        return httpx.Response(200, json={"items": items, "next_cursor": next_cursor})
+
+    return handle
+
+
+def down(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(503, json={"detail": "down"})
+
+
+def agents_api(runs: list[dict[str, Any]]) -> Handler:
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"items": runs, "next_cursor": None})
+
+    return handle
+
+
+def run(run_id: str, agent_id: str, tokens: int, created_at: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "agent_id": agent_id,
+        "status": "completed",
+        "output": "ok",
+        "token_usage": tokens,
+        "error": None,
+        "created_at": created_at,
+        "finished_at": created_at,
+    }
+
+
+# --- POST /api/v1/orders --------------------------------------------------------------------------
+
+
+async def test_posting_new_orders_gets_202_with_counts(admin_client: httpx.AsyncClient) -> None:
+    body = {"orders": [order_json("o1", ("p1", "Apple", 2)), order_json("o2", ("p2", "Pear", 1))]}
+    response = await admin_client.post("/api/v1/orders", json=body)
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 2, "duplicates": 0}
+
+
+async def test_replaying_orders_counts_them_as_duplicates(admin_client: httpx.AsyncClient) -> None:
+    body = {"orders": [order_json("o1", ("p1", "Apple", 2))]}
+    await admin_client.post("/api/v1/orders", json=body)
+    response = await admin_client.post("/api/v1/orders", json=body)
+    assert response.json() == {"accepted": 0, "duplicates": 1}
+
+
+async def test_posting_orders_without_a_token_gets_401(client: httpx.AsyncClient) -> None:
+    response = await client.post("/api/v1/orders", json={"orders": [order_json("o1", ("p1", "A", 1))]})
+    assert response.status_code == 401
+    assert "Authorization" in response.json()["detail"]
+
+
+async def test_posting_orders_without_reports_write_gets_403(auth_client: httpx.AsyncClient) -> None:
+    response = await auth_client.post("/api/v1/orders", json={"orders": [order_json("o1", ("p1", "A", 1))]})
+    assert response.status_code == 403
+    assert "reports:write" in response.json()["detail"]
+
+
+def _with_item(**change: Any) -> dict[str, Any]:
+    body = order_json("o1", ("p1", "Apple", 1))
+    body["items"][0].update(change)
+    return {"orders": [body]}
+
+
+@pytest.mark.parametrize(
+    ("body", "location"),
+    [
+        pytest.param({"orders": []}, ["body", "orders"], id="no-orders"),
+        pytest.param(
+            {"orders": [order_json(f"o{i}", ("p", "P", 1)) for i in range(1001)]},
+            ["body", "orders"],
+            id="over-1000-orders",
+        ),
+        pytest.param(
+            {"orders": [{**order_json("o1", ("p", "P", 1)), "items": []}]},
+            ["body", "orders", 0, "items"],
+            id="no-items",
+        ),
+        pytest.param(_with_item(quantity=0), ["body", "orders", 0, "items", 0, "quantity"], id="quantity-0"),
+        pytest.param(
+            _with_item(unit_price=-1), ["body", "orders", 0, "items", 0, "unit_price"], id="price-below-0"
+        ),
+    ],
+)
+async def test_invalid_orders_get_422(
+    admin_client: httpx.AsyncClient, body: Any, location: list[Any]
+) -> None:
+    response = await admin_client.post("/api/v1/orders", json=body)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == location
+
+
+async def test_an_invalid_batch_stores_nothing(admin_client: httpx.AsyncClient) -> None:
+    good = order_json("o1", ("p1", "Apple", 1))
+    bad = _with_item(quantity=0)["orders"][0] | {"order_id": "o2"}
+    assert (await admin_client.post("/api/v1/orders", json={"orders": [good, bad]})).status_code == 422
+    assert (await admin_client.get("/top-products")).status_code == 503
+
+
+async def test_concurrent_replays_store_each_order_once(admin_client: httpx.AsyncClient) -> None:
+    body = {
+        "orders": [
+            order_json("o1", ("p1", "Apple", 2)),
+            order_json("o2", ("p1", "Apple", 3)),
+            order_json("o3", ("p2", "Pear", 1)),
+        ]
+    }
+    first, second = await asyncio.gather(
+        admin_client.post("/api/v1/orders", json=body), admin_client.post("/api/v1/orders", json=body)
+    )
+    assert first.status_code == second.status_code == 202
+    assert first.json()["accepted"] + second.json()["accepted"] == 3
+    assert first.json()["duplicates"] + second.json()["duplicates"] == 3
+    ranking = (await admin_client.get("/top-products")).json()
+    assert [(p["product_id"], p["cnt_bought"]) for p in ranking] == [("p1", 5), ("p2", 1)]
+
+
+# --- GET /top-products ----------------------------------------------------------------------------
+
+
+async def test_top_products_ranks_by_units_then_title(admin_client: httpx.AsyncClient) -> None:
+    body = {
+        "orders": [
+            order_json("o1", ("pear", "Pear", 4), ("kiwi", "Kiwi", 1)),
+            order_json("o2", ("apple", "Apple", 4)),
+        ]
+    }
+    await admin_client.post("/api/v1/orders", json=body)
+    response = await admin_client.get("/top-products", params={"count": 2})
+    assert response.status_code == 200
+    assert response.json() == [
+        {"product_id": "apple", "title": "Apple", "rank": 1, "cnt_bought": 4},
+        {"product_id": "pear", "title": "Pear", "rank": 2, "cnt_bought": 4},
+    ]
+
+
+async def test_top_products_filters_by_since_and_until(admin_client: httpx.AsyncClient) -> None:
+    await admin_client.post(
+        "/api/v1/orders",
+        json={"orders": [order_json("o1", ("p1", "Apple", 1)) | {"created_at": "2026-03-01T12:00:00+02:00"}]},
+    )
+    inside = await admin_client.get("/top-products", params={"since": "2026-03-01T10:00:00Z"})
+    outside = await admin_client.get("/top-products", params={"until": "2026-03-01T10:00:00Z"})
+    assert [p["product_id"] for p in inside.json()] == ["p1"]
+    assert outside.json() == []
+
+
+async def test_top_products_is_one_query(
+    admin_client: httpx.AsyncClient, auth_client: httpx.AsyncClient, db_engine: AsyncEngine
+) -> None:
+    orders = [order_json(f"o{i}", (f"p{i % 7}", f"T{i % 7}", i + 1)) for i in range(40)]
+    await admin_client.post("/api/v1/orders", json={"orders": orders})
+    with count_queries(db_engine) as statements:
+        response = await auth_client.get("/top-products", params={"count": 5})
+    assert response.status_code == 200
+    assert len(response.json()) == 5
+    assert len(statements) == 1, statements
+
+
+async def test_top_products_before_any_order_gets_503(auth_client: httpx.AsyncClient) -> None:
+    response = await auth_client.get("/top-products")
+    assert response.status_code == 503
+    assert "detail" in response.json()
+
+
+@pytest.mark.parametrize("count", ["0", "101", "many"])
+async def test_top_products_count_outside_1_to_100_gets_422(
+    auth_client: httpx.AsyncClient, count: str
+) -> None:
+    response = await auth_client.get("/top-products", params={"count": count})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "count"]
+
+
+async def test_top_products_without_a_token_gets_401(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/top-products")).status_code == 401
+
+
+async def test_top_products_without_reports_read_gets_403(
+    client: httpx.AsyncClient, token_factory: TokenFactory
+) -> None:
+    token = token_factory(scopes=[REPORTS_WRITE])
+    response = await client.get("/top-products", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 403
+    assert "reports:read" in response.json()["detail"]
+
+
+# --- POST /api/v1/extractions ---------------------------------------------------------------------
+
+
+async def test_extraction_without_an_upstream_gets_503(admin_client: httpx.AsyncClient) -> None:
+    response = await admin_client.post("/api/v1/extractions")
+    assert response.status_code == 503
+    assert "not configured" in response.json()["detail"]
+
+
+async def test_extraction_stores_the_upstream_orders_and_is_incremental(
+    app_settings: ReportingSettings, db_connection: AsyncConnection, writer: dict[str, str]
+) -> None:
+    pages: Pages = {
+        None: ([order_json("o1", ("p1", "Apple", 2))], "c1"),
+        "c1": ([order_json("o2", ("p1", "Apple", 1))], None),
+    }
+    async with serve(app_settings, db_connection, orders=upstream(pages), upstream_url="http://up") as (_, c):
+        first = await c.post("/api/v1/extractions", headers=writer)
+        again = await c.post("/api/v1/extractions", headers=writer)
+        ranking = await c.get("/top-products", headers=writer)
+    assert first.status_code == 200
+    assert first.json() == {"orders_count": 2, "cursor": "c1"}
+    assert again.json() == {"orders_count": 0, "cursor": "c1"}
+    assert [(p["product_id"], p["cnt_bought"]) for p in ranking.json()] == [("p1", 3)]
+
+
+async def test_extraction_with_the_upstream_down_gets_503(
+    app_settings: ReportingSettings, db_connection: AsyncConnection, writer: dict[str, str]
+) -> None:
+    async with serve(app_settings, db_connection, orders=down, upstream_url="http://up") as (_, c):
+        response = await c.post("/api/v1/extractions", headers=writer)
+    assert response.status_code == 503
+    assert "unavailable" in response.json()["detail"]
+
+
+async def test_extraction_without_reports_write_gets_403(auth_client: httpx.AsyncClient) -> None:
+    assert (await auth_client.post("/api/v1/extractions")).status_code == 403
+
+
+async def test_extraction_interval_runs_it_from_the_lifespan(
+    app_settings: ReportingSettings, db_connection: AsyncConnection, writer: dict[str, str]
+) -> None:
+    pages: Pages = {None: ([order_json("o1", ("p1", "Apple", 2))], None)}
+    async with serve(
+        app_settings,
+        db_connection,
+        orders=upstream(pages),
+        upstream_url="http://up",
+        extraction_interval=3600,
+    ) as (app, c):
+        await asyncio.wait_for(app.state.extraction_ran.wait(), timeout=10)
+        ranking = await c.get("/top-products", headers=writer)
+    assert [(p["product_id"], p["cnt_bought"]) for p in ranking.json()] == [("p1", 2)]
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "reporting-periodic-extraction"]
+
+
+# --- GET /api/v1/reports/agent-usage --------------------------------------------------------------
+
+
+async def test_agent_usage_sums_runs_and_tokens_per_agent(
+    app_settings: ReportingSettings, db_connection: AsyncConnection, writer: dict[str, str]
+) -> None:
+    runs = [run("r1", "summarizer", 10), run("r2", "summarizer", 5), run("r3", "classifier", 7)]
+    async with serve(app_settings, db_connection, agents=agents_api(runs)) as (_, c):
+        response = await c.get("/api/v1/reports/agent-usage", headers=writer)
+    assert response.status_code == 200
+    assert response.json() == [
+        {"agent_id": "classifier", "runs": 1, "token_usage": 7},
+        {"agent_id": "summarizer", "runs": 2, "token_usage": 15},
+    ]
+
+
+async def test_agent_usage_answers_from_stored_runs_while_agents_is_down(
+    app_settings: ReportingSettings, db_connection: AsyncConnection, writer: dict[str, str]
+) -> None:
+    async with serve(app_settings, db_connection, agents=agents_api([run("r1", "summarizer", 10)])) as (_, c):
+        await c.get("/api/v1/reports/agent-usage", headers=writer)
+    async with serve(app_settings, db_connection, agents=down) as (_, c):
+        response = await c.get("/api/v1/reports/agent-usage", headers=writer)
+    assert response.status_code == 200
+    assert response.json() == [{"agent_id": "summarizer", "runs": 1, "token_usage": 10}]
+
+
+async def test_agent_usage_filters_by_time(
+    app_settings: ReportingSettings, db_connection: AsyncConnection, writer: dict[str, str]
+) -> None:
+    runs = [
+        run("r1", "summarizer", 10, "2026-01-01T00:00:00Z"),
+        run("r2", "summarizer", 5, "2026-02-01T00:00:00Z"),
+    ]
+    async with serve(app_settings, db_connection, agents=agents_api(runs)) as (_, c):
+        response = await c.get(
+            "/api/v1/reports/agent-usage", params={"until": "2026-01-15T00:00:00Z"}, headers=writer
+        )
+    assert response.json() == [{"agent_id": "summarizer", "runs": 1, "token_usage": 10}]
+
+
+async def test_agent_usage_with_agents_down_and_nothing_stored_gets_503(
+    app_settings: ReportingSettings, db_connection: AsyncConnection, writer: dict[str, str]
+) -> None:
+    async with serve(app_settings, db_connection, agents=down) as (_, c):
+        response = await c.get("/api/v1/reports/agent-usage", headers=writer)
+    assert response.status_code == 503
+    assert "agents service" in response.json()["detail"]
+
+
+async def test_agent_usage_without_a_token_gets_401(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/v1/reports/agent-usage")).status_code == 401
+
+
+async def test_agent_usage_with_until_before_since_gets_422(auth_client: httpx.AsyncClient) -> None:
+    params = {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
+    response = await auth_client.get("/api/v1/reports/agent-usage", params=params)
+    assert response.status_code == 422
+
+
+# --- the service as a whole -----------------------------------------------------------------------
+
+
+async def test_health_names_the_service(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.json() == {"status": "healthy", "service": "reporting", "checks": {"database": "ok"}}
+
+
+async def test_openapi_describes_every_route(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    assert {"/api/v1/orders", "/top-products", "/api/v1/extractions", "/api/v1/reports/agent-usage"} <= set(
+        paths
+    )

@@ -1,0 +1,142 @@
+"""Use cases: the ingestion rules, the ranking, and extraction with a fake stream and publisher."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from starling_core.db import Database
+from starling_reporting import service
+from starling_reporting.gateways import OrdersPage, UpstreamUnavailable
+from starling_reporting.schemas import TopProductsQuery
+
+from .fakes import T0, FakeOrdersGateway, RecordingPublisher, order
+
+
+@pytest.fixture
+def database(db_connection: AsyncConnection) -> Database:
+    return Database.for_connection(db_connection)
+
+
+async def test_new_orders_are_accepted(database: Database) -> None:
+    result = await service.ingest_orders(
+        database, [order("o1", ("p1", "Apple", 1)), order("o2", ("p1", "Apple", 2))]
+    )
+    assert (result.accepted, result.duplicates) == (2, 0)
+
+
+async def test_a_replayed_order_is_a_duplicate_and_counted_once(database: Database) -> None:
+    await service.ingest_orders(database, [order("o1", ("p1", "Apple", 3))])
+    replay = await service.ingest_orders(
+        database, [order("o1", ("p1", "Apple", 3)), order("o2", ("p1", "Apple", 1))]
+    )
+    assert (replay.accepted, replay.duplicates) == (1, 1)
+    ranking = await service.top_products(database, TopProductsQuery())
+    assert [(p.product_id, p.cnt_bought) for p in ranking] == [("p1", 4)]
+
+
+async def test_the_same_order_twice_in_one_batch_counts_once(database: Database) -> None:
+    result = await service.ingest_orders(
+        database, [order("o1", ("p1", "Apple", 3)), order("o1", ("p1", "Apple", 3))]
+    )
+    assert (result.accepted, result.duplicates) == (1, 1)
+    ranking = await service.top_products(database, TopProductsQuery())
+    assert ranking[0].cnt_bought == 3
+
+
+async def test_ranking_is_by_units_bought_then_title(database: Database) -> None:
+    # Units: pear 5 (2+3), apple 5, kiwi 7, fig 1. Pear and apple tie: apple's title comes first.
+    await service.ingest_orders(
+        database,
+        [
+            order("o1", ("pear", "Pear", 2), ("kiwi", "Kiwi", 7)),
+            order("o2", ("pear", "Pear", 3), ("apple", "Apple", 5)),
+            order("o3", ("fig", "Fig", 1)),
+        ],
+    )
+    ranking = await service.top_products(database, TopProductsQuery(count=3))
+    assert [(p.rank, p.product_id, p.title, p.cnt_bought) for p in ranking] == [
+        (1, "kiwi", "Kiwi", 7),
+        (2, "apple", "Apple", 5),
+        (3, "pear", "Pear", 5),
+    ]
+
+
+async def test_ranking_counts_only_orders_in_the_time_range(database: Database) -> None:
+    await service.ingest_orders(
+        database,
+        [
+            order("early", ("p1", "One", 10), created_at=T0 - timedelta(days=1)),
+            order("inside", ("p2", "Two", 1), created_at=T0),
+            order("late", ("p3", "Three", 10), created_at=T0 + timedelta(days=1)),
+        ],
+    )
+    query = TopProductsQuery(since=T0, until=T0 + timedelta(days=1))
+    ranking = await service.top_products(database, query)
+    assert [p.product_id for p in ranking] == ["p2"]
+
+
+async def test_ranking_without_any_order_is_no_order_data(database: Database) -> None:
+    with pytest.raises(service.NoOrderData):
+        await service.top_products(database, TopProductsQuery())
+
+
+async def test_ranking_of_an_empty_range_with_data_is_empty(database: Database) -> None:
+    await service.ingest_orders(database, [order("o1", ("p1", "Apple", 1))])
+    query = TopProductsQuery(since=T0 + timedelta(days=30))
+    assert await service.top_products(database, query) == []
+
+
+def _pages() -> dict[str | None, OrdersPage]:
+    return {
+        None: OrdersPage([order("o1", ("p1", "A", 1)), order("o2", ("p1", "A", 1))], "c1"),
+        "c1": OrdersPage([order("o3", ("p2", "B", 1))], "c2"),
+        "c2": OrdersPage([order("o4", ("p2", "B", 1))], "c2"),
+    }
+
+
+async def test_extraction_publishes_every_page_and_checkpoints_after_each() -> None:
+    publisher = RecordingPublisher()
+    result = await service.ExtractOrdersUseCase(FakeOrdersGateway(_pages()), publisher)()
+    assert sorted(publisher.stored) == ["o1", "o2", "o3", "o4"]
+    assert publisher.checkpoints == ["c1", "c2", "c2"]
+    assert (result.orders_count, result.cursor) == (4, "c2")
+
+
+async def test_a_rerun_resumes_from_the_checkpoint() -> None:
+    publisher = RecordingPublisher()
+    await service.ExtractOrdersUseCase(FakeOrdersGateway(_pages()), publisher)()
+    gateway = FakeOrdersGateway(_pages())
+    result = await service.ExtractOrdersUseCase(gateway, publisher)()
+    assert gateway.requested == ["c2"]
+    assert (result.orders_count, result.cursor) == (0, "c2")
+
+
+async def test_a_stream_failing_half_way_keeps_what_was_stored_and_skips_nothing() -> None:
+    publisher = RecordingPublisher()
+    with pytest.raises(UpstreamUnavailable):
+        await service.ExtractOrdersUseCase(FakeOrdersGateway(_pages(), fail_at="c1"), publisher)()
+    assert sorted(publisher.stored) == ["o1", "o2"]
+    assert await publisher.checkpoint() == "c1"
+
+    gateway = FakeOrdersGateway(_pages())
+    result = await service.ExtractOrdersUseCase(gateway, publisher)()
+    assert gateway.requested[0] == "c1"
+    assert sorted(publisher.stored) == ["o1", "o2", "o3", "o4"]
+    assert result.orders_count == 2
+
+
+async def test_database_publisher_stores_pages_and_checkpoint_together(database: Database) -> None:
+    publisher = service.DatabaseOrdersPublisher(database)
+    with pytest.raises(UpstreamUnavailable):
+        await service.ExtractOrdersUseCase(FakeOrdersGateway(_pages(), fail_at="c1"), publisher)()
+    assert await publisher.checkpoint() == "c1"
+    ranking = await service.top_products(database, TopProductsQuery())
+    assert [(p.product_id, p.cnt_bought) for p in ranking] == [("p1", 2)]
+
+    result = await service.ExtractOrdersUseCase(FakeOrdersGateway(_pages()), publisher)()
+    assert (result.orders_count, result.cursor) == (2, "c2")
+    ranking = await service.top_products(database, TopProductsQuery())
+    assert [(p.product_id, p.cnt_bought) for p in ranking] == [("p1", 2), ("p2", 2)]
