@@ -1,1 +1,7 @@
-"""Starling test kit: a pytest plugin."""
+"""Starling test kit: a pytest plugin, and the doubles its fixtures hand out."""
+
+from starling_testkit.clock import FrozenClock
+from starling_testkit.mocks import FakePublisher, StreamFailed, fake_stream, mock_of
+from starling_testkit.tokens import TokenFactory
+
+__all__ = ["FakePublisher", "FrozenClock", "StreamFailed", "TokenFactory", "fake_stream", "mock_of"]

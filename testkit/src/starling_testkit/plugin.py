@@ -5,17 +5,20 @@ A package's conftest.py defines `app_factory` and `db_metadata`; everything here
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args, get_type_hints
 
 import httpx
 import pytest
 import pytest_asyncio
+import time_machine
 from asgi_lifespan import LifespanManager
 from pytest_asyncio import is_async_test
 from sqlalchemy import MetaData
@@ -26,7 +29,9 @@ from starlette.types import ASGIApp
 from starling_core.db import Database
 from starling_core.settings import ServiceSettings
 from starling_core.tokens import JWTConfig
-from starling_testkit import databases, postgres
+from starling_testkit import databases, guards, postgres, queries, server
+from starling_testkit.clock import FrozenClock
+from starling_testkit.mocks import FakePublisher, fake_stream, mock_of
 from starling_testkit.tokens import (
     ADMIN_SCOPES,
     ADMIN_SUB,
@@ -236,3 +241,70 @@ def settings_class(app_factory: AppFactory) -> type[ServiceSettings]:
             if isinstance(candidate, type) and issubclass(candidate, ServiceSettings):
                 return candidate
     return ServiceSettings
+
+
+# --- guards, time, queries, mocks, a real server -----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _starling_checkouts(db_engine: AsyncEngine) -> guards.CheckoutTracker:
+    return guards.CheckoutTracker(db_engine)
+
+
+@pytest_asyncio.fixture(autouse=True, loop_scope="session")
+async def _starling_leak_guard(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Fail a test that leaves a task pending or a connection checked out, naming the leak."""
+    before = asyncio.all_tasks()
+    tracker: guards.CheckoutTracker | None = None
+    held_before: dict[int, str] = {}
+    if "db_engine" in request.fixturenames:
+        tracker = request.getfixturevalue("_starling_checkouts")
+        held_before = tracker.outstanding()
+    yield
+    # Autouse fixtures are set up first and torn down last: every other fixture has finished here.
+    problems = [f"task left pending: {guards.describe_task(t)}" for t in await guards.leaked_tasks(before)]
+    if tracker is not None:
+        leaked = {key: where for key, where in tracker.outstanding().items() if key not in held_before}
+        problems += [f"database connection left checked out, from {where}" for where in leaked.values()]
+    if problems:
+        pytest.fail("starling: the test leaked\n  " + "\n  ".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def assert_max_queries(db_engine: AsyncEngine) -> queries.MaxQueries:
+    """`with assert_max_queries(3): ...` fails, listing the statements, if the block runs more."""
+    return lambda limit: queries.max_queries(db_engine, limit)
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[FrozenClock]:
+    """Wall-clock time frozen at the real now; `.tick(seconds)` and `.move_to(datetime)` move it."""
+    with time_machine.travel(datetime.now(UTC), tick=False) as traveller:
+        yield FrozenClock(traveller)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def live_server(
+    app_factory: AppFactory, app_settings: ServiceSettings, db_engine: AsyncEngine, db_metadata: MetaData
+) -> AsyncIterator[str]:
+    """Base URL of the app served by uvicorn on 127.0.0.1, for WebSocket and streaming tests."""
+    try:
+        async with server.serve(app_factory(app_settings), db_engine) as base_url:
+            yield base_url
+    finally:
+        await server.truncate(db_engine, db_metadata)
+
+
+@pytest.fixture(name="mock_of")
+def mock_of_fixture() -> Callable[[type[Any]], Any]:
+    return mock_of
+
+
+@pytest.fixture(name="fake_stream")
+def fake_stream_fixture() -> Callable[..., AsyncIterator[Any]]:
+    return fake_stream
+
+
+@pytest.fixture
+def fake_publisher() -> FakePublisher:
+    return FakePublisher()
