@@ -29,7 +29,7 @@ from starlette.types import ASGIApp
 from starling_core.db import Database
 from starling_core.settings import ServiceSettings
 from starling_core.tokens import JWTConfig
-from starling_testkit import databases, guards, postgres, queries, server
+from starling_testkit import databases, factories, guards, postgres, queries, server
 from starling_testkit.clock import FrozenClock
 from starling_testkit.mocks import FakePublisher, fake_stream, mock_of
 from starling_testkit.tokens import (
@@ -308,3 +308,9 @@ def fake_stream_fixture() -> Callable[..., AsyncIterator[Any]]:
 @pytest.fixture
 def fake_publisher() -> FakePublisher:
     return FakePublisher()
+
+
+@pytest.fixture
+def bind_factory(db_session: AsyncSession) -> factories.BindFactory:
+    """`bind_factory(MyFactory)`: the polyfactory factory, persisting through `db_session`."""
+    return lambda factory: factories.bind(factory, db_session)
