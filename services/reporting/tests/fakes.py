@@ -1,13 +1,12 @@
-"""Hand-written fakes for the extraction use case, and small builders of test data."""
+"""The recording publisher for the extraction use case, and small builders of test data."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from starling_reporting.gateways import OrdersPage, UpstreamUnavailable
 from starling_reporting.schemas import OrderIn, OrderItemIn
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -27,26 +26,6 @@ def order(order_id: str, *items: tuple[str, str, int], created_at: datetime = T0
 
 def order_json(order_id: str, *items: tuple[str, str, int], created_at: datetime = T0) -> dict[str, Any]:
     return order(order_id, *items, created_at=created_at).model_dump(mode="json")
-
-
-class FakeOrdersGateway:
-    """Pages keyed by the cursor that reads them; `fail_at` is a cursor whose read fails."""
-
-    def __init__(self, pages: dict[str | None, OrdersPage], *, fail_at: str | None = None) -> None:
-        self.pages_by_cursor = pages
-        self.fail_at = fail_at
-        self.requested: list[str | None] = []
-
-    async def pages(self, cursor: str | None) -> AsyncIterator[OrdersPage]:
-        while True:
-            self.requested.append(cursor)
-            if self.fail_at is not None and cursor == self.fail_at:
-                raise UpstreamUnavailable("upstream went away half-way")
-            page = self.pages_by_cursor[cursor]
-            yield page
-            if page.resume_cursor == cursor:
-                return
-            cursor = page.resume_cursor
 
 
 class RecordingPublisher:

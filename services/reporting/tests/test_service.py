@@ -1,18 +1,21 @@
-"""Use cases: the ingestion rules, the ranking, and extraction with a fake stream and publisher."""
+"""Use cases: the ingestion rules, the ranking, and extraction with the kit's fake stream."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from starling_core.db import Database
 from starling_reporting import service
-from starling_reporting.gateways import OrdersPage, UpstreamUnavailable
+from starling_reporting.gateways import OrdersGateway, OrdersPage, UpstreamUnavailable
 from starling_reporting.schemas import TopProductsQuery
+from starling_testkit import fake_stream, mock_of
 
-from .fakes import T0, FakeOrdersGateway, RecordingPublisher, order
+from .fakes import T0, RecordingPublisher, order
 
 
 @pytest.fixture
@@ -89,17 +92,31 @@ async def test_ranking_of_an_empty_range_with_data_is_empty(database: Database) 
     assert await service.top_products(database, query) == []
 
 
-def _pages() -> dict[str | None, OrdersPage]:
-    return {
-        None: OrdersPage([order("o1", ("p1", "A", 1)), order("o2", ("p1", "A", 1))], "c1"),
-        "c1": OrdersPage([order("o3", ("p2", "B", 1))], "c2"),
-        "c2": OrdersPage([order("o4", ("p2", "B", 1))], "c2"),
-    }
+PAGES = [
+    OrdersPage([order("o1", ("p1", "A", 1)), order("o2", ("p1", "A", 1))], "c1"),
+    OrdersPage([order("o3", ("p2", "B", 1))], "c2"),
+    OrdersPage([order("o4", ("p2", "B", 1))], "c2"),
+]
+# The cursor each page is read at: the first page at none, every other at the one before it left.
+CURSORS: list[str | None] = [None, *(page.resume_cursor for page in PAGES[:-1])]
+
+
+def gateway(*, fail_after: int | None = None) -> Any:
+    """An orders gateway whose `pages(cursor)` streams, with the kit's `fake_stream`, the pages from
+    `cursor` on; with `fail_after=n`, the stream breaks off after n pages, the upstream gone away."""
+    double = mock_of(OrdersGateway)
+
+    def pages(cursor: str | None) -> AsyncIterator[OrdersPage]:
+        error = UpstreamUnavailable("upstream went away half-way")
+        return fake_stream(PAGES[CURSORS.index(cursor) :], fail_after=fail_after, error=error)
+
+    double.pages.side_effect = pages
+    return double
 
 
 async def test_extraction_publishes_every_page_and_checkpoints_after_each() -> None:
     publisher = RecordingPublisher()
-    result = await service.ExtractOrdersUseCase(FakeOrdersGateway(_pages()), publisher)()
+    result = await service.ExtractOrdersUseCase(gateway(), publisher)()
     assert sorted(publisher.stored) == ["o1", "o2", "o3", "o4"]
     assert publisher.checkpoints == ["c1", "c2", "c2"]
     assert (result.orders_count, result.cursor) == (4, "c2")
@@ -107,36 +124,38 @@ async def test_extraction_publishes_every_page_and_checkpoints_after_each() -> N
 
 async def test_a_rerun_resumes_from_the_checkpoint() -> None:
     publisher = RecordingPublisher()
-    await service.ExtractOrdersUseCase(FakeOrdersGateway(_pages()), publisher)()
-    gateway = FakeOrdersGateway(_pages())
-    result = await service.ExtractOrdersUseCase(gateway, publisher)()
-    assert gateway.requested == ["c2"]
+    first = gateway()
+    await service.ExtractOrdersUseCase(first, publisher)()
+    first.pages.assert_called_once_with(None)
+    rerun = gateway()
+    result = await service.ExtractOrdersUseCase(rerun, publisher)()
+    rerun.pages.assert_called_once_with("c2")
     assert (result.orders_count, result.cursor) == (0, "c2")
 
 
 async def test_a_stream_failing_half_way_keeps_what_was_stored_and_skips_nothing() -> None:
     publisher = RecordingPublisher()
-    with pytest.raises(UpstreamUnavailable):
-        await service.ExtractOrdersUseCase(FakeOrdersGateway(_pages(), fail_at="c1"), publisher)()
+    with pytest.raises(UpstreamUnavailable, match="half-way"):
+        await service.ExtractOrdersUseCase(gateway(fail_after=1), publisher)()
     assert sorted(publisher.stored) == ["o1", "o2"]
     assert await publisher.checkpoint() == "c1"
 
-    gateway = FakeOrdersGateway(_pages())
-    result = await service.ExtractOrdersUseCase(gateway, publisher)()
-    assert gateway.requested[0] == "c1"
+    rerun = gateway()
+    result = await service.ExtractOrdersUseCase(rerun, publisher)()
+    rerun.pages.assert_called_once_with("c1")
     assert sorted(publisher.stored) == ["o1", "o2", "o3", "o4"]
     assert result.orders_count == 2
 
 
 async def test_database_publisher_stores_pages_and_checkpoint_together(database: Database) -> None:
     publisher = service.DatabaseOrdersPublisher(database)
-    with pytest.raises(UpstreamUnavailable):
-        await service.ExtractOrdersUseCase(FakeOrdersGateway(_pages(), fail_at="c1"), publisher)()
+    with pytest.raises(UpstreamUnavailable, match="half-way"):
+        await service.ExtractOrdersUseCase(gateway(fail_after=1), publisher)()
     assert await publisher.checkpoint() == "c1"
     ranking = await service.top_products(database, TopProductsQuery())
     assert [(p.product_id, p.cnt_bought) for p in ranking] == [("p1", 2)]
 
-    result = await service.ExtractOrdersUseCase(FakeOrdersGateway(_pages()), publisher)()
+    result = await service.ExtractOrdersUseCase(gateway(), publisher)()
     assert (result.orders_count, result.cursor) == (2, "c2")
     ranking = await service.top_products(database, TopProductsQuery())
     assert [(p.product_id, p.cnt_bought) for p in ranking] == [("p1", 2), ("p2", 2)]
