@@ -267,15 +267,21 @@ async def websocket_session(path: str, query: str = "") -> list[Message]:
 async def test_websocket_without_a_valid_token_is_closed_with_1008(query: str) -> None:
     messages = await websocket_session("/events", query)
 
-    assert [(m["type"], m.get("code")) for m in messages] == [("websocket.close", 1008)]
+    assert [(m["type"], m.get("code")) for m in messages] == [
+        ("websocket.accept", None),
+        ("websocket.close", 1008),
+    ]
 
 
 async def test_websocket_token_without_the_scope_is_closed_with_1008() -> None:
     messages = await websocket_session("/events", f"token={token('reports:read')}")
 
-    assert messages == [
-        {"type": "websocket.close", "code": 1008, "reason": "Missing required scope: agent:read"}
-    ]
+    assert [m["type"] for m in messages] == ["websocket.accept", "websocket.close"]
+    assert messages[-1] == {
+        "type": "websocket.close",
+        "code": 1008,
+        "reason": "Missing required scope: agent:read",
+    }
 
 
 async def test_websocket_with_token_and_scope_is_accepted() -> None:

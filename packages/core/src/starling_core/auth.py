@@ -113,6 +113,9 @@ def requires_scopes(*scopes: str) -> Callable[[Callable[_P, Awaitable[_R]]], Cal
                 check_scopes(conn, scopes)
             except HTTPException as refusal:
                 if isinstance(conn, WebSocket):
+                    # Closing before accepting turns into an HTTP 403 at the handshake; accepting first
+                    # lets the client see the policy-violation close code and its reason.
+                    await conn.accept()
                     await conn.close(code=status.WS_1008_POLICY_VIOLATION, reason=refusal.detail)
                     return cast(_R, None)  # a WebSocket endpoint returns None
                 raise
