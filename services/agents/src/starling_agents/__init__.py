@@ -1,0 +1,1 @@
+"""Starling's agents service."""

@@ -1,0 +1,69 @@
+"""The agents service's SQL: the catalogue, runs and their guarded status changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, or_, select, update
+
+from starling_agents.models import UNFINISHED, Agent, Run
+from starling_core.repository import Repository
+
+
+class AgentRepository(Repository[Agent]):
+    model = Agent
+
+    async def all(self) -> Sequence[Agent]:
+        return await self.scalars(select(Agent).order_by(Agent.agent_id))
+
+
+class RunRepository(Repository[Run]):
+    model = Run
+
+    async def page(
+        self,
+        *,
+        limit: int,
+        owner: str | None = None,
+        status: str | None = None,
+        agent_id: str | None = None,
+        since: datetime | None = None,
+        after: tuple[datetime, str] | None = None,
+    ) -> Sequence[Run]:
+        """Up to `limit` runs in (created_at, run_id) order after the key `after`; None filters nothing."""
+        statement = select(Run).order_by(Run.created_at, Run.run_id).limit(limit)
+        if owner is not None:
+            statement = statement.where(Run.owner == owner)
+        if status is not None:
+            statement = statement.where(Run.status == status)
+        if agent_id is not None:
+            statement = statement.where(Run.agent_id == agent_id)
+        if since is not None:
+            statement = statement.where(Run.created_at >= since)
+        if after is not None:
+            created_at, run_id = after
+            statement = statement.where(
+                or_(Run.created_at > created_at, and_(Run.created_at == created_at, Run.run_id > run_id))
+            )
+        return await self.scalars(statement)
+
+    async def unfinished_ids(self) -> list[str]:
+        """Runs left queued or running, oldest first: what a restart picks up again."""
+        statement = select(Run.run_id).where(Run.status.in_(UNFINISHED)).order_by(Run.created_at, Run.run_id)
+        return list((await self.session.scalars(statement)).all())
+
+    async def transition(self, run_id: str, *, from_statuses: Sequence[str], **values: object) -> bool:
+        """Set `values` on the run only while its status is one of `from_statuses`; True if it was.
+
+        The status check is in the UPDATE itself, so a worker finishing a run cannot overwrite a
+        cancel that landed while it worked.
+        """
+        statement = (
+            update(Run)
+            .where(Run.run_id == run_id, Run.status.in_(list(from_statuses)))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        result = await self.session.execute(statement)
+        return bool(getattr(result, "rowcount", 0))

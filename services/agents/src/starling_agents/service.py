@@ -1,0 +1,296 @@
+"""Use cases: the agent catalogue, running agents (now or in the background), reading and cancelling runs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy.exc import IntegrityError
+
+from starling_agents import runners
+from starling_agents.events import RunEvents, done_event, output_event, status_event
+from starling_agents.gateways import ChatCompletionsGateway
+from starling_agents.models import UNFINISHED, Agent, Run, utcnow
+from starling_agents.repository import AgentRepository, RunRepository
+from starling_agents.runners import Outcome
+from starling_agents.schemas import (
+    AnyAgentIn,
+    ClassifierConfig,
+    LLMConfig,
+    RunIn,
+    RunsQuery,
+    SummarizerConfig,
+    parse_config,
+)
+from starling_core.db import Database
+from starling_core.pagination import InvalidCursor, decode_cursor, encode_cursor
+
+logger = logging.getLogger("starling.agents")
+
+BUILTIN_AGENTS: tuple[dict[str, Any], ...] = (
+    {
+        "agent_id": "summarizer",
+        "name": "Summarizer",
+        "description": "Extractive summary: the highest-scoring sentences, in their original order.",
+        "kind": "summarizer",
+        "config": {"max_sentences": 3},
+    },
+    {
+        "agent_id": "classifier",
+        "name": "Sentiment classifier",
+        "description": "Labels the input positive, negative or neutral by keyword hits, with the scores.",
+        "kind": "classifier",
+        "config": {
+            "labels": {
+                "positive": ["good", "great", "excellent", "love", "happy", "wonderful", "best", "amazing"],
+                "negative": ["bad", "terrible", "awful", "hate", "poor", "worst", "broken", "disappointing"],
+                "neutral": ["okay", "ok", "fine", "average", "neutral", "mixed"],
+            }
+        },
+    },
+)
+
+
+class AgentNotFound(Exception):
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"Agent {agent_id} not found")
+
+
+class AgentExists(Exception):
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"Agent {agent_id} already exists")
+
+
+class RunNotFound(Exception):
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"Run {run_id} not found")
+
+
+class RunFinished(Exception):
+    def __init__(self, run: Run) -> None:
+        super().__init__(f"Run {run.run_id} is already {run.status}")
+
+
+@dataclass(frozen=True)
+class Actor:
+    sub: str
+    is_admin: bool = False
+
+
+# --- the catalogue ---------------------------------------------------------------------------------
+
+
+class AgentsService:
+    def __init__(self, agents: AgentRepository) -> None:
+        self.agents = agents
+
+    async def all(self) -> Sequence[Agent]:
+        return await self.agents.all()
+
+    async def get(self, agent_id: str) -> Agent:
+        agent = await self.agents.get(agent_id)
+        if agent is None:
+            raise AgentNotFound(agent_id)
+        return agent
+
+    async def create(self, data: AnyAgentIn) -> Agent:
+        if await self.agents.get(data.agent_id) is not None:
+            raise AgentExists(data.agent_id)
+        agent = Agent(
+            agent_id=data.agent_id,
+            name=data.name,
+            description=data.description,
+            kind=data.kind,
+            config=data.config.model_dump(mode="json", exclude_none=True),
+            created_at=utcnow(),
+        )
+        try:
+            return await self.agents.add(agent)
+        except IntegrityError as exc:  # created concurrently between the check and the insert
+            raise AgentExists(data.agent_id) from exc
+
+    async def delete(self, agent_id: str) -> None:
+        await self.agents.delete(await self.get(agent_id))
+
+    async def ensure_builtins(self) -> list[str]:
+        """Insert the built-in agents that are absent; the ids inserted."""
+        added = []
+        for builtin in BUILTIN_AGENTS:
+            if await self.agents.get(builtin["agent_id"]) is None:
+                await self.agents.add(Agent(**builtin, created_at=utcnow()))
+                added.append(builtin["agent_id"])
+        return added
+
+
+# --- running agents --------------------------------------------------------------------------------
+
+
+class Executor(Protocol):
+    async def __call__(self, kind: str, config: dict[str, Any], text: str) -> Outcome: ...
+
+
+class AgentExecutor:
+    """Runs an agent of any kind; `llm` agents go through the gateway."""
+
+    def __init__(self, llm: ChatCompletionsGateway | None = None) -> None:
+        self.llm = llm
+
+    async def __call__(self, kind: str, config: dict[str, Any], text: str) -> Outcome:
+        parsed = parse_config(kind, config)
+        if isinstance(parsed, SummarizerConfig):
+            return runners.run_summarizer(text, parsed.max_sentences)
+        if isinstance(parsed, ClassifierConfig):
+            return runners.run_classifier(text, parsed.labels)
+        assert isinstance(parsed, LLMConfig)
+        if self.llm is None:
+            return Outcome(output=None, token_usage=0, error="No LLM client is configured")
+        return await self.llm.complete(parsed, text)
+
+
+class RunsService:
+    """Runs span several transactions (an LLM call must not hold one open), so this takes the database."""
+
+    def __init__(
+        self,
+        database: Database,
+        executor: Executor,
+        events: RunEvents,
+        enqueue: Callable[[str], None],
+    ) -> None:
+        self.database = database
+        self.executor = executor
+        self.events = events
+        self.enqueue = enqueue
+
+    async def start(self, actor: Actor, data: RunIn) -> Run:
+        """Run now and return the finished run, or queue it (`background`) and return it queued."""
+        async with self.database.transaction() as session:
+            agent = await AgentsService(AgentRepository(session)).get(data.agent_id)
+            now = utcnow()
+            run = Run(
+                agent_id=agent.agent_id,
+                owner=actor.sub,
+                status="queued" if data.background else "running",
+                input_text=data.input_text,
+                token_usage=0,
+                created_at=now,
+                started_at=None if data.background else now,
+            )
+            await RunRepository(session).add(run)
+            kind, config = agent.kind, dict(agent.config)
+        if data.background:
+            self.enqueue(run.run_id)
+            return run
+        return await self._finish(run.run_id, await self._execute(kind, config, data.input_text))
+
+    async def process(self, run_id: str) -> None:
+        """A worker's job: take a queued (or interrupted) run, run it, store the outcome."""
+        async with self.database.transaction() as session:
+            runs = RunRepository(session)
+            taken = await runs.transition(
+                run_id, from_statuses=UNFINISHED, status="running", started_at=utcnow()
+            )
+            if not taken:
+                return  # cancelled, or finished by someone else
+            run = await runs.get(run_id)
+            assert run is not None
+            agent = await AgentRepository(session).get(run.agent_id)
+            text = run.input_text
+            kind, config = (agent.kind, dict(agent.config)) if agent is not None else (None, {})
+        self.events.publish(run_id, status_event("running"))
+        if kind is None:
+            outcome = Outcome(output=None, token_usage=0, error=str(AgentNotFound(run.agent_id)))
+        else:
+            outcome = await self._execute(kind, config, text)
+        await self._finish(run_id, outcome)
+
+    async def get(self, actor: Actor, run_id: str) -> Run:
+        async with self.database.session() as session:
+            return await _visible_run(RunRepository(session), actor, run_id)
+
+    async def list_page(self, actor: Actor, query: RunsQuery) -> tuple[list[Run], str | None]:
+        """One page in (created_at, run_id) order and the cursor of the next, None on the last page."""
+        after = _decode_key(query.cursor) if query.cursor else None
+        async with self.database.session() as session:
+            runs = list(
+                await RunRepository(session).page(
+                    limit=query.limit + 1,
+                    owner=None if actor.is_admin else actor.sub,
+                    status=query.status,
+                    agent_id=query.agent_id,
+                    since=query.since,
+                    after=after,
+                )
+            )
+        if len(runs) <= query.limit:
+            return runs, None
+        last = runs[query.limit - 1]
+        return runs[: query.limit], encode_cursor({"created_at": last.created_at, "run_id": last.run_id})
+
+    async def cancel(self, actor: Actor, run_id: str) -> Run:
+        async with self.database.transaction() as session:
+            runs = RunRepository(session)
+            run = await _visible_run(runs, actor, run_id)
+            if run.status not in UNFINISHED:
+                raise RunFinished(run)
+            cancelled = await runs.transition(
+                run_id, from_statuses=UNFINISHED, status="cancelled", finished_at=utcnow()
+            )
+            await session.refresh(run)
+            if not cancelled:
+                raise RunFinished(run)
+        self.events.publish(run_id, done_event("cancelled"))
+        return run
+
+    async def _execute(self, kind: str, config: dict[str, Any], text: str) -> Outcome:
+        try:
+            return await self.executor(kind, config, text)
+        except Exception:
+            logger.exception("agent of kind %s failed", kind)
+            return Outcome(output=None, token_usage=0, error="The agent failed unexpectedly")
+
+    async def _finish(self, run_id: str, outcome: Outcome) -> Run:
+        status = "failed" if outcome.failed else "completed"
+        async with self.database.transaction() as session:
+            runs = RunRepository(session)
+            # Only a run still `running` is finished: a cancel that came meanwhile stands.
+            stored = await runs.transition(
+                run_id,
+                from_statuses=("running",),
+                status=status,
+                output=outcome.output,
+                token_usage=outcome.token_usage,
+                error=outcome.error,
+                finished_at=utcnow(),
+            )
+            run = await runs.get(run_id)
+            assert run is not None
+            await session.refresh(run)
+        if stored:
+            if run.output is not None:
+                self.events.publish(run_id, output_event(run.output))
+            self.events.publish(run_id, done_event(run.status))
+        return run
+
+
+async def _visible_run(runs: RunRepository, actor: Actor, run_id: str) -> Run:
+    # Someone else's run is "not found", never "forbidden": run ids are not to be probed.
+    run = await runs.get(run_id)
+    if run is None or not (actor.is_admin or run.owner == actor.sub):
+        raise RunNotFound(run_id)
+    return run
+
+
+def _decode_key(cursor: str) -> tuple[datetime, str]:
+    values = decode_cursor(cursor)
+    try:
+        created_at = datetime.fromisoformat(values["created_at"])
+        run_id = values["run_id"]
+    except (KeyError, TypeError, ValueError):
+        raise InvalidCursor("Invalid cursor") from None
+    if not isinstance(run_id, str) or created_at.tzinfo is None:
+        raise InvalidCursor("Invalid cursor")
+    return created_at, run_id

@@ -1,0 +1,95 @@
+"""WS /api/v1/agents/runs/{run_id}/events: status, output and done, and the refusals' close codes."""
+
+from __future__ import annotations
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.types import ASGIApp
+
+from starling_core.settings import ServiceSettings
+from starling_testkit.tokens import TokenFactory
+
+from .asgi_ws import websocket_connect
+from .helpers import SAMPLE_TEXT, build_app, client_for, started
+
+
+def events_url(run_id: str, token: str | None) -> str:
+    query = f"?token={token}" if token else ""
+    return f"/api/v1/agents/runs/{run_id}/events{query}"
+
+
+async def finished_run(client: httpx.AsyncClient) -> str:
+    response = await client.post(
+        "/api/v1/agents/run", json={"agent_id": "summarizer", "input_text": SAMPLE_TEXT}
+    )
+    run_id: str = response.json()["run_id"]
+    return run_id
+
+
+async def test_a_finished_run_sends_status_output_and_done_at_once(
+    started_app: ASGIApp, auth_client: httpx.AsyncClient, token_factory: TokenFactory
+) -> None:
+    run_id = await finished_run(auth_client)
+    output = (await auth_client.get(f"/api/v1/agents/runs/{run_id}")).json()["output"]
+    async with websocket_connect(started_app, events_url(run_id, token_factory())) as ws:
+        assert await ws.accepted()
+        assert await ws.receive_until_closed() == [
+            {"type": "status", "status": "completed"},
+            {"type": "output", "output": output},
+            {"type": "done", "status": "completed"},
+        ]
+        assert ws.close_code == 1000
+
+
+async def test_a_live_run_streams_its_events_until_it_ends(
+    app_settings: ServiceSettings, db_connection: AsyncConnection, token_factory: TokenFactory
+) -> None:
+    app = build_app(app_settings, db_connection, workers=0)  # the run waits, queued, for the cancel below
+    token = token_factory()
+    async with started(app) as served, client_for(served, token) as client:
+        body = {"agent_id": "summarizer", "input_text": SAMPLE_TEXT, "background": True}
+        run_id = (await client.post("/api/v1/agents/run", json=body)).json()["run_id"]
+        async with websocket_connect(served, events_url(run_id, token)) as ws:
+            assert await ws.accepted()
+            assert await ws.receive_json() == {"type": "status", "status": "queued"}
+            assert (await client.post(f"/api/v1/agents/runs/{run_id}/cancel")).status_code == 200
+            assert await ws.receive_until_closed() == [{"type": "done", "status": "cancelled"}]
+            assert ws.close_code == 1000
+
+
+async def test_a_missing_or_bad_token_closes_with_1008(
+    started_app: ASGIApp, auth_client: httpx.AsyncClient, token_factory: TokenFactory
+) -> None:
+    run_id = await finished_run(auth_client)
+    for token in (
+        None,
+        "not-a-jwt",
+        token_factory(secret="another-secret-0123456789abcdef0123"),
+        token_factory(scopes=["agent:run"]),
+    ):
+        async with websocket_connect(started_app, events_url(run_id, token)) as ws:
+            # Accepted, then closed: a real client sees the 1008 close, not a refused handshake.
+            assert await ws.accepted()
+            assert await ws.receive_json() is None
+            assert ws.close_code == 1008
+
+
+async def test_an_unknown_or_someone_elses_run_closes_with_4404(
+    started_app: ASGIApp, auth_client: httpx.AsyncClient, token_factory: TokenFactory
+) -> None:
+    run_id = await finished_run(auth_client)
+    for target, token in (("no-such-run", token_factory()), (run_id, token_factory(sub="someone-else"))):
+        async with websocket_connect(started_app, events_url(target, token)) as ws:
+            assert await ws.accepted()
+            assert await ws.receive_json() is None
+            assert ws.close_code == 4404
+
+
+async def test_an_admin_follows_anyones_run(
+    started_app: ASGIApp, auth_client: httpx.AsyncClient, token_factory: TokenFactory
+) -> None:
+    run_id = await finished_run(auth_client)
+    admin = token_factory(sub="admin", scopes=["agent:read", "agent:admin"])
+    async with websocket_connect(started_app, events_url(run_id, admin)) as ws:
+        assert await ws.accepted()
+        assert (await ws.receive_until_closed())[-1] == {"type": "done", "status": "completed"}
