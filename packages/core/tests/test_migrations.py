@@ -10,9 +10,9 @@ from sqlalchemy import inspect
 
 from starling_core.app import create_app
 from starling_core.db import Database
-from starling_core.migrations import upgrade
+from starling_core.migrations import differences, upgrade
 
-from .itemsapp import ItemSettings, build_app
+from .itemsapp import ItemBase, ItemSettings, build_app
 
 SCRIPTS = Path(__file__).parent / "migrations_fixture"
 
@@ -27,6 +27,18 @@ async def test_upgrade_creates_the_tables_and_is_idempotent(tmp_path: Path) -> N
         assert set(tables) == {"alembic_version", "items"}
     finally:
         await database.dispose()
+
+
+async def test_differences_name_what_the_database_lacks_until_it_is_upgraded(tmp_path: Path) -> None:
+    database = Database.from_url(f"sqlite+aiosqlite:///{tmp_path}/d.db")
+    try:
+        before = await differences(database, ItemBase.metadata)
+        await upgrade(database, SCRIPTS)
+        after = await differences(database, ItemBase.metadata)
+    finally:
+        await database.dispose()
+    assert [(change[0], change[1].name) for change in before] == [("add_table", "items")]
+    assert after == []
 
 
 async def test_app_migrates_its_own_database_at_start_up(tmp_path: Path) -> None:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import httpx
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from asgi_lifespan import LifespanManager
 from sqlalchemy import inspect
 
@@ -15,6 +12,7 @@ from starling_agents.app import MIGRATIONS, create_app, migrate
 from starling_agents.models import AgentsBase
 from starling_agents.settings import AgentsSettings
 from starling_core.db import Database
+from starling_core.migrations import differences
 from starling_core.tokens import JWTConfig, issue_token
 
 
@@ -24,12 +22,8 @@ async def test_head_matches_the_models(tmp_path: Path) -> None:
         await migrate(database)
         await migrate(database)  # idempotent
 
-        def differences(connection: Any) -> list[Any]:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
-            return list(compare_metadata(context, AgentsBase.metadata))
-
+        assert await differences(database, AgentsBase.metadata) == []
         async with database.engine.connect() as connection:
-            assert await connection.run_sync(differences) == []
             tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
         assert tables == {"alembic_version", *AgentsBase.metadata.tables}
     finally:

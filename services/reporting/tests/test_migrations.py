@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import httpx
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from asgi_lifespan import LifespanManager
 from sqlalchemy import inspect
 
 from starling_core.db import Database
+from starling_core.migrations import differences
 from starling_reporting.app import MIGRATIONS, create_app, migrate
 from starling_reporting.models import ReportingBase
 from starling_reporting.settings import ReportingSettings
@@ -23,12 +21,8 @@ async def test_head_matches_the_models(tmp_path: Path) -> None:
         await migrate(database)
         await migrate(database)  # idempotent
 
-        def differences(connection: Any) -> list[Any]:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
-            return list(compare_metadata(context, ReportingBase.metadata))
-
+        assert await differences(database, ReportingBase.metadata) == []
         async with database.engine.connect() as connection:
-            assert await connection.run_sync(differences) == []
             tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
         assert tables == {"alembic_version", *ReportingBase.metadata.tables}
     finally:

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.applications import Starlette
 
 from starling_core.auth import REPORTS_READ, REPORTS_WRITE
 from starling_core.db import Database
 from starling_reporting.app import create_app
 from starling_reporting.settings import ReportingSettings
+from starling_testkit.queries import MaxQueries
 from starling_testkit.tokens import TokenFactory
 
 from .fakes import order_json
@@ -57,22 +57,6 @@ async def serve(
         httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver") as c,
     ):
         yield app, c
-
-
-@contextmanager
-def count_queries(engine: AsyncEngine) -> Iterator[list[str]]:
-    """The SQL statements run on `engine` inside the block, transaction control left out."""
-    statements: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if not statement.lstrip().upper().startswith(("SAVEPOINT", "RELEASE", "ROLLBACK", "BEGIN", "COMMIT")):
-            statements.append(statement)
-
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
-    try:
-        yield statements
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 def upstream(pages: Pages) -> Handler:
@@ -226,11 +210,11 @@ async def test_top_products_filters_by_since_and_until(admin_client: httpx.Async
 
 
 async def test_top_products_is_one_query(
-    admin_client: httpx.AsyncClient, auth_client: httpx.AsyncClient, db_engine: AsyncEngine
+    admin_client: httpx.AsyncClient, auth_client: httpx.AsyncClient, assert_max_queries: MaxQueries
 ) -> None:
     orders = [order_json(f"o{i}", (f"p{i % 7}", f"T{i % 7}", i + 1)) for i in range(40)]
     await admin_client.post("/api/v1/orders", json={"orders": orders})
-    with count_queries(db_engine) as statements:
+    with assert_max_queries(1) as statements:
         response = await auth_client.get("/top-products", params={"count": 5})
     assert response.status_code == 200
     assert len(response.json()) == 5

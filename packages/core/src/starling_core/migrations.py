@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from alembic import command, context
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.migration import MigrationContext
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
@@ -32,6 +34,17 @@ async def upgrade(database: Database, script_location: str | Path, revision: str
 
     async with database.engine.begin() as connection:
         await connection.run_sync(run)
+
+
+async def differences(database: Database, metadata: MetaData) -> list[Any]:
+    """What autogenerate would change to make the database match `metadata`; empty when they agree."""
+
+    def compare(connection: Connection) -> list[Any]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    async with database.engine.connect() as connection:
+        return await connection.run_sync(compare)
 
 
 def run_env(target_metadata: MetaData) -> None:
