@@ -135,3 +135,33 @@ def serve(session: nox.Session) -> None:
                 process.kill()
         if processes:
             print("all services stopped", file=sys.stderr)
+
+
+def run_tool(session: nox.Session, module: str) -> None:
+    """Run one of starling_devtools' command-line tools with every member installed."""
+    sync(session, "--all-packages", "--all-groups")
+    session.run("python", "-m", module, *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Measure test isolation, request and serving costs as ratios against references in the same run."""
+    run_tool(session, "starling_devtools.bench")
+
+
+@nox.session(default=False)
+def soak(session: nox.Session) -> None:
+    """All three services under a bounded load, then every accepted write counted in the databases."""
+    run_tool(session, "starling_devtools.soak")
+
+
+@nox.session(default=False)
+def faults(session: nox.Session) -> None:
+    """PostgreSQL stopped and restarted, the agents service killed, an upstream dropping connections."""
+    run_tool(session, "starling_devtools.faults")
+
+
+@nox.session(default=False)
+def fuzz(session: nox.Session) -> None:
+    """schemathesis against every service's /openapi.json, with tokens, over real HTTP."""
+    run_tool(session, "starling_devtools.fuzz")

@@ -1,0 +1,1 @@
+"""Tools for working on the Starling workspace as a whole: CI, the developer loop, measurements."""
