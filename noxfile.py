@@ -1,50 +1,57 @@
-"""Starling's sessions: each member's suite on SQLite and on PostgreSQL, lint, typecheck and serve.
+"""Starling's sessions: each member's suite on SQLite and on PostgreSQL, lint, typecheck, and the tools
+around them (CI matrix, affected packages, durations for sharding, serve, bench, soak, faults, fuzz).
 
-Members are discovered from `[tool.uv.workspace]` in the root pyproject.toml, so a new package under
-`services/` gets its `tests(<name>)` session without an edit here.
+Members and their dependencies are read from the workspace's pyproject.toml files
+(`starling_devtools.workspace`), so a new package under `services/` gets its sessions, its place in
+the CI matrix and in `affected` without an edit here.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import signal
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import nox
+import yaml
+
+from starling_devtools import affected as affected_packages
+from starling_devtools import seed as demo
+from starling_devtools import services as processes
+from starling_devtools import workspace
 
 ROOT = Path(__file__).parent
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 
-SERVICE_PORTS = {"users": 8001, "agents": 8002, "reporting": 8003}
+MEMBERS = workspace.load(ROOT)
+# The kit's own suite runs every behaviour on both databases inside its pytester projects, and a
+# member whose suite does not use the kit has no database to switch.
+DATABASE_SUITES = [name for name, m in MEMBERS.items() if "testkit" in m.depends_on and name != "testkit"]
 
 
-def members() -> dict[str, Path]:
-    """Workspace members by short name (the directory name): {"core": packages/core, ...}."""
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    found: dict[str, Path] = {}
-    for pattern in config["tool"]["uv"]["workspace"]["members"]:
-        for path in sorted(ROOT.glob(pattern)):
-            if (path / "pyproject.toml").is_file():
-                found[path.name] = path
-    return found
+def shard_counts() -> dict[str, int]:
+    """How many CI jobs each member's suite is split into: the workflow's SHARDS, its one source."""
+    if not WORKFLOW.is_file():
+        return {}
+    counts: dict[str, int] = json.loads(yaml.safe_load(WORKFLOW.read_text())["env"]["SHARDS"])
+    return counts
 
 
-def distribution(path: Path) -> str:
-    return str(tomllib.loads((path / "pyproject.toml").read_text())["project"]["name"])
+SHARDED = [name for name, count in shard_counts().items() if count > 1 and name in MEMBERS]
 
 
-def services() -> dict[str, Path]:
-    return {name: path for name, path in members().items() if path.parent.name == "services"}
-
-
-MEMBERS = members()
+def test_settings(name: str) -> dict[str, str]:
+    """A member's `[tool.starling.tests]` table: how its own team wants its suite run."""
+    config = tomllib.loads((MEMBERS[name].path / "pyproject.toml").read_text())
+    settings: dict[str, str] = config.get("tool", {}).get("starling", {}).get("tests", {})
+    return settings
 
 
 def sync(session: nox.Session, *args: str) -> None:
@@ -54,11 +61,30 @@ def sync(session: nox.Session, *args: str) -> None:
     session.run_install("uv", "sync", "--frozen", "--no-default-groups", *args, env=env)
 
 
+def sync_suite(session: nox.Session, package: str) -> Path:
+    member = MEMBERS[package]
+    sync(session, "--package", member.distribution, "--group", "test")
+    return member.path
+
+
 def run_suite(session: nox.Session, package: str, *pytest_args: str) -> None:
-    path = MEMBERS[package]
-    sync(session, "--package", distribution(path), "--group", "test")
-    tests_dir = str(path.relative_to(ROOT) / "tests")
-    session.run("pytest", tests_dir, "-n", "auto", "-p", "no:cacheprovider", *pytest_args, *session.posargs)
+    path = sync_suite(session, package)
+    dist = test_settings(package).get("dist", "load")
+    session.run(
+        "pytest",
+        str(path / "tests"),
+        "-n",
+        "auto",
+        "--dist",
+        dist,
+        "-p",
+        "no:cacheprovider",
+        # pytest-split reads the recorded durations when CI passes `--splits N --group i`
+        "--durations-path",
+        str(path / ".test_durations"),
+        *pytest_args,
+        *session.posargs,
+    )
 
 
 @nox.session
@@ -68,16 +94,86 @@ def tests(session: nox.Session, package: str) -> None:
     run_suite(session, package)
 
 
-# The kit's own suite runs every behaviour on both databases inside its pytester projects, so a
-# PostgreSQL variant of it would run the very same tests again.
-DATABASE_SUITES = [name for name in MEMBERS if name != "testkit"]
-
-
 @nox.session
 @nox.parametrize("package", DATABASE_SUITES, ids=DATABASE_SUITES)
 def tests_postgres(session: nox.Session, package: str) -> None:
     """Run one member's suite under xdist on PostgreSQL (a throwaway cluster the kit starts)."""
     run_suite(session, package, "--db", "postgres")
+
+
+def collected_ids(session: nox.Session, tests_dir: str, *args: str) -> list[str]:
+    output = session.run(
+        "pytest", tests_dir, "--collect-only", "-q", "-p", "no:cacheprovider", *args, silent=True
+    )
+    assert isinstance(output, str)
+    return [line for line in output.splitlines() if "::" in line]
+
+
+@nox.session
+@nox.parametrize("package", SHARDED, ids=SHARDED)
+def shards(session: nox.Session, package: str) -> None:
+    """Prove the CI shards of a split suite together collect every test of the unsplit suite, once."""
+    path = sync_suite(session, package)
+    tests_dir, durations = str(path / "tests"), str(path / ".test_durations")
+    whole = collected_ids(session, tests_dir)
+    count = shard_counts()[package]
+    parts = [
+        collected_ids(
+            session, tests_dir, "--splits", str(count), "--group", str(group), "--durations-path", durations
+        )
+        for group in range(1, count + 1)
+    ]
+    joined = [test for part in parts for test in part]
+    duplicated = sorted({test for test in joined if joined.count(test) > 1})
+    missing = sorted(set(whole) - set(joined))
+    if duplicated or missing or len(joined) != len(whole):
+        session.error(
+            f"{package}: shards differ from the whole suite; missing {missing[:5]}, twice {duplicated[:5]}"
+        )
+    session.log(
+        f"{package}: {count} shards of {[len(p) for p in parts]} tests = the whole suite's {len(whole)}"
+    )
+
+
+@nox.session(default=False)
+@nox.parametrize("package", list(MEMBERS), ids=list(MEMBERS))
+def durations(session: nox.Session, package: str) -> None:
+    """Record a member's test durations for pytest-split (commit the refreshed .test_durations)."""
+    path = sync_suite(session, package)
+    session.run(
+        "pytest",
+        str(path / "tests"),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--store-durations",
+        "--clean-durations",
+        "--durations-path",
+        str(path / ".test_durations"),
+        *session.posargs,
+    )
+
+
+@nox.session(python=False, default=False)
+def matrix(session: nox.Session) -> None:
+    """Print the CI matrix built from `nox --json -l` (the workflow passes --python and --shards)."""
+    from starling_devtools import matrix as ci_matrix
+
+    ci_matrix.main(["--root", str(ROOT), *session.posargs])
+
+
+@nox.session(python=False, default=False)
+def affected(session: nox.Session) -> None:
+    """Run the suites of the members changed since a git ref and of every member depending on them."""
+    if not session.posargs:
+        session.error("give a git ref: nox -s affected -- origin/main")
+    changed = affected_packages.changed_files(ROOT, session.posargs[0])
+    selected = sorted(affected_packages.affected(MEMBERS, changed))
+    session.log(f"{len(changed)} files changed since {session.posargs[0]}; affected: {selected or 'none'}")
+    for name in selected:
+        session.notify(f"tests({name})", session.posargs[1:])
+        if name in DATABASE_SUITES:
+            session.notify(f"tests_postgres({name})", session.posargs[1:])
 
 
 @nox.session
@@ -92,49 +188,75 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on every member, one run each (their tests/ folders would collide in one run)."""
     sync(session, "--all-packages", "--all-groups")
-    for name, path in MEMBERS.items():
+    for name, member in MEMBERS.items():
         session.log(f"mypy: {name}")
-        targets = [str(p.relative_to(ROOT)) for p in (path / "src", path / "tests") if p.is_dir()]
+        targets = [str(p) for p in (member.path / "src", member.path / "tests") if (ROOT / p).is_dir()]
         session.run("mypy", *targets)
     session.run("mypy", "noxfile.py")
 
 
+DEMO_ADMIN = {
+    "STARLING_USERS_ADMIN_EMAIL": "admin@starling.dev",
+    "STARLING_USERS_ADMIN_PASSWORD": "starling-admin",
+}
+
+
 @nox.session(default=False)
 def serve(session: nox.Session) -> None:
-    """Run every service on its default port with SQLite under .data/; Ctrl-C stops them all."""
-    found = services()
-    if not found:
+    """Every service on its port with SQLite under .data/, seeded with demo data; Ctrl-C stops them all."""
+    names = sorted(name for name, member in MEMBERS.items() if member.is_service)
+    if not names:
         session.log("No services yet: add one under services/ and it is served here.")
         return
     sync(session, "--all-packages", "--no-dev")
-    processes: list[subprocess.Popen[bytes]] = []
-    bin_dir = Path(session.bin)
+    env = {key: os.environ.get(key, value) for key, value in DEMO_ADMIN.items()}
+    found = [
+        processes.Service(name, processes.DEFAULT_PORTS.get(name, 8100 + index), env)
+        for index, name in enumerate(names)
+    ]
+    started: list[processes.Running] = []
     try:
-        for index, (name, _path) in enumerate(sorted(found.items())):
-            port = SERVICE_PORTS.get(name, 8100 + index)
-            module = f"starling_{name}.main:app"
-            session.log(f"{name}: http://127.0.0.1:{port}  ({module})")
-            processes.append(
-                subprocess.Popen(
-                    [str(bin_dir / "uvicorn"), module, "--host", "127.0.0.1", "--port", str(port)],
-                    cwd=ROOT,
-                )
+        for service in found:
+            started.append(processes.start(service, python=str(Path(session.bin) / "python"), cwd=ROOT))
+        took = processes.wait_healthy(started, timeout=20)
+        urls = {service.name: service.url for service in found}
+        if {"users", "agents", "reporting"} <= urls.keys():
+            seeded = demo.seed(
+                users_url=urls["users"],
+                agents_url=urls["agents"],
+                reporting_url=urls["reporting"],
+                email=env["STARLING_USERS_ADMIN_EMAIL"],
+                password=env["STARLING_USERS_ADMIN_PASSWORD"],
             )
-        for process in processes:
-            process.wait()
+            session.log(
+                f"demo data: agents created {seeded.agents_created or 'none (already there)'}, "
+                f"orders accepted {seeded.orders_accepted} (already there {seeded.orders_duplicates})"
+            )
+        print(serve_banner(urls, env, took), file=sys.stderr, flush=True)
+        for item in started:
+            item.process.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        if processes:
+        processes.stop(started)
+        if started:
             print("all services stopped", file=sys.stderr)
+
+
+def serve_banner(urls: dict[str, str], env: dict[str, str], took: float) -> str:
+    lines = [f"\nall {len(urls)} services healthy in {took:.1f} s (Ctrl-C stops them all):"]
+    lines += [f"  {name:<10} {url}   (OpenAPI: {url}/openapi.json)" for name, url in urls.items()]
+    if "users" in urls:
+        lines += [
+            "",
+            f"admin: {env['STARLING_USERS_ADMIN_EMAIL']} / {env['STARLING_USERS_ADMIN_PASSWORD']}; a token:",
+            f"  TOKEN=$(curl -s -X POST {urls['users']}/auth/token -H 'Content-Type: application/json' \\",
+            f'    -d \'{{"email": "{env["STARLING_USERS_ADMIN_EMAIL"]}", '
+            f'"password": "{env["STARLING_USERS_ADMIN_PASSWORD"]}"}}\' \\',
+            "    | python3 -c 'import json, sys; print(json.load(sys.stdin)[\"access_token\"])')",
+            f'  curl -s {urls["users"]}/users/me -H "Authorization: Bearer $TOKEN"',
+        ]
+    return "\n".join(lines)
 
 
 def run_tool(session: nox.Session, module: str) -> None:

@@ -93,9 +93,8 @@ def wait_healthy(running: Sequence[Running], *, timeout: float = 20.0) -> float:
         while pending:
             for item in list(pending):
                 if item.process.poll() is not None:
-                    raise RuntimeError(
-                        f"{item.service.name} exited with code {item.process.returncode} before it was healthy"
-                    )
+                    code = item.process.returncode
+                    raise RuntimeError(f"{item.service.name} exited with code {code} before it was healthy")
                 with contextlib.suppress(httpx.TransportError):
                     if client.get(f"{item.url}/health").status_code == 200:
                         pending.remove(item)

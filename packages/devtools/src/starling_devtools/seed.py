@@ -1,0 +1,134 @@
+"""Demo data for the developer loop, written through the services' own APIs over real HTTP.
+
+Seeding goes through the front door on purpose: it exercises the same validation, auth and idempotency
+a client meets, and it needs no knowledge of any service's tables. Running it again changes nothing:
+agents that exist answer 409 and are left alone, and order ingestion is idempotent by `order_id`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+DEMO_AGENTS: list[dict[str, Any]] = [
+    {
+        "agent_id": "brief",
+        "name": "One-sentence brief",
+        "description": "The single most representative sentence of a text.",
+        "kind": "summarizer",
+        "config": {"max_sentences": 1},
+    },
+    {
+        "agent_id": "support-triage",
+        "name": "Support triage",
+        "description": "Routes a customer message to billing, bug or praise.",
+        "kind": "classifier",
+        "config": {
+            "labels": {
+                "billing": ["invoice", "refund", "charge", "price", "payment"],
+                "bug": ["error", "crash", "broken", "bug", "fails"],
+                "praise": ["love", "great", "thanks", "excellent"],
+            }
+        },
+    },
+]
+
+PRODUCTS = [
+    ("p-coffee", "Coffee beans", "12.50"),
+    ("p-filter", "Filter papers", "3.20"),
+    ("p-grinder", "Hand grinder", "39.00"),
+    ("p-mug", "Enamel mug", "8.90"),
+    ("p-kettle", "Gooseneck kettle", "54.00"),
+]
+
+
+def demo_orders(count: int = 30, *, start: datetime | None = None) -> list[dict[str, Any]]:
+    """`count` orders with stable ids, so a second seeding is recognised as a replay."""
+    start = start or datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
+    orders = []
+    for number in range(count):
+        items = []
+        for offset in range(1 + number % 3):
+            product_id, title, price = PRODUCTS[(number + offset * 2) % len(PRODUCTS)]
+            items.append(
+                {
+                    "product_id": product_id,
+                    "title": title,
+                    "quantity": 1 + (number * 7 + offset) % 4,
+                    "unit_price": price,
+                }
+            )
+        orders.append(
+            {
+                "order_id": f"demo-{number:04d}",
+                "created_at": (start + timedelta(hours=5 * number)).isoformat(),
+                "items": items,
+            }
+        )
+    return orders
+
+
+@dataclass(frozen=True)
+class Seeded:
+    token: str
+    agents_created: list[str]
+    orders_accepted: int
+    orders_duplicates: int
+
+
+def token(users_url: str, email: str, password: str, *, client: httpx.Client) -> str:
+    response = client.post(f"{users_url}/auth/token", json={"email": email, "password": password})
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+def seed(
+    *, users_url: str, agents_url: str, reporting_url: str, email: str, password: str, orders: int = 30
+) -> Seeded:
+    with httpx.Client(timeout=10.0) as client:
+        access = token(users_url, email, password, client=client)
+        headers = {"Authorization": f"Bearer {access}"}
+        created = []
+        for agent in DEMO_AGENTS:
+            response = client.post(f"{agents_url}/api/v1/agents", json=agent, headers=headers)
+            if response.status_code == 201:
+                created.append(agent["agent_id"])
+            elif response.status_code != 409:
+                response.raise_for_status()
+        response = client.post(
+            f"{reporting_url}/api/v1/orders", json={"orders": demo_orders(orders)}, headers=headers
+        )
+        response.raise_for_status()
+        body = response.json()
+        return Seeded(access, created, int(body["accepted"]), int(body["duplicates"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Seed demo agents and orders through the services' APIs.")
+    parser.add_argument("--users", default="http://127.0.0.1:8001")
+    parser.add_argument("--agents", default="http://127.0.0.1:8002")
+    parser.add_argument("--reporting", default="http://127.0.0.1:8003")
+    parser.add_argument("--email", required=True)
+    parser.add_argument("--password", required=True)
+    args = parser.parse_args(argv)
+    result = seed(
+        users_url=args.users,
+        agents_url=args.agents,
+        reporting_url=args.reporting,
+        email=args.email,
+        password=args.password,
+    )
+    print(
+        f"seeded: agents created {result.agents_created or 'none (already there)'}, "
+        f"orders accepted {result.orders_accepted}, replayed {result.orders_duplicates}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
