@@ -13,7 +13,7 @@ from starlette.routing import Route
 from starling_core.app import create_app
 from starling_core.auth import AGENT_ADMIN
 from starling_core.db import Base
-from starling_core.operations import operation
+from starling_core.operations import operation, route
 from starling_core.repository import Repository
 from starling_core.settings import ServiceSettings
 
@@ -83,6 +83,17 @@ async def count_items(request: Request) -> CountOut:
 
 
 @operation(response=ItemOut, errors=[404])
+async def get_item_by_name(request: Request) -> ItemOut:
+    """Read one item by its name."""
+    name = request.path_params["name"]
+    async with request.app.state.database.session() as session:
+        item = await session.scalar(select(Item).where(Item.name == name))
+    if item is None:
+        raise HTTPException(404, detail=f"Item {name} not found")
+    return ItemOut(id=item.id, name=item.name)
+
+
+@operation(response=ItemOut, errors=[404])
 async def get_item(request: Request) -> ItemOut:
     """Read one item."""
     async with request.app.state.database.session() as session:
@@ -100,10 +111,10 @@ def build_app(settings: ItemSettings) -> Starlette:
     return create_app(
         settings,
         routes=[
-            Route("/api/items", create_item, methods=["POST"]),
-            Route("/api/items", list_items, methods=["GET"]),
+            route("/api/items", GET=list_items, POST=create_item),
             Route("/api/items/count", count_items, methods=["GET"]),
             Route("/api/items/{item_id:int}", get_item, methods=["GET"]),
+            Route("/api/items/by-name/{name}", get_item_by_name, methods=["GET"]),
             Route("/boom", boom),
         ],
     )

@@ -343,3 +343,13 @@ async def test_the_61st_run_in_a_minute_is_rate_limited(
 async def test_the_openapi_document_lists_the_routes(client: httpx.AsyncClient) -> None:
     paths = (await client.get("/openapi.json")).json()["paths"]
     assert {"/api/v1/agents", "/api/v1/agents/run", "/api/v1/agents/runs/{run_id}"} <= set(paths)
+
+
+async def test_the_openapi_document_shows_both_run_bodies_and_the_queued_answer(
+    client: httpx.AsyncClient,
+) -> None:
+    run_operation = (await client.get("/openapi.json")).json()["paths"]["/api/v1/agents/run"]["post"]
+    content = run_operation["requestBody"]["content"]
+    assert set(content) == {"application/json", "multipart/form-data"}
+    assert content["multipart/form-data"]["encoding"] == {"file": {"contentType": "text/plain"}}
+    assert {"200", "202", "400", "404", "413", "415", "422"} <= set(run_operation["responses"])

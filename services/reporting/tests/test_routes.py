@@ -378,3 +378,20 @@ async def test_openapi_describes_every_route(client: httpx.AsyncClient) -> None:
     assert {"/api/v1/orders", "/top-products", "/api/v1/extractions", "/api/v1/reports/agent-usage"} <= set(
         paths
     )
+
+
+async def test_openapi_gives_each_list_report_its_own_item_schema(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+
+    def item_schema(path: str) -> object:
+        return paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["items"]
+
+    assert item_schema("/top-products") == {"$ref": "#/components/schemas/TopProductOut"}
+    assert item_schema("/api/v1/reports/agent-usage") == {"$ref": "#/components/schemas/AgentUsageOut"}
+
+
+async def test_openapi_says_what_a_price_accepts(client: httpx.AsyncClient) -> None:
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    number, text = schemas["OrderItemIn"]["properties"]["unit_price"]["anyOf"]
+    assert (number["minimum"], number["multipleOf"]) == (0, 0.01)
+    assert text["pattern"] == r"^[0-9]{1,10}(\.[0-9]{1,2})?$"

@@ -334,6 +334,31 @@ async def test_openapi_documents_every_users_route(client: httpx.AsyncClient) ->
     assert "get" in paths["/users/me"]
 
 
+async def test_routes_for_any_valid_token_say_so_in_openapi(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for path, method in [("/users/me", "get"), ("/users/{user_id}", "patch"), ("/users/{user_id}", "delete")]:
+        assert paths[path][method]["security"] == [{"bearer": []}], (path, method)
+        assert "401" in paths[path][method]["responses"]
+    assert "security" not in paths["/users"]["post"]
+
+
+async def test_an_anonymous_update_is_401_before_its_body_is_read(client: httpx.AsyncClient) -> None:
+    response = await client.patch(
+        "/users/someone", content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 401
+    assert "Authorization" in response.json()["detail"]
+
+
+async def test_openapi_shows_the_login_as_json_and_as_the_oauth2_form(client: httpx.AsyncClient) -> None:
+    login_operation = (await client.get("/openapi.json")).json()["paths"]["/auth/token"]["post"]
+    content = login_operation["requestBody"]["content"]
+    assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/LoginIn"}
+    for form in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        assert content[form]["schema"] == {"$ref": "#/components/schemas/LoginForm"}
+    assert {"200", "400", "401", "413", "422"} <= set(login_operation["responses"])
+
+
 async def test_health(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
     assert response.json() == {"status": "healthy", "service": "users", "checks": {"database": "ok"}}

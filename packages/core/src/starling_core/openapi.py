@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 from starlette.routing import BaseRoute, Mount, Route
 
-from starling_core.operations import Operation, operation_of
+from starling_core.operations import Operation, endpoints_of, operation_of
 
 REF_TEMPLATE = "#/components/schemas/{model}"
-_PATH_PARAM = re.compile(r"{([^}:]+)(?::[^}]+)?}")
+_PATH_PARAM = re.compile(r"{([^}:]+)(?::([^}]+))?}")
+# What each of Starlette's path convertors matches; anything else in that segment is a 404.
+_CONVERTER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "str": {"type": "string", "pattern": "^[^/]+$"},
+    "path": {"type": "string", "minLength": 1},
+    "int": {"type": "integer", "minimum": 0},
+    "float": {"type": "number", "minimum": 0},
+    "uuid": {"type": "string", "format": "uuid"},
+}
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -34,41 +43,62 @@ _REASONS = {
 }
 
 
-def build_openapi(routes: list[BaseRoute], *, title: str, version: str = "1.0.0") -> dict[str, Any]:
+def build_openapi(
+    routes: Sequence[BaseRoute],
+    *,
+    title: str,
+    version: str = "1.0.0",
+    rate_limited_paths: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The document for `routes`; operations under `rate_limited_paths` also list their 429."""
+    limited = tuple(prefix.rstrip("/") for prefix in rate_limited_paths)
     paths: dict[str, dict[str, Any]] = {}
-    schema_inputs: list[tuple[tuple[str, JsonSchemaMode], JsonSchemaMode, TypeAdapter[Any]]] = []
-    pending: list[tuple[dict[str, Any], Operation]] = []
+    # Schemas are keyed by the type itself: names collide (`list[A]` and `list[B]` are both "list").
+    schema_inputs: list[tuple[tuple[Any, JsonSchemaMode], JsonSchemaMode, TypeAdapter[Any]]] = []
+    pending: list[tuple[dict[str, Any], Operation, bool]] = []
 
     for path, route in _walk(routes, ""):
-        spec = operation_of(route.endpoint)
         openapi_path = _PATH_PARAM.sub(r"{\1}", path)
         item = paths.setdefault(openapi_path, {})
-        for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
-            entry: dict[str, Any] = {"operationId": f"{route.name}_{method.lower()}"}
-            entry["parameters"] = [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                for name in _PATH_PARAM.findall(path)
-            ]
+        parameters = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": dict(_CONVERTER_SCHEMAS.get(converter or "str", _CONVERTER_SCHEMAS["str"])),
+            }
+            for name, converter in _PATH_PARAM.findall(path)
+        ]
+        rate_limited = any(path == prefix or path.startswith(prefix + "/") for prefix in limited)
+        for method, endpoint in sorted(endpoints_of(route).items()):
+            if method == "HEAD":
+                continue
+            spec = operation_of(endpoint)
+            name = getattr(endpoint, "__name__", route.name) if endpoint is not route.endpoint else route.name
+            entry: dict[str, Any] = {
+                "operationId": f"{name}_{method.lower()}",
+                "parameters": list(parameters),
+            }
             if spec is None:
-                entry["summary"] = route.name
+                entry["summary"] = name
                 entry["responses"] = {"200": {"description": "OK"}}
             else:
-                pending.append((entry, spec))
-                for model in (spec.body, spec.query):
+                pending.append((entry, spec, rate_limited))
+                models = [spec.body, spec.query, *spec.accepts.values()]
+                for model in models:
                     if model is not None:
-                        schema_inputs.append(
-                            ((model.__qualname__, "validation"), "validation", TypeAdapter(model))
-                        )
-                if spec.response is not None:
-                    key: tuple[str, JsonSchemaMode] = (_type_key(spec.response), "serialization")
-                    schema_inputs.append((key, "serialization", TypeAdapter(spec.response)))
+                        schema_inputs.append(((model, "validation"), "validation", TypeAdapter(model)))
+                for response in (spec.response, *spec.extra_responses.values()):
+                    if response is not None:
+                        key: tuple[Any, JsonSchemaMode] = (response, "serialization")
+                        schema_inputs.append((key, "serialization", TypeAdapter(response)))
             item[method.lower()] = entry
 
     refs, definitions = TypeAdapter.json_schemas(schema_inputs, ref_template=REF_TEMPLATE)
     components: dict[str, Any] = {"Error": ERROR_SCHEMA, **definitions.get("$defs", {})}
 
-    for entry, spec in pending:
-        _fill(entry, spec, refs, components)
+    for entry, spec, rate_limited in pending:
+        _fill(entry, spec, refs, components, rate_limited=rate_limited)
 
     return {
         "openapi": "3.1.0",
@@ -84,50 +114,74 @@ def build_openapi(routes: list[BaseRoute], *, title: str, version: str = "1.0.0"
 def _fill(
     entry: dict[str, Any],
     spec: Operation,
-    refs: dict[tuple[tuple[str, JsonSchemaMode], JsonSchemaMode], Any],
+    refs: dict[tuple[tuple[Any, JsonSchemaMode], JsonSchemaMode], Any],
     components: dict[str, Any],
+    *,
+    rate_limited: bool,
 ) -> None:
     entry["summary"] = spec.summary
     if spec.tags:
         entry["tags"] = list(spec.tags)
-    if spec.scopes:
+    if spec.authenticated:
         entry["security"] = [{"bearer": list(spec.scopes)}]
     if spec.query is not None:
-        query_schema = _resolve(refs[((spec.query.__qualname__, "validation"), "validation")], components)
+        query_schema = _resolve(refs[((spec.query, "validation"), "validation")], components)
         required = set(query_schema.get("required", []))
         for name, prop in query_schema.get("properties", {}).items():
             entry["parameters"].append(
                 {"name": name, "in": "query", "required": name in required, "schema": prop}
             )
+    content: dict[str, Any] = {}
     if spec.body is not None:
-        entry["requestBody"] = {
-            "required": True,
-            "content": {
-                "application/json": {"schema": refs[((spec.body.__qualname__, "validation"), "validation")]}
-            },
-        }
+        content["application/json"] = {"schema": refs[((spec.body, "validation"), "validation")]}
+    for media_type, model in spec.accepts.items():
+        content[media_type] = _media_type(media_type, refs[((model, "validation"), "validation")], components)
+    if content:
+        entry["requestBody"] = {"required": True, "content": content}
     responses: dict[str, Any] = {}
-    if spec.response is None:
-        responses[str(spec.status_code)] = {"description": "No content"}
-    else:
-        schema = refs[((_type_key(spec.response), "serialization"), "serialization")]
-        responses[str(spec.status_code)] = {
-            "description": "Success",
-            "content": {"application/json": {"schema": schema}},
-        }
+    for status, response in {spec.status_code: spec.response, **spec.extra_responses}.items():
+        if response is None:
+            responses[str(status)] = {"description": "No content"}
+        else:
+            schema = refs[((response, "serialization"), "serialization")]
+            responses[str(status)] = {
+                "description": "Success",
+                "content": {"application/json": {"schema": schema}},
+            }
     statuses = set(spec.errors)
-    if spec.body is not None or spec.query is not None:
+    # A path parameter holding what no database can look up (a NUL) is refused with 422 too.
+    if content or spec.query is not None or entry["parameters"]:
         statuses.add(422)
-    if spec.body is not None:
+    if content:
+        # Malformed (400) and oversized (413) bodies are refused before validation.
         statuses.update({400, 413})
+    if spec.authenticated:
+        statuses.add(401)
     if spec.scopes:
-        statuses.update({401, 403})
+        statuses.add(403)
+    if rate_limited:
+        statuses.add(429)
     for status in sorted(statuses):
         responses[str(status)] = {
             "description": _REASONS.get(status, "Error"),
             "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model="Error")}}},
         }
     entry["responses"] = responses
+
+
+def _media_type(media_type: str, schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
+    described: dict[str, Any] = {"schema": schema}
+    if media_type == "multipart/form-data":
+        # A part's own media type (an uploaded text file) goes in `encoding`, where clients look for it.
+        properties = _resolve(schema, components).get("properties", {})
+        encoding = {
+            name: {"contentType": prop["contentMediaType"]}
+            for name, prop in properties.items()
+            if isinstance(prop, dict) and "contentMediaType" in prop
+        }
+        if encoding:
+            described["encoding"] = encoding
+    return described
 
 
 def _resolve(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, Any]:
@@ -138,11 +192,7 @@ def _resolve(schema: dict[str, Any], components: dict[str, Any]) -> dict[str, An
     return schema
 
 
-def _type_key(tp: Any) -> str:
-    return getattr(tp, "__qualname__", None) or repr(tp)
-
-
-def _walk(routes: list[BaseRoute], prefix: str) -> list[tuple[str, Route]]:
+def _walk(routes: Sequence[BaseRoute], prefix: str) -> list[tuple[str, Route]]:
     found: list[tuple[str, Route]] = []
     for route in routes:
         if isinstance(route, Route) and route.include_in_schema:

@@ -15,7 +15,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from starling_agents.events import RunEvents, done_event, output_event, status_event
 from starling_agents.models import UNFINISHED
 from starling_agents.repository import AgentRepository
-from starling_agents.schemas import AgentCreate, AgentOut, AgentSummary, RunIn, RunOut, RunsQuery
+from starling_agents.schemas import AgentCreate, AgentOut, AgentSummary, RunForm, RunIn, RunOut, RunsQuery
 from starling_agents.service import (
     Actor,
     AgentExists,
@@ -27,9 +27,9 @@ from starling_agents.service import (
 )
 from starling_core.auth import AGENT_ADMIN, AGENT_READ, AGENT_RUN, current_user, requires_scopes
 from starling_core.errors import RequestValidationError
-from starling_core.operations import operation
+from starling_core.operations import operation, route
 from starling_core.pagination import InvalidCursor, Page
-from starling_core.validation import read_json, validate
+from starling_core.validation import read_json, unstorable, validate
 
 TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/x-markdown"})
 NOT_FOUND_CLOSE_CODE = 4404
@@ -109,7 +109,9 @@ async def delete_agent(request: Request) -> None:
 
 
 @operation(
+    accepts={"application/json": RunIn, "multipart/form-data": RunForm},
     response=RunOut,
+    extra_responses={202: RunOut},
     errors=[401, 403, 404, 413, 415, 422],
     scopes=[AGENT_RUN],
     tags=["runs"],
@@ -198,6 +200,11 @@ async def cancel_run(request: Request) -> RunOut:
 async def run_events(websocket: WebSocket) -> None:
     """Stream a run's events: its status, its output when there is one, and `done` when it ends."""
     run_id = websocket.path_params["run_id"]
+    if unstorable(run_id, ("path", "run_id")):
+        # No run has such an id (a NUL, say), and the database would refuse even to look for it.
+        await websocket.accept()
+        await websocket.close(code=NOT_FOUND_CLOSE_CODE, reason="Run not found")
+        return
     events: RunEvents = websocket.app.state.run_events
     # Subscribed before the run is read, so an event published in between is not lost.
     with events.subscribe(run_id) as queue:
@@ -226,13 +233,11 @@ async def run_events(websocket: WebSocket) -> None:
 
 
 routes = [
-    Route("/api/v1/agents", list_agents, methods=["GET"]),
-    Route("/api/v1/agents", create_agent, methods=["POST"]),
+    route("/api/v1/agents", GET=list_agents, POST=create_agent),
     Route("/api/v1/agents/run", run_agent, methods=["POST"]),
     Route("/api/v1/agents/runs", list_runs, methods=["GET"]),
     Route("/api/v1/agents/runs/{run_id}", get_run, methods=["GET"]),
     Route("/api/v1/agents/runs/{run_id}/cancel", cancel_run, methods=["POST"]),
     WebSocketRoute("/api/v1/agents/runs/{run_id}/events", run_events),
-    Route("/api/v1/agents/{agent_id}", get_agent, methods=["GET"]),
-    Route("/api/v1/agents/{agent_id}", delete_agent, methods=["DELETE"]),
+    route("/api/v1/agents/{agent_id}", GET=get_agent, DELETE=delete_agent),
 ]

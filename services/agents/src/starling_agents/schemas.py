@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 Kind = Literal["summarizer", "classifier", "llm"]
@@ -46,6 +47,20 @@ class LLMConfig(BaseModel):
     base_url: str | None = Field(default=None, min_length=1, max_length=500)
     system_prompt: str | None = Field(default=None, max_length=20_000)
     temperature: float | None = Field(default=None, ge=0, le=2)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        # Checked by the client that will send to it, so an agent cannot be saved that can never run.
+        if value is None:
+            return None
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"Invalid URL: {exc}") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("URL should be absolute, with an http or https scheme")
+        return value
 
 
 class _AgentIn(BaseModel):
@@ -117,6 +132,14 @@ class RunIn(BaseModel):
     agent_id: str = Field(min_length=1, max_length=64)
     input_text: str = Field(min_length=1)
     background: bool = False
+
+
+class RunForm(BaseModel):
+    """`POST /api/v1/agents/run` as `multipart/form-data`: the input is an uploaded UTF-8 text file."""
+
+    agent_id: str = Field(min_length=1, max_length=64)
+    background: bool = False
+    file: bytes = Field(json_schema_extra={"contentMediaType": "text/plain"})
 
 
 class RunOut(BaseModel):

@@ -4,10 +4,28 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, WithJsonSchema, field_validator, model_validator
 
 MAX_ORDERS_PER_REQUEST = 1000
+
+# pydantic documents a Decimal as "any number or any string"; this says what a price really accepts
+# (at most 10 digits before the point and 2 after), so clients and fuzzers send prices that fit.
+Price = Annotated[
+    Decimal,
+    Field(ge=0, max_digits=12, decimal_places=2),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": 9_999_999_999.99, "multipleOf": 0.01},
+                {"type": "string", "pattern": r"^[0-9]{1,10}(\.[0-9]{1,2})?$"},
+            ],
+            "title": "Unit Price",
+        },
+        mode="validation",
+    ),
+]
 
 
 def as_utc(value: datetime) -> datetime:
@@ -19,7 +37,7 @@ class OrderItemIn(BaseModel):
     product_id: str = Field(min_length=1, max_length=100)
     title: str = Field(min_length=1, max_length=300)
     quantity: int = Field(ge=1, le=1_000_000)
-    unit_price: Decimal = Field(ge=0, max_digits=12, decimal_places=2)
+    unit_price: Price
 
 
 class OrderIn(BaseModel):

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from starling_core.auth import ROLE_SCOPES, USERS_ADMIN, current_user
 from starling_core.errors import RequestValidationError
-from starling_core.operations import operation
+from starling_core.operations import operation, route
 from starling_core.pagination import InvalidCursor, Page, PageParams
 from starling_core.tokens import issue_token
 from starling_core.validation import read_json, validate
@@ -62,7 +62,12 @@ async def register(request: Request, body: UserCreate) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@operation(response=TokenOut, errors=[401, 422], tags=["auth"])
+@operation(
+    accepts={"application/json": LoginIn, **dict.fromkeys(_FORMS, LoginForm)},
+    response=TokenOut,
+    errors=[401],
+    tags=["auth"],
+)
 async def token(request: Request) -> JSONResponse:
     """Log in: a JSON {"email", "password"} or the OAuth2 password form (username, password)."""
     if request.headers.get("content-type", "").startswith(_FORMS):
@@ -88,7 +93,7 @@ async def token(request: Request) -> JSONResponse:
     return JSONResponse(answer.model_dump(), headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
 
-@operation(response=UserOut, errors=[401, 404], tags=["users"])
+@operation(response=UserOut, authenticated=True, errors=[404], tags=["users"])
 async def me(request: Request) -> UserOut:
     """The caller's own user."""
     actor = _actor(request)
@@ -97,7 +102,7 @@ async def me(request: Request) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@operation(response=UserOut, errors=[401, 404], tags=["users"])
+@operation(response=UserOut, authenticated=True, errors=[404], tags=["users"])
 async def get_user(request: Request) -> UserOut:
     """One user: the caller itself, or anyone for users:admin."""
     actor = _actor(request)
@@ -114,7 +119,7 @@ async def list_users(request: Request, query: PageParams) -> Page[UserOut]:
     return Page[UserOut](items=[UserOut.model_validate(user) for user in users], next_cursor=next_cursor)
 
 
-@operation(body=UserUpdate, response=UserOut, errors=[401, 403, 404, 409, 422], tags=["users"])
+@operation(body=UserUpdate, response=UserOut, authenticated=True, errors=[403, 404, 409], tags=["users"])
 async def update_user(request: Request, body: UserUpdate) -> UserOut:
     """Change a user's name, email or password; its role too, for users:admin."""
     actor = _actor(request)
@@ -123,7 +128,7 @@ async def update_user(request: Request, body: UserUpdate) -> UserOut:
     return UserOut.model_validate(user)
 
 
-@operation(status_code=204, errors=[401, 404], tags=["users"])
+@operation(status_code=204, authenticated=True, errors=[404], tags=["users"])
 async def delete_user(request: Request) -> None:
     """Delete a user: the caller itself, or anyone for users:admin."""
     actor = _actor(request)
@@ -132,11 +137,8 @@ async def delete_user(request: Request) -> None:
 
 
 routes = [
-    Route("/users", register, methods=["POST"]),
-    Route("/users", list_users, methods=["GET"]),
+    route("/users", GET=list_users, POST=register),
     Route("/auth/token", token, methods=["POST"]),
     Route("/users/me", me, methods=["GET"]),
-    Route("/users/{user_id}", get_user, methods=["GET"]),
-    Route("/users/{user_id}", update_user, methods=["PATCH"]),
-    Route("/users/{user_id}", delete_user, methods=["DELETE"]),
+    route("/users/{user_id}", GET=get_user, PATCH=update_user, DELETE=delete_user),
 ]
