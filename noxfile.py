@@ -13,6 +13,7 @@ import os
 import sys
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import nox
 import yaml
@@ -31,9 +32,20 @@ nox.options.reuse_venv = "yes"
 nox.options.error_on_missing_interpreters = True
 
 MEMBERS = workspace.load(ROOT)
-# The kit's own suite runs every behaviour on both databases inside its pytester projects, and a
-# member whose suite does not use the kit has no database to switch.
-DATABASE_SUITES = [name for name, m in MEMBERS.items() if "testkit" in m.depends_on and name != "testkit"]
+
+
+def test_settings(name: str) -> dict[str, Any]:
+    """A member's `[tool.starling.tests]` table: how its own team wants its suite run."""
+    config = tomllib.loads((MEMBERS[name].path / "pyproject.toml").read_text())
+    settings: dict[str, Any] = config.get("tool", {}).get("starling", {}).get("tests", {})
+    return settings
+
+
+# A member lists `databases = ["sqlite"]` when switching its suite to PostgreSQL would run the very same
+# tests again: the kit's suite covers both databases inside its pytester projects, and devtools has none.
+DATABASE_SUITES = [
+    name for name in MEMBERS if "postgres" in test_settings(name).get("databases", ["postgres"])
+]
 
 
 def shard_counts() -> dict[str, int]:
@@ -45,13 +57,6 @@ def shard_counts() -> dict[str, int]:
 
 
 SHARDED = [name for name, count in shard_counts().items() if count > 1 and name in MEMBERS]
-
-
-def test_settings(name: str) -> dict[str, str]:
-    """A member's `[tool.starling.tests]` table: how its own team wants its suite run."""
-    config = tomllib.loads((MEMBERS[name].path / "pyproject.toml").read_text())
-    settings: dict[str, str] = config.get("tool", {}).get("starling", {}).get("tests", {})
-    return settings
 
 
 def sync(session: nox.Session, *args: str) -> None:
@@ -69,7 +74,7 @@ def sync_suite(session: nox.Session, package: str) -> Path:
 
 def run_suite(session: nox.Session, package: str, *pytest_args: str) -> None:
     path = sync_suite(session, package)
-    dist = test_settings(package).get("dist", "load")
+    dist = str(test_settings(package).get("dist", "load"))
     session.run(
         "pytest",
         str(path / "tests"),
@@ -94,7 +99,7 @@ def tests(session: nox.Session, package: str) -> None:
     run_suite(session, package)
 
 
-@nox.session
+@nox.session(tags=["postgres"])
 @nox.parametrize("package", DATABASE_SUITES, ids=DATABASE_SUITES)
 def tests_postgres(session: nox.Session, package: str) -> None:
     """Run one member's suite under xdist on PostgreSQL (a throwaway cluster the kit starts)."""
@@ -271,19 +276,19 @@ def bench(session: nox.Session) -> None:
     run_tool(session, "starling_devtools.bench")
 
 
-@nox.session(default=False)
+@nox.session
 def soak(session: nox.Session) -> None:
     """All three services under a bounded load, then every accepted write counted in the databases."""
     run_tool(session, "starling_devtools.soak")
 
 
-@nox.session(default=False)
+@nox.session(tags=["postgres"])
 def faults(session: nox.Session) -> None:
     """PostgreSQL stopped and restarted, the agents service killed, an upstream dropping connections."""
     run_tool(session, "starling_devtools.faults")
 
 
-@nox.session(default=False)
+@nox.session
 def fuzz(session: nox.Session) -> None:
     """schemathesis against every service's /openapi.json, with tokens, over real HTTP."""
     run_tool(session, "starling_devtools.fuzz")

@@ -14,6 +14,14 @@ from starling_core.openapi import build_openapi
 from starling_core.operations import operation, route
 
 
+async def test_served_document_lists_429_where_the_app_limits_rates(client: httpx.AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+
+    # create_app limits /api/ by default, and the served document says so for each operation there
+    assert "429" in paths["/api/items"]["post"]["responses"]
+    assert "429" in paths["/api/items/{item_id}"]["get"]["responses"]
+
+
 async def test_openapi_document_describes_operations(client: httpx.AsyncClient) -> None:
     response = await client.get("/openapi.json")
     assert response.status_code == 200

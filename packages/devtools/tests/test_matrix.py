@@ -17,7 +17,12 @@ from starling_devtools.matrix import build, listed_sessions, main
 SESSIONS: list[dict[str, Any]] = [
     {"session": "tests(core)", "name": "tests", "call_spec": {"package": "core"}},
     {"session": "tests(users)", "name": "tests", "call_spec": {"package": "users"}},
-    {"session": "tests_postgres(users)", "name": "tests_postgres", "call_spec": {"package": "users"}},
+    {
+        "session": "tests_postgres(users)",
+        "name": "tests_postgres",
+        "tags": ["postgres"],
+        "call_spec": {"package": "users"},
+    },
     {"session": "lint", "name": "lint", "call_spec": {}},
 ]
 

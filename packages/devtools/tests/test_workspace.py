@@ -22,13 +22,13 @@ def test_dependencies_include_the_test_group(repo_root: Path) -> None:
     assert members["users"].depends_on == {"core", "testkit"}
     assert members["testkit"].depends_on == {"core"}
     assert members["core"].depends_on == {"testkit"}  # core's suite uses the kit
-    assert members["devtools"].depends_on == frozenset()
+    assert members["devtools"].depends_on == {"core", "testkit"}
 
 
 def test_a_change_in_core_reaches_every_member_that_uses_it(repo_root: Path) -> None:
     members = load(repo_root)
 
-    assert dependents(members, {"core"}) == {"core", "testkit", "users", "agents", "reporting"}
+    assert dependents(members, {"core"}) == {"core", "testkit", "users", "agents", "reporting", "devtools"}
     assert dependents(members, {"users"}) == {"users"}
     assert dependents(members, {"devtools"}) == {"devtools"}
 

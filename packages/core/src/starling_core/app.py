@@ -82,4 +82,6 @@ def create_app(
     )
     app.state.settings = settings
     app.state.jwt = jwt_config
+    # /openapi.json lists a 429 exactly where the limiter applies
+    app.state.rate_limited_paths = tuple(rate_limited_paths)
     return app

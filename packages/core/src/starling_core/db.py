@@ -3,6 +3,10 @@
 A service reaches its database only through the `Database` on `app.state.database`. The test kit
 swaps in `Database.for_connection(...)`, bound to the test's own transaction, so what a request
 writes is rolled back with the test.
+
+A database that cannot be reached (stopped, restarting, refusing or dropping connections, a busy
+SQLite file) surfaces as one exception, `DatabaseUnavailable`, whatever the driver raised: the app
+answers it 503, and callers can tell "try again later" from a bug.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import DateTime, Dialect, MetaData, event, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -34,6 +38,9 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+# Seconds a new PostgreSQL connection may take before the attempt counts as "unavailable".
+CONNECT_TIMEOUT = 5.0
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -63,6 +70,52 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached just now; the original driver error is the `__cause__`."""
+
+
+# SQLSTATE classes that are about the server or the connection, not the statement: 08 connection
+# exception, 53 insufficient resources (too many connections), 57 operator intervention (shutting
+# down, cannot connect now, statement cancelled).
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+# SQLite primary result codes for a file that is busy, locked, or cannot be opened or written now.
+_UNAVAILABLE_SQLITE_CODES = frozenset({5, 6, 10, 13, 14})  # BUSY, LOCKED, IOERR, FULL, CANTOPEN
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """True when a driver error means "the database cannot be reached", not "this statement is wrong"."""
+    if isinstance(error, OSError):  # the socket's own error, e.g. a connection reset mid-query
+        return True
+    sqlstate = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+    if isinstance(sqlstate, str) and sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES:
+        return True
+    sqlite_code = getattr(error, "sqlite_errorcode", None)
+    return isinstance(sqlite_code, int) and (sqlite_code & 0xFF) in _UNAVAILABLE_SQLITE_CODES
+
+
+def _translate_unavailable(context: ExceptionContext) -> BaseException | None:
+    # The pool's pre-ping must see the driver's own error: on a disconnect it reconnects quietly
+    # instead of failing the checkout.
+    if context.is_pre_ping:
+        return None
+    # A cancelled task (or Ctrl-C) also invalidates the connection, and counts as a "disconnect";
+    # it must stay a cancellation, or the task would never learn it was cancelled.
+    if not isinstance(context.original_exception, Exception):
+        return None
+    if context.is_disconnect or is_unavailable(context.original_exception):
+        return DatabaseUnavailable(f"database unavailable: {type(context.original_exception).__name__}")
+    return None
+
+
+def _connect_or_unavailable(dialect: Dialect, record: Any, cargs: Any, cparams: Any) -> Any:
+    # A refused or timed-out connect raises the socket's own OSError, which SQLAlchemy passes on
+    # untouched (handle_error sees only driver errors), so it is translated here.
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as exc:
+        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+
+
 def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -80,9 +133,18 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, **kwargs)
         _configure_sqlite(engine, in_memory=database in ("", ":memory:"))
-        return engine
-    kwargs.setdefault("pool_pre_ping", False)
-    return create_async_engine(url, **kwargs)
+    else:
+        # A pooled connection may have died since it was last used (server restarted, backend
+        # terminated, idle timeout on the way): checking it at checkout costs a round trip and
+        # turns a request that would fail on a healthy server into one that reconnects.
+        kwargs.setdefault("pool_pre_ping", True)
+        if url.get_driver_name() == "asyncpg":
+            # asyncpg waits 60 s for a connect by default; a request must fail long before that.
+            kwargs["connect_args"] = {"timeout": CONNECT_TIMEOUT, **kwargs.get("connect_args", {})}
+        engine = create_async_engine(url, **kwargs)
+    event.listen(engine.sync_engine, "handle_error", _translate_unavailable)
+    event.listen(engine.sync_engine, "do_connect", _connect_or_unavailable)
+    return engine
 
 
 def _configure_sqlite(engine: AsyncEngine, *, in_memory: bool) -> None:

@@ -7,10 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
+
+from starling_core.db import DatabaseUnavailable
 
 logger = logging.getLogger("starling.errors")
 
@@ -49,6 +52,21 @@ async def validation_exception_handler(request: Request, exc: Exception) -> Resp
     return error_response(422, exc.errors)
 
 
+# Seconds a client is asked to wait: a database restart or failover takes about that long.
+DATABASE_RETRY_AFTER = 1
+
+
+async def database_unavailable_handler(request: Request, exc: Exception) -> Response:
+    # An outage is an operational event, not a bug: one line per request, no traceback.
+    cause = exc.__cause__ if exc.__cause__ is not None else exc
+    logger.warning("database unavailable on %s %s: %r", request.method, request.url.path, cause)
+    return error_response(
+        503,
+        "The database is unavailable; try again shortly",
+        {"Retry-After": str(DATABASE_RETRY_AFTER)},
+    )
+
+
 async def server_error_handler(request: Request, exc: Exception) -> Response:
     # ServerErrorMiddleware has already decided this is a 500; the traceback goes to the log only.
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -61,5 +79,8 @@ def exception_handlers() -> dict[Any, ExceptionHandler]:
     return {
         HTTPException: http_exception_handler,
         RequestValidationError: validation_exception_handler,
+        DatabaseUnavailable: database_unavailable_handler,
+        # Every pooled connection busy for the whole pool timeout: overloaded, so "try again later".
+        PoolTimeout: database_unavailable_handler,
         Exception: server_error_handler,
     }

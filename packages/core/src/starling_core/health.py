@@ -30,7 +30,11 @@ async def openapi(request: Request) -> JSONResponse:
     document = getattr(state, "openapi_document", None)
     if document is None:
         # Built on first request: the routes do not change after start-up.
-        document = build_openapi(request.app.routes, title=f"starling-{state.settings.service_name}")
+        document = build_openapi(
+            request.app.routes,
+            title=f"starling-{state.settings.service_name}",
+            rate_limited_paths=getattr(state, "rate_limited_paths", ()),
+        )
         state.openapi_document = document
     return JSONResponse(document)
 

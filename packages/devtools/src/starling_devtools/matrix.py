@@ -3,7 +3,8 @@
 Every listed session becomes at least one job. A suite (`tests(<member>)`, `tests_postgres(<member>)`)
 runs on every Python of the matrix and, when its member is given shards, becomes one job per shard;
 pytest-split picks the shard's tests from the member's recorded durations. Lint and typecheck run once,
-on the first Python.
+on the first Python. A session tagged `postgres` needs the machine's PostgreSQL binaries, from which
+the test kit starts its own cluster.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def build(
                         python=python,
                         suite=suite,
                         args=f"--splits {count} --group {group}" if split else "",
-                        postgres=entry["name"] == "tests_postgres",
+                        postgres="postgres" in entry.get("tags", ()),
                     )
                 )
     return jobs

@@ -167,20 +167,25 @@ class RunsService:
 
     async def start(self, actor: Actor, data: RunIn) -> Run:
         """Run now and return the finished run, or queue it (`background`) and return it queued."""
-        async with self.database.transaction() as session:
+        async with self.database.session() as session:
             agent = await AgentsService(AgentRepository(session)).get(data.agent_id)
-            now = utcnow()
-            run = Run(
-                agent_id=agent.agent_id,
-                owner=actor.sub,
-                status="queued" if data.background else "running",
-                input_text=data.input_text,
-                token_usage=0,
-                created_at=now,
-                started_at=None if data.background else now,
-            )
-            await RunRepository(session).add(run)
             kind, config = agent.kind, dict(agent.config)
+        now = utcnow()
+        run = Run(
+            agent_id=agent.agent_id,
+            owner=actor.sub,
+            status="queued" if data.background else "running",
+            input_text=data.input_text,
+            token_usage=0,
+            created_at=now,
+            started_at=None if data.background else now,
+        )
+        # The insert has a transaction of its own that writes first: on SQLite a transaction that
+        # read before writing fails at once (SQLITE_BUSY_SNAPSHOT, no waiting helps) when another
+        # writer committed in between, which concurrent runs do all the time. An agent deleted
+        # meanwhile is harmless: runs outlive their agent, and a worker fails such a run cleanly.
+        async with self.database.transaction() as session:
+            await RunRepository(session).add(run)
         if data.background:
             self.enqueue(run.run_id)
             return run
@@ -231,17 +236,21 @@ class RunsService:
         return runs[: query.limit], encode_cursor({"created_at": last.created_at, "run_id": last.run_id})
 
     async def cancel(self, actor: Actor, run_id: str) -> Run:
-        async with self.database.transaction() as session:
-            runs = RunRepository(session)
-            run = await _visible_run(runs, actor, run_id)
+        async with self.database.session() as session:
+            run = await _visible_run(RunRepository(session), actor, run_id)
             if run.status not in UNFINISHED:
                 raise RunFinished(run)
+        # Writing first, for the reason given in `start`; the guarded UPDATE decides a race with a worker.
+        async with self.database.transaction() as session:
+            runs = RunRepository(session)
             cancelled = await runs.transition(
                 run_id, from_statuses=UNFINISHED, status="cancelled", finished_at=utcnow()
             )
-            await session.refresh(run)
+            stored = await runs.get(run_id)
+            assert stored is not None
             if not cancelled:
-                raise RunFinished(run)
+                raise RunFinished(stored)
+            run = stored
         self.events.publish(run_id, done_event("cancelled"))
         return run
 

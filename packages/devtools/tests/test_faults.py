@@ -1,0 +1,117 @@
+"""The fault run's own parts: the dropping upstream, the checks' arithmetic, the options."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import httpx
+import pytest
+
+from starling_devtools.faults import (
+    FakeUpstream,
+    PostgresControl,
+    _good_503,
+    offset_of,
+    parse_args,
+    serving,
+    squeeze,
+    upstream_orders,
+    upstream_units,
+)
+
+
+def test_squeeze_folds_repeats_so_a_health_history_reads_as_transitions() -> None:
+    assert squeeze([200, 200, 503, 503, 503, 200]) == [200, 503, 200]
+    assert squeeze([200, 503, 0, 503, 200]) == [200, 503, 0, 503, 200]
+    assert squeeze([]) == []
+
+
+def test_upstream_pages_follow_the_contract_to_a_null_cursor() -> None:
+    upstream = FakeUpstream(upstream_orders(0, 5, random.Random(1)))
+
+    first = upstream.page(None, 2)
+    last = upstream.page("o-4", 2)
+
+    assert [order["order_id"] for order in first["items"]] == ["up-00000", "up-00001"]
+    assert first["next_cursor"] == "o-2"
+    assert [order["order_id"] for order in last["items"]] == ["up-00004"]
+    assert last["next_cursor"] is None
+
+
+@pytest.mark.parametrize(("cursor", "offset"), [(None, 0), ("o-64", 64), ("garbage", 0), ("o-", 0)])
+def test_a_cursor_is_an_offset_and_anything_else_starts_over(cursor: str | None, offset: int) -> None:
+    assert offset_of(cursor) == offset
+
+
+def test_every_third_request_is_dropped_alternating_the_two_ways() -> None:
+    upstream = FakeUpstream([], drop_every=3)
+    fates = []
+    for _ in range(12):
+        fates.append(upstream.fate())
+        upstream.requests.append((0, fates[-1]))
+
+    assert fates[2] == "dropped before answering"
+    assert fates[5] == "dropped mid-body"
+    assert fates.count("served") == 8
+    assert fates.count("dropped before answering") == fates.count("dropped mid-body") == 2
+
+
+async def test_the_fake_upstream_really_drops_connections_on_the_wire() -> None:
+    upstream = FakeUpstream(upstream_orders(0, 10, random.Random(2)), drop_every=2)
+    async with serving(upstream, 0) as url, httpx.AsyncClient(base_url=url) as client:
+        served = await client.get("/orders", params={"limit": 4})
+        with pytest.raises(httpx.RemoteProtocolError):  # closed before answering
+            await client.get("/orders", params={"cursor": "o-4", "limit": 4})
+        again = await client.get("/orders", params={"cursor": "o-4", "limit": 4})
+        with pytest.raises(httpx.RemoteProtocolError):  # closed half-way through the body
+            await client.get("/orders", params={"cursor": "o-8", "limit": 4})
+
+    assert served.json()["next_cursor"] == "o-4"
+    assert [order["order_id"] for order in again.json()["items"]] == [f"up-0000{n}" for n in range(4, 8)]
+    assert [fate for _, fate in upstream.requests] == [
+        "served",
+        "dropped before answering",
+        "served",
+        "dropped mid-body",
+    ]
+    assert [offset for offset, _ in upstream.requests] == [0, 4, 4, 8]
+
+
+def test_upstream_units_sum_quantities_per_product() -> None:
+    orders = [
+        {"items": [{"product_id": "a", "quantity": 2}, {"product_id": "b", "quantity": 1}]},
+        {"items": [{"product_id": "a", "quantity": 5}]},
+    ]
+    assert upstream_units(orders) == {"a": 7, "b": 1}
+
+
+def test_upstream_orders_are_reproducible_and_uniquely_named() -> None:
+    first = upstream_orders(0, 20, random.Random(9))
+    assert first == upstream_orders(0, 20, random.Random(9))
+    assert len({order["order_id"] for order in first}) == 20
+    assert upstream_orders(20, 1, random.Random(9))[0]["order_id"] == "up-00020"
+
+
+def test_a_good_503_has_a_detail_and_retry_after() -> None:
+    good = httpx.Response(503, json={"detail": "The database is unavailable"}, headers={"Retry-After": "1"})
+    no_retry = httpx.Response(503, json={"detail": "The database is unavailable"})
+    not_json = httpx.Response(503, text="Service Unavailable", headers={"Retry-After": "1"})
+
+    assert _good_503(good)
+    assert not _good_503(no_retry)
+    assert not _good_503(not_json)
+
+
+def test_the_cluster_port_is_read_from_its_url() -> None:
+    control = PostgresControl(
+        "postgresql+asyncpg://postgres@127.0.0.1:41669/postgres", Path("/x"), Path("/x.log")
+    )
+    assert control.port == 41669
+
+
+def test_every_scenario_runs_unless_some_are_picked() -> None:
+    assert parse_args([]).only == ("database", "agents", "upstream")
+    assert parse_args(["--only", "agents", "--only", "upstream"]).only == ("agents", "upstream")
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "network"])

@@ -1,0 +1,167 @@
+"""The soak's books and the shared checks: what counts as accepted, lost, unexpected or grown too much."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+
+from starling_devtools import load
+from starling_devtools.load import MIB, MemoryBound, MemorySampler, Recorder
+from starling_devtools.soak import EXPECTED, Ledger, Soak, make_order, parse_args
+
+
+def batch(*ids: str) -> list[dict[str, Any]]:
+    rng = random.Random(0)
+    return [make_order(rng, order_id) for order_id in ids]
+
+
+def test_a_new_batch_then_its_replay_are_booked_as_accepted_then_duplicates() -> None:
+    ledger = Ledger()
+    orders = batch("a", "b", "c")
+
+    ledger.record_batch("new", orders, {"accepted": 3, "duplicates": 0})
+    ledger.record_batch("replay", orders, {"accepted": 0, "duplicates": 3})
+
+    assert set(ledger.orders) == {"a", "b", "c"}
+    assert (ledger.accepted, ledger.duplicates, ledger.replayed) == (3, 3, 3)
+    assert ledger.mismatches == []
+
+
+def test_an_answer_that_counts_a_replay_as_new_is_a_mismatch() -> None:
+    ledger = Ledger()
+    ledger.record_batch("new", batch("a", "b"), {"accepted": 2, "duplicates": 0})
+
+    ledger.record_batch("mixed", batch("b", "c"), {"accepted": 2, "duplicates": 0})
+
+    assert ledger.mismatches == [
+        "mixed: expected {'accepted': 1, 'duplicates': 1}, answered {'accepted': 2, 'duplicates': 0}"
+    ]
+    # the sum of what was answered (4) no longer matches the orders booked (3): the database check,
+    # which compares the two, fails as well
+    assert ledger.accepted == 4
+    assert len(ledger.orders) == 3
+
+
+def test_units_by_product_count_each_accepted_order_once() -> None:
+    ledger = Ledger()
+    orders = batch("a", "b")
+    ledger.record_batch("new", orders, {"accepted": 2, "duplicates": 0})
+    ledger.record_batch("replay", orders, {"accepted": 0, "duplicates": 2})
+
+    expected: Counter[str] = Counter()
+    for order in orders:
+        for item in order["items"]:
+            expected[item["product_id"]] += item["quantity"]
+    assert ledger.units_by_product() == expected
+
+
+def test_generated_orders_are_valid_ingestion_input() -> None:
+    rng = random.Random(3)
+    for number in range(50):
+        order = make_order(rng, f"o-{number}")
+        assert 1 <= len(order["items"]) <= 3
+        assert len({item["product_id"] for item in order["items"]}) == len(order["items"])
+        assert all(1 <= item["quantity"] <= 5 for item in order["items"])
+
+
+async def test_the_recorder_tells_answers_server_errors_and_no_answers_apart() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/down":
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(int(request.url.path.strip("/")), json={"detail": "x"})
+
+    recorder = Recorder()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url="http://t") as client:
+        assert (await recorder.request(client, "users.register", "POST", "/201")) is not None
+        await recorder.request(client, "users.register", "POST", "/500")
+        assert await recorder.request(client, "users.register", "POST", "/down") is None
+        await recorder.request(client, "users.register_taken", "POST", "/409")
+
+    assert recorder.total == 4
+    assert recorder.server_errors() == 1
+    assert recorder.failures() == 1
+    assert recorder.unexpected(EXPECTED) == {("users.register", 500): 1}
+    assert recorder.samples[0].startswith("users.register: 500")
+    assert "users.register_taken" in "\n".join(recorder.table())
+
+
+async def test_the_soak_books_only_what_the_services_accepted() -> None:
+    stored: set[str] = set()
+
+    def reporting(request: httpx.Request) -> httpx.Response:
+        orders = json.loads(request.content)["orders"]
+        new = {order["order_id"] for order in orders} - stored
+        stored.update(new)
+        return httpx.Response(202, json={"accepted": len(new), "duplicates": len(orders) - len(new)})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(reporting)) as client:
+        soak = Soak(client, {"reporting": "http://reporting"}, admin_token="t")
+        rng = random.Random(5)
+        for kind in ("new", "replay", "mixed", "new", "replay"):
+            await soak.orders(0, rng, kind)
+
+    assert soak.ledger.mismatches == []
+    assert set(soak.ledger.orders) == stored
+    assert soak.ledger.accepted == len(stored)
+    assert soak.ledger.batches == {"new": 2, "replay": 2, "mixed": 1}
+
+
+def test_memory_may_grow_by_the_larger_of_the_absolute_and_relative_bounds() -> None:
+    bound = MemoryBound(absolute_mib=64, fraction=0.25)
+
+    assert bound.allowed(100 * MIB) == 64 * MIB
+    assert bound.allowed(400 * MIB) == 100 * MIB
+    assert bound.holds(100 * MIB, 164 * MIB)
+    assert not bound.holds(100 * MIB, 165 * MIB)
+
+
+def test_a_service_that_grew_past_the_bound_fails_its_memory_check() -> None:
+    sampler = MemorySampler({"users": 1, "agents": 2})
+    sampler.marks = {
+        "warm": {"users": 100 * MIB, "agents": 100 * MIB},
+        "end": {"users": 110 * MIB, "agents": 300 * MIB},
+    }
+    sampler.peak = {"users": 120 * MIB, "agents": 300 * MIB}
+
+    checks = {
+        check.name: check for check in load.memory_checks(sampler, MemoryBound(), warm="warm", end="end")
+    }
+
+    assert checks["memory of users"].ok
+    assert not checks["memory of agents"].ok
+    assert "+200.0 MiB" in checks["memory of agents"].figures
+
+
+def test_a_report_fails_when_any_check_fails() -> None:
+    checks = [load.check("first", True, "1"), load.check("second", False, "2")]
+
+    assert load.exit_code(checks) == 1
+    assert load.exit_code(checks[:1]) == 0
+    assert load.exit_code([]) == 1  # a run that checked nothing proved nothing
+    assert "[FAIL] second: 2" in load.render("soak", checks)
+
+
+@pytest.mark.parametrize(
+    ("values", "fraction", "expected"),
+    [([], 0.5, 0.0), ([3.0, 1.0, 2.0], 0.5, 2.0), ([1.0, 2.0, 3.0, 4.0], 0.99, 4.0), ([5.0], 0.01, 5.0)],
+)
+def test_percentile_is_nearest_rank(values: list[float], fraction: float, expected: float) -> None:
+    assert load.percentile(values, fraction) == expected
+
+
+def test_defaults_are_the_issues_and_a_short_run_warms_up_for_a_sixth() -> None:
+    default = parse_args([])
+    short = parse_args(["--seconds", "12", "--callers", "5"])
+
+    assert (default.seconds, default.callers, default.warmup, default.db) == (60.0, 50, 10.0, "sqlite")
+    assert (short.seconds, short.callers, short.warmup) == (12.0, 5, 2.0)
+
+
+def test_nonsense_durations_are_refused() -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["--seconds", "0"])
