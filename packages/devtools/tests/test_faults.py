@@ -11,14 +11,14 @@ import pytest
 from starling_devtools.faults import (
     FakeUpstream,
     PostgresControl,
-    _good_503,
     offset_of,
-    parse_args,
     serving,
     squeeze,
     upstream_orders,
     upstream_units,
 )
+from starling_devtools.faults.__main__ import parse_args
+from starling_devtools.faults.database import _good_503
 
 
 def test_squeeze_folds_repeats_so_a_health_history_reads_as_transitions() -> None:

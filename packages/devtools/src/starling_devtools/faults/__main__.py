@@ -1,0 +1,80 @@
+"""`python -m starling_devtools.faults`: break things under the services and prove nothing is lost.
+
+    nox -s faults                                  # database, agents and upstream
+    nox -s faults -- --only agents                 # one scenario (repeatable)
+    python -m starling_devtools.faults --keep      # keep the databases and logs to read afterwards
+
+What each scenario breaks and checks: the package's docstring (`starling_devtools.faults`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+
+from starling_devtools import load
+from starling_devtools.faults.agents import agents_killed
+from starling_devtools.faults.common import Options
+from starling_devtools.faults.database import database_outage
+from starling_devtools.faults.upstream import upstream_drops
+
+SCENARIOS = ("database", "agents", "upstream")
+
+
+def run(options: Options) -> int:
+    checks: list[load.Check] = []
+    reports = []
+    scenarios = {"database": database_outage, "agents": agents_killed, "upstream": upstream_drops}
+    with load.work_dir("starling-faults-", keep=options.keep) as directory:
+        for name in options.only:
+            scenario_dir = directory / name
+            scenario_dir.mkdir()
+            try:
+                found = asyncio.run(scenarios[name](options, scenario_dir))
+            except Exception as exc:  # a scenario that cannot run is a failed check, not a traceback
+                found = [load.check(f"{name} scenario ran", False, f"{type(exc).__name__}: {exc}")]
+            checks += found
+            reports.append(load.render(f"faults: {name}", found))
+    print("\n".join(reports))
+    print(f"{sum(c.ok for c in checks)}/{len(checks)} checks passed in all")
+    return load.exit_code(checks)
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m starling_devtools.faults", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--only", action="append", choices=SCENARIOS, help="run this scenario (repeatable; default all)"
+    )
+    parser.add_argument(
+        "--outage", type=float, default=3.0, help="seconds the database stays down (default 3)"
+    )
+    parser.add_argument(
+        "--writers", type=int, default=6, help="concurrent writers during the outage (default 6)"
+    )
+    parser.add_argument(
+        "--runs", type=int, default=200, help="background runs queued before the kill (default 200)"
+    )
+    parser.add_argument(
+        "--orders", type=int, default=1000, help="orders the upstream starts with (default 1000)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
+    args = parser.parse_args(argv)
+    return Options(
+        only=tuple(args.only or SCENARIOS),
+        outage=args.outage,
+        writers=args.writers,
+        runs=args.runs,
+        orders=args.orders,
+        keep=args.keep,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""The agents scenario: the process killed with runs queued, then started again on the same database."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+from starling_devtools import load, services
+from starling_devtools.faults.common import PORTS, RUN_SCOPES, Options, auth, base_env, logs_check
+
+
+def long_text(rng: random.Random, sentences: int) -> str:
+    words = ["agents", "summarize", "long", "texts", "for", "users", "while", "queued", "runs", "wait"]
+    return " ".join(" ".join(rng.choices(words, k=12)).capitalize() + "." for _ in range(sentences))
+
+
+async def agents_killed(options: Options, directory: Path) -> list[load.Check]:
+    url = f"sqlite+aiosqlite:///{directory / 'agents-kill.db'}"
+    env = base_env("agents", url) | {"STARLING_AGENTS_WORKERS": "1"}
+    service = services.Service("agents", PORTS["agents"]["agents"], env)
+    log = directory / "agents.log"
+    token = load.mint_token("faults-agents", RUN_SCOPES)
+    rng = random.Random(7)  # noqa: S311 - reproducible input, not a secret
+    texts = [long_text(rng, 400) for _ in range(8)]
+    accepted: set[str] = set()
+    recorder = load.Recorder()
+
+    first = load.start_logged(service, log)
+    try:
+        services.wait_healthy([first], timeout=60)
+        async with load.http_client(connections=16, seconds=30.0) as client:
+            semaphore = asyncio.Semaphore(16)
+
+            async def submit(number: int) -> None:
+                body = {
+                    "agent_id": "summarizer",
+                    "input_text": texts[number % len(texts)],
+                    "background": True,
+                }
+                async with semaphore:
+                    response = await recorder.request(
+                        client,
+                        "agents.run_background",
+                        "POST",
+                        f"{service.url}/api/v1/agents/run",
+                        json=body,
+                        headers=auth(token),
+                    )
+                if response is not None and response.status_code == 202:
+                    accepted.add(response.json()["run_id"])
+
+            await asyncio.gather(*(submit(number) for number in range(options.runs)))
+    finally:
+        services.kill(first)
+    at_kill = Counter(row[0] for row in await load.query(url, "SELECT status FROM runs"))
+
+    second = load.start_logged(service, log)
+    try:
+        services.wait_healthy([second], timeout=60)
+        began = time.monotonic()
+        drained = await load.wait_for(lambda: _none_unfinished_in(url), within=120, interval=0.2)
+        took = time.monotonic() - began
+    finally:
+        services.stop([second])
+    rows = await load.query(url, "SELECT run_id, status FROM runs")
+    final = Counter(row[1] for row in rows)
+    unfinished_at_kill = at_kill.get("queued", 0) + at_kill.get("running", 0)
+    return [
+        load.check(
+            "runs accepted before the kill",
+            len(accepted) == options.runs,
+            f"{len(accepted)} of {options.runs} answered 202 {dict(recorder.statuses)}",
+        ),
+        load.check(
+            "the kill left runs unfinished",
+            unfinished_at_kill > 0,
+            f"at SIGKILL: {dict(at_kill)}"
+            + ("" if unfinished_at_kill else " (nothing to recover: raise --runs)"),
+        ),
+        load.check(
+            "every run finished after the restart, once",
+            drained
+            and {row[0] for row in rows} == accepted
+            and len(rows) == len(accepted)
+            and final == {"completed": len(accepted)},
+            f"{dict(final)} {took:.1f} s after the restart was healthy; "
+            f"{len(rows)} rows for {len(accepted)} accepted",
+        ),
+        logs_check(directory, ["agents"]),
+    ]
+
+
+async def _none_unfinished_in(url: str) -> bool:
+    rows = await load.query(url, "SELECT count(*) FROM runs WHERE status IN ('queued', 'running')")
+    return bool(rows[0][0] == 0)

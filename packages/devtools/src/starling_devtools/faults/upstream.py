@@ -1,0 +1,229 @@
+"""The upstream scenario: an orders API that drops connections while reporting extracts from it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from starling_devtools import load, services
+from starling_devtools.faults.common import (
+    CLIENT_TIMEOUT,
+    PORTS,
+    REPORT_SCOPES,
+    Options,
+    auth,
+    base_env,
+    logs_check,
+)
+
+
+@dataclass
+class FakeUpstream:
+    """`GET /orders?cursor=&limit=` over raw asyncio streams, dropping every `drop_every`-th request.
+
+    Drops alternate between closing before any answer (the client's transport retries that) and
+    closing half-way through the body (the extraction run fails and the next one resumes).
+    """
+
+    orders: list[dict[str, Any]]
+    drop_every: int = 3
+    requests: list[tuple[int, str]] = field(default_factory=list)  # (offset asked, what happened)
+
+    def page(self, cursor: str | None, limit: int) -> dict[str, Any]:
+        start = offset_of(cursor)
+        end = start + max(1, limit)
+        return {
+            "items": self.orders[start:end],
+            "next_cursor": f"o-{end}" if end < len(self.orders) else None,
+        }
+
+    def fate(self) -> str:
+        number = len(self.requests) + 1
+        if number % self.drop_every:
+            return "served"
+        return "dropped before answering" if (number // self.drop_every) % 2 else "dropped mid-body"
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                target = head.split(b" ", 2)[1].decode()
+                parts = urlsplit(target)
+                if parts.path != "/orders":
+                    writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    await writer.drain()
+                    continue
+                query = parse_qs(parts.query)
+                cursor = query.get("cursor", [None])[0]
+                limit = int(query.get("limit", ["100"])[0])
+                fate = self.fate()
+                self.requests.append((offset_of(cursor), fate))
+                if fate == "dropped before answering":
+                    return
+                body = json.dumps(self.page(cursor, limit)).encode()
+                head_out = (
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n"
+                )
+                if fate == "dropped mid-body":
+                    writer.write(head_out.encode() + body[: len(body) // 2])
+                    await writer.drain()
+                    return
+                writer.write(head_out.encode() + body)
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+def offset_of(cursor: str | None) -> int:
+    return int(cursor[2:]) if cursor and cursor.startswith("o-") and cursor[2:].isdigit() else 0
+
+
+def upstream_orders(first: int, count: int, rng: random.Random) -> list[dict[str, Any]]:
+    created = datetime(2026, 3, 1, tzinfo=UTC)
+    orders = []
+    for number in range(first, first + count):
+        items = [
+            {
+                "product_id": f"u-{product:02d}",
+                "title": f"Upstream {product:02d}",
+                "quantity": rng.randint(1, 9),
+                "unit_price": "1.25",
+            }
+            for product in rng.sample(range(40), rng.randint(1, 3))
+        ]
+        orders.append(
+            {
+                "order_id": f"up-{number:05d}",
+                "created_at": (created + timedelta(minutes=number)).isoformat(),
+                "items": items,
+            }
+        )
+    return orders
+
+
+def upstream_units(orders: Sequence[dict[str, Any]]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for upstream_order in orders:
+        for item in upstream_order["items"]:
+            total[item["product_id"]] += item["quantity"]
+    return dict(total)
+
+
+@contextlib.asynccontextmanager
+async def serving(upstream: FakeUpstream, port: int) -> AsyncIterator[str]:
+    """`upstream` on loopback at `port` (0: any free port); yields its base URL."""
+    server = await asyncio.start_server(upstream.handle, "127.0.0.1", port)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def upstream_drops(options: Options, directory: Path) -> list[load.Check]:
+    rng = random.Random(11)  # noqa: S311 - reproducible orders, not a secret
+    page_size = 64
+    upstream = FakeUpstream(upstream_orders(0, options.orders, rng))
+    url = f"sqlite+aiosqlite:///{directory / 'reporting-upstream.db'}"
+    ports = PORTS["upstream"]
+    async with serving(upstream, ports["upstream"]) as upstream_url:
+        env = base_env("reporting", url) | {
+            "STARLING_REPORTING_UPSTREAM_URL": upstream_url,
+            "STARLING_REPORTING_UPSTREAM_PAGE_SIZE": str(page_size),
+            "STARLING_REPORTING_EXTRACTION_INTERVAL": "0.2",
+        }
+        service = services.Service("reporting", ports["reporting"], env)
+        item = load.start_logged(service, directory / "reporting.log")
+        try:
+            await asyncio.to_thread(services.wait_healthy, [item], timeout=60)
+            first = await _wait_extracted(url, upstream)
+            appended = upstream_orders(options.orders, 150, rng)
+            upstream.orders.extend(appended)  # fills the last page and adds new ones
+            second = await _wait_extracted(url, upstream)
+            token = load.mint_token("faults-reports", REPORT_SCOPES)
+            async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
+                ranking = await client.get(
+                    f"{service.url}/top-products", params={"count": 100}, headers=auth(token)
+                )
+        finally:
+            await asyncio.to_thread(services.stop, [item])
+    stored_ids = {row[0] for row in await load.query(url, "SELECT order_id FROM orders")}
+    stored_units = {
+        row[0]: int(row[1])
+        for row in await load.query(
+            url, "SELECT product_id, SUM(quantity) FROM order_items GROUP BY product_id"
+        )
+    }
+    checkpoint = (await load.query(url, "SELECT cursor FROM extraction_checkpoints"))[0][0]
+    expected_ids = {o["order_id"] for o in upstream.orders}
+    expected_units = upstream_units(upstream.orders)
+    api_units = (
+        {row["product_id"]: row["cnt_bought"] for row in ranking.json()} if ranking.status_code == 200 else {}
+    )
+    offsets = [offset for offset, _ in upstream.requests]
+    backwards = sum(later < earlier for earlier, later in itertools.pairwise(offsets))
+    fates = Counter(fate for _, fate in upstream.requests)
+    last_page = f"o-{((len(upstream.orders) - 1) // page_size) * page_size}"
+    return [
+        load.check(
+            "the upstream dropped connections both ways",
+            fates["dropped mid-body"] > 0 and fates["dropped before answering"] > 0,
+            f"{len(upstream.requests)} requests: {dict(fates)}",
+        ),
+        load.check(
+            "extraction resumed from its checkpoint, never from an earlier point",
+            backwards == 0,
+            f"{backwards} requests went back in the stream; complete after {first:.1f} s, "
+            f"appended orders after {second:.1f} s more",
+        ),
+        load.check(
+            "stored orders = the upstream's, each once",
+            stored_ids == expected_ids,
+            f"{len(stored_ids)} stored of {len(expected_ids)} ({options.orders} + 150 appended); "
+            f"missing {len(expected_ids - stored_ids)}, extra {len(stored_ids - expected_ids)}",
+        ),
+        load.check(
+            "units per product: database = /top-products = upstream",
+            stored_units == expected_units == api_units,
+            f"{sum(expected_units.values())} units over {len(expected_units)} products upstream, "
+            f"{sum(stored_units.values())} stored, {sum(api_units.values())} in /top-products",
+        ),
+        load.check(
+            "the checkpoint advanced to the last page",
+            checkpoint == last_page,
+            f"checkpoint {checkpoint!r}, last page {last_page!r}",
+        ),
+        logs_check(directory, ["reporting"]),
+    ]
+
+
+async def _wait_extracted(url: str, upstream: FakeUpstream) -> float:
+    """Seconds until the reporting database holds every upstream order (-1.0 if it never does)."""
+    began = time.monotonic()
+    expected = len(upstream.orders)
+
+    async def complete() -> bool:
+        with contextlib.suppress(Exception):  # the tables appear with the service's migrations
+            rows = await load.query(url, "SELECT count(*) FROM orders")
+            return bool(rows[0][0] == expected)
+        return False
+
+    done = await load.wait_for(complete, within=120, interval=0.2)
+    return time.monotonic() - began if done else -1.0
