@@ -1,0 +1,277 @@
+"""`python -m starling_devtools.bench` (what `nox -s bench` runs): measure, print the table, save JSON.
+
+    nox -s bench                                  # isolation, requests, serving: under 10 min on 2 cores
+    nox -s bench -- --only isolation --tests 50   # a quick pass over one part
+    nox -s bench -- --readme                      # also time the README's test command (about 3 min)
+
+Parts: isolation, requests, serving, readme (opt-in). Progress goes to stderr, the table to stdout, and
+everything measured, raw runs included, to `.bench/results.json` (`--json PATH`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starling_devtools import services
+from starling_devtools.bench import inprocess, isolation, readme, serving, wrk
+from starling_devtools.bench.results import Figure, Report, summary, table
+
+PARTS = ("isolation", "requests", "serving", "readme")
+DEFAULT_PARTS = ("isolation", "requests", "serving")
+DATABASES = ("sqlite", "postgres")
+
+
+@dataclass(frozen=True)
+class Options:
+    parts: tuple[str, ...]
+    json: Path
+    tests: int
+    growth: int
+    repeat: int
+    databases: tuple[str, ...]
+    rounds: int
+    batch: int
+    duration: float
+    serving_databases: tuple[str, ...]
+    keep: bool
+
+
+def _choices(allowed: Sequence[str]) -> Any:
+    def parse(text: str) -> tuple[str, ...]:
+        chosen = tuple(item.strip() for item in text.split(",") if item.strip())
+        unknown = [item for item in chosen if item not in allowed]
+        if unknown or not chosen:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(allowed)}")
+        return chosen
+
+    return parse
+
+
+def _at_least(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m starling_devtools.bench",
+        description="Starling's speed, each figure a ratio against a reference measured in the same run.",
+    )
+    parser.add_argument("--only", type=_choices(PARTS), help=f"parts to run, from {','.join(PARTS)}")
+    parser.add_argument("--readme", action="store_true", help="also time the README's test command (~3 min)")
+    parser.add_argument("--json", type=Path, default=Path(".bench/results.json"), help="default: %(default)s")
+    parser.add_argument("--tests", type=_at_least(1), default=500, help="tests per isolation run (500)")
+    parser.add_argument(
+        "--growth", type=_at_least(0), default=2000, help="the larger run for growth; 0: none"
+    )
+    parser.add_argument("--repeat", type=_at_least(1), default=3, help="runs of each isolation configuration")
+    parser.add_argument("--databases", type=_choices(DATABASES), default=DATABASES,
+                        help="databases for isolation and requests (sqlite,postgres)")  # fmt: skip
+    parser.add_argument("--rounds", type=_at_least(1), default=9, help="request rounds, alternating (9)")
+    parser.add_argument("--batch", type=_at_least(1), default=200, help="requests per round (200)")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of each wrk run (10)")
+    parser.add_argument("--serving-databases", type=_choices(DATABASES), default=("sqlite",),
+                        help="databases to serve on (sqlite; ,postgres adds ~2.5 min)")  # fmt: skip
+    parser.add_argument("--keep", action="store_true", help="keep the generated projects and databases")
+    args = parser.parse_args(argv)
+    parts = args.only or DEFAULT_PARTS
+    if args.readme and "readme" not in parts:
+        parts = (*parts, "readme")
+    if args.growth and args.growth <= args.tests:
+        parser.error(f"--growth ({args.growth}) must be larger than --tests ({args.tests}), or 0")
+    if args.duration <= 0:
+        parser.error("--duration must be positive")
+    return Options(
+        parts=tuple(part for part in PARTS if part in parts),
+        json=args.json,
+        tests=args.tests,
+        growth=args.growth,
+        repeat=args.repeat,
+        databases=args.databases,
+        rounds=args.rounds,
+        batch=args.batch,
+        duration=args.duration,
+        serving_databases=args.serving_databases,
+        keep=args.keep,
+    )
+
+
+def needs_postgres(options: Options) -> bool:
+    uses_databases = {"isolation", "requests"} & set(options.parts)
+    return bool(uses_databases and "postgres" in options.databases) or (
+        "serving" in options.parts and "postgres" in options.serving_databases
+    )
+
+
+def log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def meta(options: Options) -> dict[str, Any]:
+    commit = ""
+    with contextlib.suppress(OSError):
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    return {
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "commit": commit or None,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "options": {
+            name: str(value) if isinstance(value, Path) else value for name, value in vars(options).items()
+        },
+    }
+
+
+def start_postgres(options: Options, report: Report, stack: contextlib.ExitStack) -> str | None:
+    """The bench's one PostgreSQL cluster, or None (with a note) when it is not needed or cannot start."""
+    if not needs_postgres(options):
+        return None
+    # Imported here: the kit's cluster code pulls in SQLAlchemy and asyncpg, which the rest of the
+    # bench, and its unit tests, do without.
+    from starling_devtools.bench import cluster
+    from starling_testkit.postgres import PostgresUnavailable
+
+    try:
+        url = stack.enter_context(cluster.cluster())
+    except PostgresUnavailable as exc:
+        report.add(Figure("postgres", "PostgreSQL cluster", None, "", note=f"unavailable, skipped: {exc}"))
+        return None
+    log(f"bench: PostgreSQL at {url}")
+    return url
+
+
+def run_isolation(options: Options, report: Report, workdir: Path, server_url: str | None) -> None:
+    databases = [db for db in options.databases if db == "sqlite" or server_url]
+    configs = isolation.plan(options.tests, growth_tests=options.growth or None, databases=databases)
+    directories = isolation.prepare(configs, workdir / "isolation")
+    runs = isolation.measure(configs, directories, repeat=options.repeat, server_url=server_url, log=log)
+    report.add(*isolation.figures(configs, runs))
+    report.measurements["isolation"] = isolation.measurements(configs, runs)
+
+
+def run_requests(options: Options, report: Report, workdir: Path, server_url: str | None) -> None:
+    measured = {
+        database: inprocess.measure(
+            workdir / f"requests-{database}",
+            database,
+            server_url=server_url,
+            rounds=options.rounds,
+            batch=options.batch,
+        )
+        for database in options.databases
+        if database == "sqlite" or server_url
+    }
+    report.add(*inprocess.figures(measured))
+    report.measurements["requests"] = measured
+
+
+def run_serving(options: Options, report: Report, workdir: Path, server_url: str | None) -> None:
+    try:
+        wrk.executable()
+    except wrk.WrkUnavailable as exc:
+        report.add(Figure(serving.PART, "services under wrk", None, "", note=str(exc)))
+        return
+    measured: list[serving.Measured] = []
+    for database in options.serving_databases:
+        if database == "postgres" and server_url is None:
+            continue
+        env_for = _database_env(database, workdir, server_url)
+        measured += serving.measure(database, env_for, duration=options.duration, log=log)
+    report.add(*serving.figures(measured))
+    report.measurements["serving"] = serving.measurements(measured)
+
+
+def _database_env(database: str, workdir: Path, server_url: str | None) -> Callable[[str], dict[str, str]]:
+    """How service `name` finds its own database: a SQLite file, or a fresh PostgreSQL database."""
+    if database == "sqlite":
+        return lambda name: services.sqlite_env(name, workdir / "serving-sqlite")
+    assert server_url is not None
+    from starling_devtools.bench.cluster import create_database
+
+    return lambda name: {
+        f"STARLING_{name.upper()}_DATABASE_URL": create_database(server_url, f"bench_{name}")
+    }
+
+
+def run_readme(options: Options, report: Report, workdir: Path, server_url: str | None) -> None:
+    output = options.json.parent / "readme-nox.log"
+    log(f"bench: the README's test command runs now (about 3 min); its output goes to {output}")
+    measured = readme.run(repository_root(), output)
+    report.add(*readme.figures(measured))
+    report.measurements["readme"] = {
+        "seconds": measured.seconds,
+        "returncode": measured.returncode,
+        "warm": measured.warm,
+        "sessions": [vars(session) for session in measured.sessions],
+    }
+
+
+def repository_root(start: Path | None = None) -> Path:
+    """The checkout holding the noxfile: nox runs the bench from there, a developer maybe from below."""
+    here = (start or Path.cwd()).resolve()
+    return next((path for path in (here, *here.parents) if (path / "noxfile.py").is_file()), here)
+
+
+RUNNERS = {"isolation": run_isolation, "requests": run_requests, "serving": run_serving, "readme": run_readme}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse_args(argv)
+    report = Report(meta=meta(options))
+    failed: list[str] = []
+    workdir = Path(tempfile.mkdtemp(prefix="starling-bench-"))
+    try:
+        with contextlib.ExitStack() as stack:
+            server_url = start_postgres(options, report, stack)
+            for part in options.parts:
+                log(f"bench: {part}")
+                try:
+                    RUNNERS[part](options, report, workdir, server_url)
+                except Exception as exc:  # one part failing must not lose the others' figures
+                    failed.append(part)
+                    log(f"bench: {part} failed:\n{exc}")
+                    first_line = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+                    report.add(
+                        Figure(part, f"{part}: failed", None, "", note=f"{type(exc).__name__}: {first_line}")
+                    )
+    finally:
+        if options.keep:
+            log(f"bench: projects and databases kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if "readme" not in options.parts:
+        report.add(*readme.figures(None))
+    report.meta["finished"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    counts = report.meta["targets"] = dict(summary(report.figures))
+    report.write_json(options.json)
+    print(table(report.figures))
+    print(f"\ntargets: {counts['met']} met, {counts['missed']} missed, {counts['undecided']} undecided; "
+          f"JSON in {options.json}")  # fmt: skip
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

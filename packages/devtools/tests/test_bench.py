@@ -1,0 +1,562 @@
+"""The bench's own logic: generated projects, parsing, the arithmetic, the table and JSON, its options."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from starling_devtools.bench import inprocess, isolation, projects, pytest_runs, readme, serving, stats, wrk
+from starling_devtools.bench.__main__ import needs_postgres, parse_args, repository_root
+from starling_devtools.bench.isolation import Config
+from starling_devtools.bench.pytest_runs import PytestRun, Summary
+from starling_devtools.bench.results import (
+    Figure,
+    Report,
+    Target,
+    at_least,
+    at_most,
+    format_number,
+    row,
+    table,
+)
+
+# --- generated projects ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("tests", "sizes"), [(500, [50] * 10), (2000, [50] * 40), (120, [50, 50, 20]), (7, [7])]
+)
+def test_tests_are_spread_over_modules_of_fifty(tests: int, sizes: list[int]) -> None:
+    assert projects.module_sizes(tests) == sizes
+
+
+def test_a_project_needs_a_test() -> None:
+    with pytest.raises(ValueError, match="at least one test"):
+        projects.module_sizes(0)
+
+
+@pytest.mark.parametrize("kind", projects.KINDS)
+def test_a_generated_project_holds_the_asked_number_of_tests(tmp_path: Path, kind: str) -> None:
+    directory = projects.generate(kind, tmp_path / kind, 120)
+
+    assert projects.count_tests(directory) == 120
+    assert len(list(directory.glob("test_m*.py"))) == 3
+    assert "asyncio_mode = auto" in (directory / "pytest.ini").read_text()
+    for source in directory.glob("*.py"):
+        compile(source.read_text(), str(source), "exec")
+
+
+def test_database_tests_assert_that_exactly_one_row_is_visible(tmp_path: Path) -> None:
+    directory = projects.generate(projects.KIT, tmp_path, 1)
+
+    test = (directory / "test_m000.py").read_text()
+    assert "db_session.add(Row(" in test
+    assert "select_from(Row)) == 1" in test
+
+
+def test_each_kind_gets_its_own_conftest_and_every_one_the_stopwatch(tmp_path: Path) -> None:
+    conftests = {
+        kind: (projects.generate(kind, tmp_path / kind, 1) / "conftest.py").read_text()
+        for kind in projects.KINDS
+    }
+
+    assert "def app_factory" in conftests[projects.KIT]
+    assert "def db_metadata" in conftests[projects.KIT]
+    assert 'join_transaction_mode="create_savepoint"' in conftests[projects.TEXTBOOK]
+    assert "await transaction.rollback()" in conftests[projects.TEXTBOOK]
+    assert "db_session" not in conftests[projects.FLOOR]
+    assert all(projects.CLOCK_ENV in conftest for conftest in conftests.values())
+
+
+def test_an_unknown_kind_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown project kind"):
+        projects.generate("django", tmp_path, 1)
+
+
+def test_the_requests_project_compiles(tmp_path: Path) -> None:
+    directory = projects.generate_requests(tmp_path)
+
+    assert projects.count_tests(directory) == 1
+    for source in directory.glob("*.py"):
+        compile(source.read_text(), str(source), "exec")
+
+
+# --- pytest's summary ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        ("....\n500 passed in 1.94s\n", Summary(500, 0, 1.94)),
+        ("== 1 failed, 499 passed in 3.10s ==\n", Summary(499, 1, 3.10)),
+        ("2 passed, 1 error in 0.50s", Summary(2, 1, 0.5)),
+        ("2000 passed, 3 warnings in 65.01s (0:01:05)\n", Summary(2000, 0, 65.01)),
+        ("collected 3\n3 passed in 9.00s\nextra\n1 passed in 2s\n", Summary(1, 0, 2.0)),
+    ],
+)
+def test_pytests_summary_line_is_read(output: str, expected: Summary) -> None:
+    assert pytest_runs.parse_summary(output) == expected
+
+
+def test_output_without_a_summary_is_refused() -> None:
+    with pytest.raises(ValueError, match="no pytest summary"):
+        pytest_runs.parse_summary("ImportError: no module named conftest\n")
+
+
+def test_pytest_runs_leave_out_the_fuzz_groups_plugins() -> None:
+    command = pytest_runs.command(["-n", "2"], python="python")
+
+    assert command[:3] == ["python", "-m", "pytest"]
+    assert "no:schemathesis" in command
+    assert command[-2:] == ["-n", "2"]
+
+
+# --- arithmetic ----------------------------------------------------------------------------------
+
+
+def test_overhead_per_test_is_the_median_of_paired_differences() -> None:
+    runs, floor = [1.5, 1.7, 2.6], [0.5, 0.6, 0.7]  # differences 1.0, 1.1, 1.9
+
+    assert stats.overhead_per_test(runs, floor, 500) == pytest.approx(1.1 / 500)
+
+
+def test_overhead_needs_one_floor_run_per_run() -> None:
+    with pytest.raises(ValueError, match="as many runs"):
+        stats.overhead_per_test([1.0, 2.0], [0.5], 500)
+
+
+@pytest.mark.parametrize(
+    ("value", "reference", "expected"),
+    [(3.0, 2.0, 1.5), (1.0, 0.0, None), (None, 2.0, None), (2.0, None, None)],
+)
+def test_ratio(value: float | None, reference: float | None, expected: float | None) -> None:
+    assert stats.ratio(value, reference) == expected
+
+
+def test_growth_is_the_large_runs_cost_over_the_small_runs() -> None:
+    assert stats.growth(2.0, 2.2) == pytest.approx(1.1)
+
+
+def test_median_of_nothing_is_refused() -> None:
+    with pytest.raises(ValueError, match="no values"):
+        stats.median([])
+
+
+# --- the table and JSON --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.2134, "0.213"), (2.134, "2.13"), (21.34, "21.3"), (7362.4, "7,362"), (-1.5, "-1.50")],
+)
+def test_numbers_keep_three_significant_figures(value: float, text: str) -> None:
+    assert format_number(value) == text
+
+
+def test_ratios_read_as_ratios() -> None:
+    assert row(Figure("isolation", "growth", 1.04, "x"))[2] == "1.04x"
+
+
+def test_targets_are_met_missed_or_undecided() -> None:
+    assert at_most(2.9, 3.0, " ms").met is True
+    assert at_most(3.1, 3.0, " ms").met is False
+    assert at_least(None, 1.6, "x").met is None
+    assert at_least(1.7, 1.6, "x").text == ">= 1.60x"
+
+
+def test_a_row_shows_value_reference_ratio_target_and_verdict() -> None:
+    figure = Figure(
+        "requests", "kit", 1.8, "ms", reference="bare", reference_value=1.2, target=Target("<= 2x", True)
+    )
+
+    assert row(figure) == ["requests", "kit", "1.80 ms", "bare: 1.20 ms", "1.50x", "<= 2x", "yes"]
+
+
+def test_a_missing_value_shows_why() -> None:
+    figure = Figure("readme", "README", None, "s", note="skipped: opt in with --readme")
+
+    assert row(figure)[2:] == ["skipped: opt in with --readme", "-", "-", "-", "-"]
+
+
+def test_a_missed_target_stands_out() -> None:
+    figure = Figure("serving", "2 processes", 900.0, "req/s", target=Target(">= 1.6x", False))
+
+    assert row(figure)[-1] == "NO"
+
+
+def test_the_table_is_aligned_markdown() -> None:
+    figures = [Figure("a", "short", 1.0, "s"), Figure("b", "a much longer figure name", 1234.5, "req/s")]
+
+    lines = table(figures).splitlines()
+
+    assert len(lines) == 4
+    assert lines[0].startswith("| part")
+    assert set(lines[1]) <= {"|", "-", " "}
+    assert len({len(line) for line in lines}) == 1
+
+
+def test_the_json_holds_every_figure_with_its_ratio(tmp_path: Path) -> None:
+    report = Report(meta={"commit": "abc"}, measurements={"isolation": {"runs": [1.0]}})
+    report.add(Figure("requests", "kit", 3.0, "ms", reference_value=2.0, target=Target("<= 2x", True)))
+    path = tmp_path / ".bench" / "results.json"
+
+    report.write_json(path)
+
+    data = json.loads(path.read_text())
+    assert data["meta"] == {"commit": "abc"}
+    assert data["figures"][0]["ratio"] == 1.5
+    assert data["figures"][0]["target"] == {"text": "<= 2x", "met": True}
+    assert data["measurements"]["isolation"] == {"runs": [1.0]}
+
+
+# --- wrk -----------------------------------------------------------------------------------------
+
+WRK_CLEAN = """\
+Running 10s test @ http://127.0.0.1:19101/users/me
+  2 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     6.80ms    1.20ms  30.00ms   90.00%
+    Req/Sec     3.70k   200.00     4.00k    70.00%
+  Latency Distribution
+     50%  650.00us
+     75%    7.00ms
+     90%    8.00ms
+     99%   11.80ms
+  73620 requests in 10.00s, 10.00MB read
+Requests/sec:   7362.00
+Transfer/sec:      1.00MB
+"""
+
+WRK_ERRORS = """\
+Running 10s test @ http://127.0.0.1:19101/users/me
+  2 threads and 50 connections
+  Latency Distribution
+     50%   17.15ms
+     75%   20.01ms
+     90%   22.77ms
+     99%    1.20s
+  5656 requests in 10.03s, 823.13KB read
+  Socket errors: connect 0, read 12, write 1, timeout 3
+  Non-2xx or 3xx responses: 40
+Requests/sec:    563.91
+Transfer/sec:     82.06KB
+"""
+
+
+def test_a_clean_wrk_report_is_read() -> None:
+    result = wrk.parse(WRK_CLEAN)
+
+    assert result.requests == 73620
+    assert result.requests_per_second == 7362.0
+    assert result.p50 == pytest.approx(0.00065)
+    assert result.p99 == pytest.approx(0.0118)
+    assert result.errors == 0
+
+
+def test_wrk_errors_count_non_2xx_and_socket_errors() -> None:
+    result = wrk.parse(WRK_ERRORS)
+
+    assert result.non_2xx == 40
+    assert result.socket_errors == {"connect": 0, "read": 12, "write": 1, "timeout": 3}
+    assert result.errors == 56
+    assert result.p99 == pytest.approx(1.2)
+
+
+def test_something_else_than_a_wrk_report_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a wrk"):
+        wrk.parse("unable to connect to 127.0.0.1:19101 Connection refused\n")
+
+
+def test_the_wrk_command_carries_the_token_and_the_issues_settings() -> None:
+    command = wrk.command("http://h/x", duration=10, headers={"Authorization": "Bearer t"})
+
+    assert command == [
+        "wrk",
+        "-t2",
+        "-c50",
+        "-d10s",
+        "--latency",
+        "-H",
+        "Authorization: Bearer t",
+        "http://h/x",
+    ]
+
+
+# --- serving -------------------------------------------------------------------------------------
+
+
+def test_an_epolls_watched_descriptors_are_read_from_fdinfo() -> None:
+    info = "pos:\t0\nflags:\t02000002\ntfd:        7 events:       19 data: 7\ntfd:       12 events: 19\n"
+
+    assert serving.parse_epoll_fdinfo(info) == {7, 12}
+
+
+ASYNCIO_SERVER = """
+import asyncio, sys
+async def main():
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", int(sys.argv[1]))
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"""
+
+BLOCKING_LISTENER = """
+import socket, sys, time
+sock = socket.socket()
+sock.bind(("127.0.0.1", int(sys.argv[1])))
+sock.listen()
+print("listening", flush=True)
+sys.stdin.read()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_a_process_whose_event_loop_watches_the_port_is_accepting() -> None:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", ASYNCIO_SERVER, str(port)])
+    try:
+        deadline = time.monotonic() + 20
+        while serving.accepting(process.pid, port) < 1:
+            assert process.poll() is None
+            assert time.monotonic() < deadline, "the asyncio server never showed as accepting"
+            time.sleep(0.05)
+        assert serving.accepting(process.pid, port) == 1
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_listening_socket_no_event_loop_watches_is_not_accepting() -> None:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", BLOCKING_LISTENER, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == b"listening\n"
+
+        assert serving.accepting(process.pid, port) == 0
+    finally:
+        process.kill()
+        process.wait()
+        for stream in (process.stdin, process.stdout):
+            if stream is not None:
+                stream.close()
+
+
+def wrk_result(rate: float, errors: int = 0) -> wrk.WrkResult:
+    return wrk.WrkResult(
+        requests=int(rate * 10), seconds=10.0, requests_per_second=rate, p50=0.01, p99=0.05,
+        non_2xx=errors, socket_errors={"connect": 0, "read": 0, "write": 0, "timeout": 0},
+    )  # fmt: skip
+
+
+def serving_figures(serve_rate: float, serve_errors: int = 0) -> dict[str, Figure]:
+    measured = [
+        serving.Measured("sqlite", "users", "/users/me", serving.ONE.key, wrk_result(1000)),
+        serving.Measured("sqlite", "users", "/users/me", serving.STOCK.key, wrk_result(600)),
+        serving.Measured(
+            "sqlite", "users", "/users/me", serving.SERVE.key, wrk_result(serve_rate, serve_errors)
+        ),
+    ]
+    return {figure.name.rsplit(": ", 1)[1]: figure for figure in serving.figures(measured)}
+
+
+def test_two_processes_are_compared_with_one() -> None:
+    figures = serving_figures(1700)
+
+    assert figures[serving.SERVE.label].ratio == pytest.approx(1.7)
+    assert figures[serving.STOCK.label].ratio == pytest.approx(0.6)
+    assert figures[serving.SERVE.label].target == Target(">= 1.6x, 0 errors", True)
+    assert figures[serving.ONE.label].reference_value is None
+
+
+def test_two_processes_miss_the_target_below_one_point_six_or_with_errors() -> None:
+    assert serving_figures(1500)[serving.SERVE.label].target == Target(">= 1.6x, 0 errors", False)
+    assert serving_figures(2000, serve_errors=1)[serving.SERVE.label].target == Target(
+        ">= 1.6x, 0 errors", False
+    )
+
+
+# --- isolation -----------------------------------------------------------------------------------
+
+
+def test_the_plan_runs_the_floor_and_kit_in_both_modes_and_the_recipe_serially() -> None:
+    configs = isolation.plan(500, growth_tests=2000, databases=["sqlite", "postgres"])
+
+    keys = {config.key for config in configs}
+    assert len(configs) == 10
+    assert "textbook-sqlite-serial-500" in keys
+    assert "textbook-sqlite--n 2-500" not in keys
+    assert {"floor-none-serial-2000", "kit-sqlite-serial-2000"} <= keys
+
+
+def test_without_growth_or_postgres_the_plan_is_smaller() -> None:
+    configs = isolation.plan(50, growth_tests=None, databases=["sqlite"])
+
+    assert [config.key for config in configs] == [
+        "floor-none-serial-50", "kit-sqlite-serial-50", "textbook-sqlite-serial-50", "floor-none--n 2-50",
+        "kit-sqlite--n 2-50",
+    ]  # fmt: skip
+
+
+def test_only_the_kit_runs_with_its_plugin() -> None:
+    assert Config(projects.KIT, "postgres", 2, 500).pytest_args() == ["-n", "2", "--db", "postgres"]
+    assert Config(projects.FLOOR, None, 1, 500).pytest_args() == ["-p", "no:starling"]
+    assert Config(projects.TEXTBOOK, "sqlite", 1, 500).pytest_args() == ["-p", "no:starling"]
+
+
+def test_postgres_runs_get_the_server_and_sqlite_runs_lose_it() -> None:
+    assert Config(projects.KIT, "postgres", 1, 5).env("pg://x") == {"STARLING_TEST_DATABASE_URL": "pg://x"}
+    assert Config(projects.KIT, "sqlite", 1, 5).env("pg://x") == {"STARLING_TEST_DATABASE_URL": None}
+    with pytest.raises(ValueError, match="needs a PostgreSQL server"):
+        Config(projects.TEXTBOOK, "postgres", 1, 5).env(None)
+
+
+def fake_runs(configs: list[Config], tests_seconds: dict[str, list[float]]) -> isolation.Runs:
+    return {
+        config.key: [
+            PytestRun(Summary(config.tests, 0, s + 1), wall=s + 3, tests=s) for s in tests_seconds[config.key]
+        ]
+        for config in configs
+    }
+
+
+def test_isolation_figures_are_the_kits_cost_over_the_floor_against_the_recipe() -> None:
+    configs = isolation.plan(500, growth_tests=2000, databases=["sqlite"])
+    runs = fake_runs(
+        configs,
+        {
+            "floor-none-serial-500": [0.5, 0.6, 0.5],
+            "kit-sqlite-serial-500": [1.5, 1.6, 1.6],  # 1.0, 1.0, 1.1 over the floor: 2 ms a test
+            "textbook-sqlite-serial-500": [5.5, 5.6, 5.5],  # 10 ms a test
+            "floor-none--n 2-500": [0.8, 0.8, 0.8],
+            "kit-sqlite--n 2-500": [1.3, 1.3, 1.3],  # 1 ms a test
+            "floor-none-serial-2000": [2.0, 2.0, 2.0],
+            "kit-sqlite-serial-2000": [6.4, 6.4, 6.4],  # 2.2 ms a test
+        },
+    )
+
+    figures = {figure.name: figure for figure in isolation.figures(configs, runs)}
+
+    serial = figures["kit on SQLite, serial: cost per test over the floor"]
+    assert serial.value == pytest.approx(2.0)
+    assert serial.reference_value == pytest.approx(10.0)
+    assert serial.ratio == pytest.approx(0.2)
+    assert serial.target == Target("<= 3.00 ms/test", True)
+    parallel = figures["kit on SQLite, -n 2: cost per test over the floor"]
+    assert parallel.value == pytest.approx(1.0)
+    assert parallel.reference == "kit, serial"
+    growth = figures["growth, kit on SQLite: cost per test over the floor, 2,000 over 500 tests, serial"]
+    assert growth.value == pytest.approx(1.1)
+    floor_growth = figures["growth, floor: time per test, 2,000 over 500 tests, serial"]
+    assert floor_growth.value == pytest.approx(1.0)
+
+
+# --- requests ------------------------------------------------------------------------------------
+
+
+def test_the_kits_request_is_compared_with_the_bare_read() -> None:
+    measured = {
+        "sqlite": {
+            "batch": 200,
+            "seconds": {"kit_users_me": [0.003, 0.002, 0.0021], "bare_read": [0.001, 0.0012, 0.0011],
+                        "bare_health": [0.0002, 0.0002, 0.0003]},
+        }
+    }  # fmt: skip
+
+    kit, health = inprocess.figures(measured)
+
+    assert kit.value == pytest.approx(2.1)
+    assert kit.reference_value == pytest.approx(1.1)
+    assert kit.target == Target("<= 2.00x", True)
+    assert health.value == pytest.approx(0.2)
+    assert health.reference_value == inprocess.ANCHOR_HEALTH_MS
+
+
+# --- the README command --------------------------------------------------------------------------
+
+
+def test_noxs_report_gives_the_slowest_sessions_first() -> None:
+    report = {
+        "sessions": [
+            {"name": "lint", "signatures": ["lint"], "result": "success", "duration": 4.5},
+            {"name": "tests", "signatures": ["tests(core)"], "result": "failed", "duration": 30.0},
+        ]
+    }
+
+    assert readme.parse_report(report) == [
+        readme.SessionTime("tests(core)", "failed", 30.0),
+        readme.SessionTime("lint", "success", 4.5),
+    ]
+
+
+def test_a_stand_in_for_the_readme_command_is_timed_and_logged(tmp_path: Path) -> None:
+    log = tmp_path / "out" / "nox.log"
+
+    measured = readme.run(tmp_path, log, argv=[sys.executable, "-c", "print('sessions ran')"])
+
+    assert measured.returncode == 0
+    assert measured.seconds > 0
+    assert measured.warm is False
+    assert log.read_text() == "sessions ran\n"
+
+
+def test_the_readme_part_says_when_it_was_skipped() -> None:
+    (figure,) = readme.figures(None)
+
+    assert figure.value is None
+    assert "--readme" in figure.note
+
+
+# --- options -------------------------------------------------------------------------------------
+
+
+def test_by_default_every_part_but_the_readme_runs() -> None:
+    options = parse_args([])
+
+    assert options.parts == ("isolation", "requests", "serving")
+    assert options.json == Path(".bench/results.json")
+    assert (options.tests, options.growth, options.repeat) == (500, 2000, 3)
+
+
+def test_the_readme_part_is_opt_in() -> None:
+    assert parse_args(["--readme"]).parts == ("isolation", "requests", "serving", "readme")
+    assert parse_args(["--only", "readme"]).parts == ("readme",)
+    assert parse_args(["--only", "serving,isolation"]).parts == ("isolation", "serving")
+
+
+@pytest.mark.parametrize(
+    "argv", [["--only", "speed"], ["--only", ""], ["--tests", "0"], ["--tests", "500", "--growth", "400"]]
+)
+def test_bad_options_are_refused(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        parse_args(argv)
+
+    assert exited.value.code == 2
+
+
+def test_postgres_is_started_only_when_a_part_needs_it() -> None:
+    assert needs_postgres(parse_args([]))
+    assert not needs_postgres(parse_args(["--databases", "sqlite"]))
+    assert not needs_postgres(parse_args(["--only", "readme"]))
+    assert needs_postgres(parse_args(["--only", "serving", "--serving-databases", "sqlite,postgres"]))
+
+
+def test_the_repository_root_is_where_the_noxfile_is(tmp_path: Path) -> None:
+    (tmp_path / "noxfile.py").write_text("")
+    (tmp_path / "packages" / "devtools").mkdir(parents=True)
+
+    assert repository_root(tmp_path / "packages" / "devtools") == tmp_path.resolve()
