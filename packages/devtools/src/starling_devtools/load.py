@@ -336,6 +336,10 @@ async def query(url: str, sql: str, params: Mapping[str, Any] | None = None) -> 
 @contextlib.asynccontextmanager
 async def http_client(*, connections: int, seconds: float) -> AsyncIterator[httpx.AsyncClient]:
     """A client for many concurrent callers; no answer within `seconds` is a failure, not a wait."""
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    # An idle connection is dropped well before uvicorn's 5 s keep-alive timeout closes it: at equal
+    # timeouts a request can go out on a connection the server is closing, and it ends with no answer.
+    limits = httpx.Limits(
+        max_connections=connections, max_keepalive_connections=connections, keepalive_expiry=2.0
+    )
     async with httpx.AsyncClient(timeout=seconds, limits=limits) as client:
         yield client
