@@ -26,6 +26,10 @@ from starling_devtools import workspace
 ROOT = Path(__file__).parent
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 os.environ.setdefault("UV_PYTHON_DOWNLOADS", "never")
+# Every pytest process (and every xdist worker) is a fresh interpreter: without cached bytecode each one
+# compiles every module it imports again, about 5 s a process on these machines. The session venvs and
+# the git-ignored __pycache__ folders are ours to write, whatever the shell asked for.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_venv = "yes"
@@ -74,14 +78,16 @@ def sync_suite(session: nox.Session, package: str) -> Path:
 
 def run_suite(session: nox.Session, package: str, *pytest_args: str) -> None:
     path = sync_suite(session, package)
-    dist = str(test_settings(package).get("dist", "load"))
+    # Measured per package (see its pyproject.toml): on 2 cores, starting xdist workers costs more than
+    # a small suite's whole run, so such a suite runs in one process until it grows.
+    settings = test_settings(package)
     session.run(
         "pytest",
         str(path / "tests"),
         "-n",
-        "auto",
+        str(settings.get("workers", "auto")),
         "--dist",
-        dist,
+        str(settings.get("dist", "load")),
         "-p",
         "no:cacheprovider",
         # pytest-split reads the recorded durations when CI passes `--splits N --group i`
@@ -95,14 +101,14 @@ def run_suite(session: nox.Session, package: str, *pytest_args: str) -> None:
 @nox.session
 @nox.parametrize("package", list(MEMBERS), ids=list(MEMBERS))
 def tests(session: nox.Session, package: str) -> None:
-    """Run one member's suite under xdist on SQLite."""
+    """Run one member's suite on SQLite (in xdist workers or one process, as its pyproject says)."""
     run_suite(session, package)
 
 
 @nox.session(tags=["postgres"])
 @nox.parametrize("package", DATABASE_SUITES, ids=DATABASE_SUITES)
 def tests_postgres(session: nox.Session, package: str) -> None:
-    """Run one member's suite under xdist on PostgreSQL (a throwaway cluster the kit starts)."""
+    """Run one member's suite on PostgreSQL (a throwaway cluster the kit starts)."""
     run_suite(session, package, "--db", "postgres")
 
 
