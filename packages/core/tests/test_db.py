@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
 
-from starling_core.db import Database, DatabaseUnavailable, is_sqlite, is_unavailable
+from starling_core.db import Database, DatabaseUnavailable, create_engine, is_sqlite, is_unavailable
 
 from .itemsapp import ItemSettings, build_app
 
@@ -219,3 +219,30 @@ async def test_requests_after_the_server_ended_every_connection_succeed(pg_engin
         health = await client.get("/health")
     assert [response.status_code for response in again] == [404] * 4
     assert health.status_code == 200
+
+
+async def test_sqlite_write_transactions_take_turns_instead_of_timing_out(tmp_path: object) -> None:
+    # busy_timeout=0 makes SQLite refuse a second writer at once, which is what a 5 s timeout
+    # becomes under enough load: only taking turns before BEGIN lets all twenty through.
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/writers.db")
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _refuse_to_wait(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        dbapi_connection.execute("PRAGMA busy_timeout=0")
+
+    database = Database(engine)
+    async with engine.begin() as connection:
+        await connection.execute(text("CREATE TABLE counted (n INTEGER)"))
+
+    async def write(n: int) -> None:
+        async with database.transaction() as session:
+            await session.execute(text("INSERT INTO counted VALUES (:n)"), {"n": n})
+            # a second statement holds the write lock across an await, as real handlers do
+            await session.execute(text("SELECT count(*) FROM counted"))
+
+    try:
+        await asyncio.gather(*(write(n) for n in range(20)))
+        async with database.session() as session:
+            assert await session.scalar(text("SELECT count(*) FROM counted")) == 20
+    finally:
+        await database.dispose()

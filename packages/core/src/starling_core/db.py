@@ -180,6 +180,13 @@ class Database:
         self.engine = engine
         self.connection = connection
         self.owns_engine = owns_engine
+        # SQLite has one writer at a time. Writers that queue inside SQLite wait in its busy handler,
+        # which gives up after busy_timeout, and a lock holder shares the event loop with every request
+        # queued behind it; under load the waits pass the timeout and become 503s. Taking turns here,
+        # on the loop, lets a write transaction wait as long as it must and keeps SQLite's wait short.
+        self._write_lock: asyncio.Lock | None = (
+            asyncio.Lock() if connection is None and engine.dialect.name == "sqlite" else None
+        )
         if connection is None:
             self._sessions = async_sessionmaker(engine, expire_on_commit=False)
             self._lock: asyncio.Lock | None = None
@@ -218,7 +225,11 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction committed when the block ends, rolled back if it raises."""
-        async with self.session() as session, session.begin():
+        if self._write_lock is None:
+            async with self.session() as session, session.begin():
+                yield session
+            return
+        async with self._write_lock, self.session() as session, session.begin():
             yield session
 
     async def ping(self) -> None:
