@@ -6,11 +6,12 @@ schema, so the schema is built once per run however many workers there are.
 
 from __future__ import annotations
 
+import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import pytest
 from filelock import FileLock
 from sqlalchemy import MetaData
@@ -18,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from starling_core.db import create_engine
-from starling_testkit import postgres
+from starling_testkit import fastsqlite, postgres
 
 DATABASE_URL_ENV = "STARLING_TEST_DATABASE_URL"
 RUN_DIR_ENV = "STARLING_TEST_RUN_DIR"
@@ -59,7 +60,7 @@ class SQLiteDatabase:
 
     async def create(self, metadata: MetaData) -> AsyncEngine:
         remove_sqlite(self.path)  # a file kept by --keep-db or a killed run must not leak rows
-        engine = create_engine(self.url)
+        engine = create_engine(self.url, connect_args=fastsqlite.CONNECT_ARGS)
         async with engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
         return engine
@@ -76,6 +77,7 @@ class PostgresDatabase:
     lock_dir: Path
     keep: bool = False
     base: str = field(init=False)
+    made: bool = field(default=False, init=False)  # the empty database exists (see `Preparation`)
 
     def __post_init__(self) -> None:
         given = make_url(self.server_url).database
@@ -89,14 +91,31 @@ class PostgresDatabase:
     def url(self) -> str:
         return _with_database(self.server_url, self.name)
 
+    async def make_empty(self) -> None:
+        """The worker's database, empty: what a run without xdist builds its schema in."""
+        await self._execute(
+            f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)', f'CREATE DATABASE "{self.name}"'
+        )
+        self.made = True
+
     async def create(self, metadata: MetaData) -> AsyncEngine:
+        if self.worker == "main":
+            # Alone in the run (no xdist): a template would only be one more CREATE DATABASE
+            # (~70 ms, a checkpoint each), so the schema goes straight into the database.
+            if not self.made:
+                await self.make_empty()
+            engine = create_engine(self.url)
+            async with engine.begin() as connection:
+                await connection.run_sync(metadata.create_all)
+            return engine
         template = f"{self.base}_template"
         # One worker builds the template; the rest wait for it, then every worker clones it.
         with FileLock(str(self.lock_dir / f"{template}.lock")):
             marker = self.lock_dir / f"{template}.ready"
             if not marker.exists():
-                await self._execute(f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)')
-                await self._execute(f'CREATE DATABASE "{template}"')
+                await self._execute(
+                    f'DROP DATABASE IF EXISTS "{template}" WITH (FORCE)', f'CREATE DATABASE "{template}"'
+                )
                 engine = create_engine(_with_database(self.server_url, template))
                 try:
                     async with engine.begin() as connection:
@@ -104,19 +123,24 @@ class PostgresDatabase:
                 finally:
                     await engine.dispose()  # a template with open connections cannot be cloned
                 marker.touch()
-        await self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        await self._execute(f'CREATE DATABASE "{self.name}" TEMPLATE "{template}"')
+        await self._execute(
+            f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)',
+            f'CREATE DATABASE "{self.name}" TEMPLATE "{template}"',
+        )
         return create_engine(self.url)
 
     async def destroy(self) -> None:
         if not self.keep:
             await self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
-    async def _execute(self, statement: str) -> None:
+    async def _execute(self, *statements: str) -> None:
+        import asyncpg  # here, not at the top: a SQLite run never needs it
+
         url = make_url(_with_database(self.server_url, "postgres")).set(drivername="postgresql")
         connection = await asyncpg.connect(url.render_as_string(hide_password=False))
         try:
-            await connection.execute(statement)
+            for statement in statements:  # one at a time: CREATE DATABASE refuses a multi-statement string
+                await connection.execute(statement)
         finally:
             await connection.close()
 
@@ -126,6 +150,10 @@ TestDatabase = SQLiteDatabase | PostgresDatabase
 
 def _with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+def wants_postgres(config: pytest.Config) -> bool:
+    return bool(os.environ.get(DATABASE_URL_ENV)) or config.getoption("--db") == "postgres"
 
 
 def provider(config: pytest.Config, basetemp: Path) -> TestDatabase:
@@ -139,3 +167,40 @@ def provider(config: pytest.Config, basetemp: Path) -> TestDatabase:
     shared = run_dir()
     server = given or postgres.ensure_cluster(shared).url
     return PostgresDatabase(server, worker, shared, keep)
+
+
+class Preparation:
+    """A PostgreSQL run's slow first steps, taken in a thread while pytest collects the tests.
+
+    Starting the throwaway cluster (initdb, pg_ctl: 1-2 s) and creating the worker's database
+    (~150 ms, a checkpoint) need neither the tests nor their metadata, and collecting takes as long:
+    so they overlap, and the first database test finds them done. A template (xdist) needs the
+    metadata, so under xdist only the cluster is started ahead.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="starling-db")
+        self._future = self._executor.submit(self._prepare, config)
+        self._used = False
+
+    @staticmethod
+    def _prepare(config: pytest.Config) -> TestDatabase:
+        database = provider(config, Path())  # PostgreSQL only (see wants_postgres): no file path
+        if isinstance(database, PostgresDatabase) and database.worker == "main":
+            asyncio.run(database.make_empty())
+        return database
+
+    def database(self) -> TestDatabase:
+        """The prepared database, once ready; raises what preparing it raised."""
+        self._used = True
+        return self._future.result()
+
+    def finish(self) -> None:
+        """Wait for the thread (the cluster must not start after the run stopped it); drop a
+        database made for tests that never came."""
+        self._executor.shutdown(wait=True)
+        if self._used or self._future.exception() is not None:
+            return
+        database = self._future.result()
+        if isinstance(database, PostgresDatabase) and database.made and not database.keep:
+            asyncio.run(database.destroy())

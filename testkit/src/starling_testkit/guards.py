@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import starling_core
 
@@ -35,14 +35,16 @@ def describe_task(task: asyncio.Task[Any]) -> str:
     return f"{task.get_name()} running {where}"
 
 
-async def leaked_tasks(before: set[asyncio.Task[Any]]) -> list[asyncio.Task[Any]]:
-    # One turn of the loop lets tasks that were cancelled or finished during teardown settle.
-    await asyncio.sleep(0)
-    current = asyncio.current_task()
-    leaked = [t for t in asyncio.all_tasks() - before if t is not current and not t.done()]
-    for task in leaked:
+def leaked_tasks(loop: asyncio.AbstractEventLoop, before: set[asyncio.Task[Any]]) -> list[asyncio.Task[Any]]:
+    """Tasks started since `before` that are still pending, cancelled so the leak fails one test only."""
+    pending = [t for t in asyncio.all_tasks(loop) - before if not t.done()]
+    if pending and not loop.is_running():
+        # One turn of the loop lets tasks that were cancelled or finished during teardown settle.
+        loop.run_until_complete(asyncio.sleep(0))
+        pending = [t for t in pending if not t.done()]
+    for task in pending:
         task.cancel()  # so the leak fails this test only, not the ones after it
-    return leaked
+    return pending
 
 
 def _awaiting_frames() -> list[tuple[str, int]]:
@@ -68,6 +70,7 @@ class CheckoutTracker:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.origins: dict[int, str] = {}
+        self._dbapi: dict[int, int] = {}  # record -> the DBAPI connection it handed out
         event.listen(engine.sync_engine.pool, "checkout", self._checkout)
         event.listen(engine.sync_engine.pool, "checkin", self._checkin)
 
@@ -76,9 +79,19 @@ class CheckoutTracker:
         # not Starling's kit or core, which only pass the checkout along.
         frames = [place for place in _awaiting_frames() if not place[0].startswith(_NOT_ORIGINS)]
         self.origins[id(record)] = "{}:{}".format(*frames[-1]) if frames else "unknown"
+        self._dbapi[id(record)] = id(dbapi_connection)
 
     def _checkin(self, dbapi_connection: Any, record: Any) -> None:
         self.origins.pop(id(record), None)
+        self._dbapi.pop(id(record), None)
+
+    def exempt(self, connection: AsyncConnection) -> None:
+        """Stop tracking a connection the kit itself holds across tests."""
+        dbapi = (
+            id(connection.sync_connection.connection.dbapi_connection) if connection.sync_connection else 0
+        )
+        for record in [key for key, held in self._dbapi.items() if held == dbapi]:
+            self.origins.pop(record, None)
 
     def outstanding(self) -> dict[int, str]:
         return dict(self.origins)
