@@ -1,4 +1,4 @@
-"""Figure 4 (opt-in, about 3 minutes): the README's test command, timed warm from the repository root.
+"""Figure 4 (opt-in, about 7 minutes): the README's test command, timed warm from the repository root.
 
 `python3 -m uv run --frozen nox`, with `--report` added so that nox writes each session's duration.
 "Warm" means the sessions' virtual environments already exist (nox reuses them); the figure says
@@ -24,7 +24,7 @@ from starling_devtools.bench.results import Figure
 PART = "readme"
 README_COMMAND = ("python3", "-m", "uv", "run", "--frozen", "nox")
 TIMEOUT = 3600.0
-SKIPPED = "skipped: opt in with --readme or --only readme (about 3 min)"
+SKIPPED = "skipped: opt in with --readme or --only readme (about 7 min)"
 
 
 @dataclass(frozen=True)
