@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from starling_devtools import seed, services
+from starling_devtools import load, seed, services
 
 SERVICES = ("users", "agents", "reporting")
 CALLERS = ("admin", "user", "anonymous")
@@ -233,28 +233,11 @@ def databases(kind: str, names: Sequence[str], data_dir: Path) -> Iterator[dict[
     data_dir.chmod(data_dir.stat().st_mode | 0o711)
     cluster = postgres.ensure_cluster(data_dir / "postgres")
     try:
-        _create_databases(cluster.url, [f"fuzz_{name}" for name in names])
+        asyncio.run(load.create_databases(cluster.url, [f"fuzz_{name}" for name in names]))
         base = cluster.url.rsplit("/", 1)[0]
         yield {f"STARLING_{name.upper()}_DATABASE_URL": f"{base}/fuzz_{name}" for name in names}
     finally:
         postgres.stop_cluster(data_dir / "postgres")
-
-
-def _create_databases(server_url: str, names: Sequence[str]) -> None:
-    # Imported here like the kit: only a PostgreSQL run needs them.
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    async def create() -> None:
-        engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
-        try:
-            async with engine.connect() as connection:
-                for name in names:
-                    await connection.execute(text(f'CREATE DATABASE "{name}"'))
-        finally:
-            await engine.dispose()
-
-    asyncio.run(create())
 
 
 # --- the run -----------------------------------------------------------------------------------------
