@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 import httpx
 import pytest
+from starlette.types import ASGIApp, Message
 
 JSON = {"Content-Type": "application/json"}
 SQL = "'; DROP TABLE items; --"
@@ -164,6 +166,45 @@ async def test_a_body_exactly_at_the_limit_is_read(client: httpx.AsyncClient) ->
     response = await post_raw(client, body)
     assert response.status_code == 422  # read and validated: too long a name, not too large a body
     assert response.json()["detail"][0]["type"] == "string_too_long"
+
+
+async def test_a_client_leaving_mid_body_is_not_a_server_error(
+    started_app: ASGIApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The first chunk arrives, then the connection drops: what a client timeout or shutdown looks like.
+    incoming: list[Message] = [
+        {"type": "http.request", "body": b'{"name": "ket', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/items",
+        "raw_path": b"/api/items",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", b"40")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    with caplog.at_level(logging.INFO, logger="starling"):
+        await started_app(scope, receive, send)  # raising here is what servers log as a traceback
+    assert sent[0]["status"] == 499
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("starling")] == [
+        "client disconnected during POST /api/items"
+    ]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 # --- X-Request-ID ----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
@@ -67,6 +67,18 @@ async def database_unavailable_handler(request: Request, exc: Exception) -> Resp
     )
 
 
+# nginx's code for "the client closed the connection first"; nothing reaches the client, but the
+# status shows in middleware and logs that see the response.
+CLIENT_CLOSED_REQUEST = 499
+
+
+async def client_disconnect_handler(request: Request, exc: Exception) -> Response:
+    # The client went away while its body was being read: nobody is left to answer, and a client
+    # giving up (a timeout, a cancelled call, a shutdown) is not a server error worth a traceback.
+    logger.info("client disconnected during %s %s", request.method, request.url.path)
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
+
+
 async def server_error_handler(request: Request, exc: Exception) -> Response:
     # ServerErrorMiddleware has already decided this is a 500; the traceback goes to the log only.
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
@@ -82,5 +94,6 @@ def exception_handlers() -> dict[Any, ExceptionHandler]:
         DatabaseUnavailable: database_unavailable_handler,
         # Every pooled connection busy for the whole pool timeout: overloaded, so "try again later".
         PoolTimeout: database_unavailable_handler,
+        ClientDisconnect: client_disconnect_handler,
         Exception: server_error_handler,
     }
