@@ -64,7 +64,12 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    """Declarative base for services that share nothing but the conventions: subclass per service."""
+    """Declarative base for services that share nothing but the conventions.
+
+    Subclass it once per service, abstract, with `metadata = new_metadata()`: otherwise every
+    service's tables land in this one shared `MetaData`, and a process that imports two services
+    would migrate and compare each against the other's tables too.
+    """
 
     __abstract__ = True
     metadata = MetaData(naming_convention=NAMING_CONVENTION)

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from starling_core.db import Base, UTCDateTime
+from starling_core.db import Base, UTCDateTime, new_metadata
 
 KINDS = ("summarizer", "classifier", "llm")
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
@@ -26,6 +26,7 @@ def utcnow() -> datetime:
 
 class AgentsBase(Base):
     __abstract__ = True
+    metadata = new_metadata()  # this service's tables only
 
 
 class Agent(AgentsBase):

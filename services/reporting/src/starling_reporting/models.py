@@ -7,11 +7,12 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from starling_core.db import Base
+from starling_core.db import Base, new_metadata
 
 
 class ReportingBase(Base):
     __abstract__ = True
+    metadata = new_metadata()  # this service's tables only
 
 
 class Order(ReportingBase):

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from starling_core.db import Base, UTCDateTime
+from starling_core.db import Base, UTCDateTime, new_metadata
 
 ROLES = ("user", "admin")
 
@@ -19,6 +19,7 @@ def new_id() -> str:
 
 class UsersBase(Base):
     __abstract__ = True
+    metadata = new_metadata()  # this service's tables only
 
 
 class User(UsersBase):
