@@ -12,8 +12,9 @@ from starlette.routing import Route
 
 from starling_core.app import create_app
 from starling_core.auth import AGENT_ADMIN
-from starling_core.db import Base
+from starling_core.db import Base, new_metadata
 from starling_core.operations import operation, route
+from starling_core.ratelimit import rate_limit_table
 from starling_core.repository import Repository
 from starling_core.settings import ServiceSettings
 
@@ -24,6 +25,10 @@ class ItemSettings(ServiceSettings):
 
 class ItemBase(Base):
     __abstract__ = True
+    metadata = new_metadata()  # this service's tables only
+
+
+rate_limit_counters = rate_limit_table(ItemBase.metadata)
 
 
 class Item(ItemBase):

@@ -24,7 +24,7 @@ async def test_upgrade_creates_the_tables_and_is_idempotent(tmp_path: Path) -> N
         await upgrade(database, SCRIPTS)
         async with database.engine.connect() as connection:
             tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
-        assert set(tables) == {"alembic_version", "items"}
+        assert set(tables) == {"alembic_version", "items", "rate_limit_counters"}
     finally:
         await database.dispose()
 
@@ -37,7 +37,10 @@ async def test_differences_name_what_the_database_lacks_until_it_is_upgraded(tmp
         after = await differences(database, ItemBase.metadata)
     finally:
         await database.dispose()
-    assert [(change[0], change[1].name) for change in before] == [("add_table", "items")]
+    assert sorted((change[0], change[1].name) for change in before) == [
+        ("add_table", "items"),
+        ("add_table", "rate_limit_counters"),
+    ]
     assert after == []
 
 

@@ -1,21 +1,39 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import socket
 import time
-from collections.abc import Sequence
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from starling_core.app import create_app, default_rate_limit_backend
 from starling_core.auth import authentication_middleware
+from starling_core.db import Database
 from starling_core.errors import exception_handlers
-from starling_core.ratelimit import MemoryRateLimitBackend, Rate, RateLimitMiddleware, parse_rate
+from starling_core.ratelimit import (
+    DatabaseRateLimitBackend,
+    MemoryRateLimitBackend,
+    Rate,
+    RateLimitBackend,
+    RateLimitMiddleware,
+    parse_rate,
+)
 from starling_core.tokens import JWTConfig, issue_token
+
+from .itemsapp import ItemSettings
 
 SECRET = "starling-tests-secret-".ljust(64, "x")
 CONFIG = JWTConfig(signing_key=SECRET, verifying_key=SECRET, issuer="starling-users")
@@ -35,7 +53,21 @@ async def ok(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
-def limited_app(rate: Rate, clock: Clock, path_prefixes: Sequence[str] = ("/api/",)) -> Starlette:
+NewBackend = Callable[[Clock], RateLimitBackend]
+
+
+@pytest.fixture(params=["memory", "database"])
+def new_backend(request: pytest.FixtureRequest) -> NewBackend:
+    """Each middleware test runs on both backends; the database one counts in the test's transaction."""
+    if request.param == "memory":
+        return MemoryRateLimitBackend
+    database = Database.for_connection(request.getfixturevalue("db_connection"))
+    return lambda clock: DatabaseRateLimitBackend(lambda: database, clock)
+
+
+def limited_app(
+    rate: Rate, backend: RateLimitBackend, path_prefixes: Sequence[str] = ("/api/",)
+) -> Starlette:
     return Starlette(
         routes=[Route("/api/items", ok), Route("/health", ok), Route("/users", ok), Route("/usersx", ok)],
         middleware=[
@@ -43,7 +75,7 @@ def limited_app(rate: Rate, clock: Clock, path_prefixes: Sequence[str] = ("/api/
             Middleware(
                 RateLimitMiddleware,
                 rate=rate,
-                backend=MemoryRateLimitBackend(clock),
+                backend=backend,
                 path_prefixes=path_prefixes,
             ),
         ],
@@ -59,8 +91,8 @@ def bearer(sub: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(CONFIG, sub=sub, scopes=[])}"}
 
 
-async def test_exactly_the_limit_of_concurrent_requests_gets_through() -> None:
-    app = limited_app(Rate(60, 60), Clock())
+async def test_exactly_the_limit_of_concurrent_requests_gets_through(new_backend: NewBackend) -> None:
+    app = limited_app(Rate(60, 60), new_backend(Clock()))
     async with client_for(app) as client:
         headers = bearer("user-1")
         responses = await asyncio.gather(*(client.get("/api/items", headers=headers) for _ in range(90)))
@@ -73,8 +105,8 @@ async def test_exactly_the_limit_of_concurrent_requests_gets_through() -> None:
         assert int(response.headers["Retry-After"]) >= 1
 
 
-async def test_refused_request_says_when_to_retry() -> None:
-    app = limited_app(Rate(1, 60), Clock(START))
+async def test_refused_request_says_when_to_retry(new_backend: NewBackend) -> None:
+    app = limited_app(Rate(1, 60), new_backend(Clock(START)))
     async with client_for(app) as client:
         await client.get("/api/items")
         response = await client.get("/api/items")
@@ -86,8 +118,8 @@ async def test_refused_request_says_when_to_retry() -> None:
     assert response.headers["RateLimit-Reset"] == "20"
 
 
-async def test_allowed_responses_carry_ratelimit_headers() -> None:
-    app = limited_app(Rate(60, 60), Clock(START))
+async def test_allowed_responses_carry_ratelimit_headers(new_backend: NewBackend) -> None:
+    app = limited_app(Rate(60, 60), new_backend(Clock(START)))
     async with client_for(app) as client:
         first = await client.get("/api/items")
         second = await client.get("/api/items")
@@ -98,8 +130,8 @@ async def test_allowed_responses_carry_ratelimit_headers() -> None:
     assert second.headers["RateLimit-Reset"] == "20"
 
 
-async def test_each_subject_has_its_own_count() -> None:
-    app = limited_app(Rate(2, 60), Clock())
+async def test_each_subject_has_its_own_count(new_backend: NewBackend) -> None:
+    app = limited_app(Rate(2, 60), new_backend(Clock()))
     async with client_for(app) as client:
         first_user = [await client.get("/api/items", headers=bearer("user-1")) for _ in range(3)]
         second_user = await client.get("/api/items", headers=bearer("user-2"))
@@ -108,8 +140,8 @@ async def test_each_subject_has_its_own_count() -> None:
     assert second_user.status_code == 200
 
 
-async def test_anonymous_callers_are_counted_by_address() -> None:
-    app = limited_app(Rate(1, 60), Clock())
+async def test_anonymous_callers_are_counted_by_address(new_backend: NewBackend) -> None:
+    app = limited_app(Rate(1, 60), new_backend(Clock()))
     async with (
         httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app, client=("10.0.0.1", 1000)), base_url="http://testserver"
@@ -125,9 +157,9 @@ async def test_anonymous_callers_are_counted_by_address() -> None:
     assert other_address.status_code == 200
 
 
-async def test_a_new_window_starts_a_new_count() -> None:
+async def test_a_new_window_starts_a_new_count(new_backend: NewBackend) -> None:
     clock = Clock()
-    app = limited_app(Rate(1, 60), clock)
+    app = limited_app(Rate(1, 60), new_backend(clock))
     async with client_for(app) as client:
         await client.get("/api/items")
         refused = await client.get("/api/items")
@@ -138,8 +170,8 @@ async def test_a_new_window_starts_a_new_count() -> None:
     assert allowed.status_code == 200
 
 
-async def test_routes_outside_the_prefixes_are_not_limited() -> None:
-    app = limited_app(Rate(1, 60), Clock())
+async def test_routes_outside_the_prefixes_are_not_limited(new_backend: NewBackend) -> None:
+    app = limited_app(Rate(1, 60), new_backend(Clock()))
     async with client_for(app) as client:
         responses = [await client.get("/health") for _ in range(3)]
 
@@ -147,8 +179,8 @@ async def test_routes_outside_the_prefixes_are_not_limited() -> None:
     assert "RateLimit-Limit" not in responses[0].headers
 
 
-async def test_prefix_covers_the_path_and_below_it_but_not_a_longer_name() -> None:
-    app = limited_app(Rate(1, 60), Clock(), path_prefixes=["/users"])
+async def test_prefix_covers_the_path_and_below_it_but_not_a_longer_name(new_backend: NewBackend) -> None:
+    app = limited_app(Rate(1, 60), new_backend(Clock()), path_prefixes=["/users"])
     async with client_for(app) as client:
         users = [(await client.get("/users")).status_code for _ in range(2)]
         below = await client.get("/users/me")
@@ -206,3 +238,100 @@ async def test_parse_rate_reads_count_and_period(text: str, rate: Rate) -> None:
 async def test_parse_rate_refuses_junk(text: str) -> None:
     with pytest.raises(ValueError, match=r"Invalid rate|at least 1"):
         parse_rate(text)
+
+
+# --- the database backend --------------------------------------------------------------------------
+
+
+async def count_rows(connection: AsyncConnection) -> int:
+    return int((await connection.execute(text("SELECT count(*) FROM rate_limit_counters"))).scalar_one())
+
+
+async def test_database_backend_keeps_only_the_current_window(db_connection: AsyncConnection) -> None:
+    clock = Clock()
+    database = Database.for_connection(db_connection)
+    backend = DatabaseRateLimitBackend(lambda: database, clock)
+    rate = Rate(5, 60)
+    for caller in range(20):
+        await backend.hit(f"caller-{caller}", rate)
+    assert await count_rows(db_connection) == 20
+
+    clock.now += 60
+    result = await backend.hit("caller-0", rate)
+
+    assert (result.allowed, result.remaining) == (True, 4)
+    assert await count_rows(db_connection) == 1
+
+
+async def test_database_backend_counts_a_changed_rate_afresh(db_connection: AsyncConnection) -> None:
+    database = Database.for_connection(db_connection)
+    backend = DatabaseRateLimitBackend(lambda: database, Clock())
+    await backend.hit("caller", Rate(1, 60))
+    refused = await backend.hit("caller", Rate(1, 60))
+    other_window = await backend.hit("caller", Rate(1, 30))
+
+    assert (refused.allowed, other_window.allowed) == (False, True)
+
+
+async def test_database_backend_is_one_count_across_processes(db_url: str) -> None:
+    # Two engines stand in for two processes: each has its own pool and commits for real, so the
+    # count is shared only through the database. A caller no other test uses, deleted afterwards.
+    processes = [Database.from_url(db_url, pool_size=10) for _ in range(2)]
+    backends = [DatabaseRateLimitBackend(functools.partial(lambda db: db, db)) for db in processes]
+    caller = f"processes-{uuid.uuid4().hex}"
+    try:
+        results = await asyncio.gather(*(backends[n % 2].hit(caller, Rate(60, 3600)) for n in range(90)))
+    finally:
+        async with processes[0].transaction() as session:
+            await session.execute(
+                text("DELETE FROM rate_limit_counters WHERE key LIKE :key"), {"key": f"%{caller}"}
+            )
+        for database in processes:
+            await database.dispose()
+
+    assert sum(result.allowed for result in results) == 60
+    assert sorted(result.remaining for result in results if result.allowed) == list(range(60))
+
+
+async def test_an_unreachable_counter_database_is_503() -> None:
+    with socket.socket() as probe:  # a port that was free a moment ago: connecting is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    database = Database.from_url(f"postgresql+asyncpg://starling@127.0.0.1:{port}/nowhere")
+    app = limited_app(Rate(60, 60), DatabaseRateLimitBackend(lambda: database))
+    try:
+        async with client_for(app) as client:
+            limited = await client.get("/api/items")
+            unlimited = await client.get("/health")
+    finally:
+        await database.dispose()
+
+    assert limited.status_code == 503
+    assert limited.headers["Retry-After"] == "1"
+    assert "unavailable" in limited.json()["detail"]
+    assert unlimited.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("url", "setting", "expected"),
+    [
+        ("sqlite+aiosqlite:///x.db", "auto", MemoryRateLimitBackend),
+        ("postgresql+asyncpg://u@h/d", "auto", DatabaseRateLimitBackend),
+        ("postgresql+asyncpg://u@h/d", "memory", MemoryRateLimitBackend),
+        ("sqlite+aiosqlite:///x.db", "database", DatabaseRateLimitBackend),
+    ],
+)
+async def test_the_setting_picks_the_backend(url: str, setting: str, expected: type) -> None:
+    settings = ItemSettings(database_url=url, rate_limit_backend=setting)
+    backend = default_rate_limit_backend(settings, lambda: pytest.fail("not called while choosing"))
+    assert type(backend) is expected
+
+
+async def test_a_missing_counters_table_stops_the_start_up(tmp_path: Path) -> None:
+    settings = ItemSettings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/bare.db", rate_limit_backend="database"
+    )
+    app = create_app(settings, routes=[])  # no migrations: nothing creates the table
+    with pytest.raises(RuntimeError, match=r"rate_limit_counters.*STARLING_RATE_LIMIT_BACKEND=memory"):
+        async with LifespanManager(app):
+            pass

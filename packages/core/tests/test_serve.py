@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import signal
 import socket
@@ -19,6 +20,7 @@ import pytest
 from starling_core.serve import listening_socket, parse_args
 
 DEADLINE = 30.0
+MIGRATIONS = Path(__file__).parent / "migrations_fixture"
 SERVING = re.compile(r"on http://127\.0\.0\.1:(\d+) with")
 
 PID_APP = """
@@ -28,6 +30,25 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 app = Starlette(routes=[Route("/pid", lambda request: PlainTextResponse(str(os.getpid())))])
+"""
+
+# A limited route on a migrated SQLite file that every child shares; the pid says who answered.
+COUNTED_APP = """
+import os
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+from starling_core.app import create_app
+from starling_core.migrations import upgrade
+from starling_core.settings import ServiceSettings
+
+class Settings(ServiceSettings):
+    service_name: str = "counted"
+
+app = create_app(
+    Settings(database_url="sqlite+aiosqlite:///counted.db"),
+    routes=[Route("/api/pid", lambda request: PlainTextResponse(str(os.getpid())))],
+    migrate=lambda database: upgrade(database, {scripts!r}),
+)
 """
 
 FAILING_APP = """
@@ -89,7 +110,7 @@ class Served:
                 pytest.fail(f"{self.url} still answers after {DEADLINE} s")
 
 
-def start(directory: Path, app: str, *args: str) -> Served:
+def start(directory: Path, app: str, *args: str, env: dict[str, str] | None = None) -> Served:
     log = directory / "serve.log"
     with log.open("wb") as output:
         process = subprocess.Popen(
@@ -97,6 +118,7 @@ def start(directory: Path, app: str, *args: str) -> Served:
             cwd=directory,
             stdout=output,
             stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
         )
     return Served(process, log)
 
@@ -149,6 +171,33 @@ def test_children_stop_when_the_parent_is_killed(served: Served) -> None:
     served.process.wait()
 
     served.wait_until_refused()
+
+
+@pytest.mark.parametrize(("backend", "allowed"), [(None, 5), ("memory", 10)], ids=["default", "memory"])
+def test_processes_share_one_rate_limit_count(tmp_path: Path, backend: str | None, allowed: int) -> None:
+    # 40 new connections, which the kernel spreads over both children: the default counts in the
+    # database, so 5 get through in all; per-process memory would let 5 through each child.
+    (tmp_path / "counted.py").write_text(COUNTED_APP.format(scripts=str(MIGRATIONS)))
+    env = {
+        "STARLING_RATE_LIMIT": "5/day",
+        "PYTHONPATH": str(MIGRATIONS.parents[1]),  # the migration scripts import tests.itemsapp
+    } | ({"STARLING_RATE_LIMIT_BACKEND": backend} if backend else {})
+    server = start(tmp_path, "counted:app", "--processes", "2", env=env)
+    try:
+        server.url  # noqa: B018 - waits until the server is up
+        base = server.url.removesuffix("/pid")
+        answers = []
+        for _ in range(40):
+            with httpx.Client(timeout=5.0) as client:
+                answers.append(client.get(f"{base}/api/pid"))
+    finally:
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(timeout=DEADLINE)
+
+    assert sorted({response.status_code for response in answers}) == [200, 429]
+    served_by = {int(response.text) for response in answers if response.status_code == 200}
+    assert sum(response.status_code == 200 for response in answers) == allowed
+    assert len(served_by) == 2  # both children answered, so the count was theirs to share
 
 
 def test_an_app_failing_at_start_up_stops_the_server_with_status_1(tmp_path: Path) -> None:

@@ -22,5 +22,5 @@ async def test_upgrade_to_head_matches_the_models(tmp_path: Path) -> None:
         diff = await differences(database, UsersBase.metadata)
     finally:
         await database.dispose()
-    assert set(tables) == {"alembic_version", "users"}
+    assert set(tables) == {"alembic_version", "users", "rate_limit_counters"}
     assert diff == []

@@ -12,9 +12,15 @@ from starlette.routing import BaseRoute
 from starling_core import health
 from starling_core.auth import authentication_middleware
 from starling_core.bodylimit import BodySizeLimitMiddleware
-from starling_core.db import Database
+from starling_core.db import Database, is_sqlite
 from starling_core.errors import exception_handlers
-from starling_core.ratelimit import MemoryRateLimitBackend, RateLimitBackend, RateLimitMiddleware, parse_rate
+from starling_core.ratelimit import (
+    DatabaseRateLimitBackend,
+    MemoryRateLimitBackend,
+    RateLimitBackend,
+    RateLimitMiddleware,
+    parse_rate,
+)
 from starling_core.requestid import RequestIDMiddleware
 from starling_core.settings import ServiceSettings
 from starling_core.tokens import JWTConfig
@@ -41,6 +47,12 @@ def create_app(
     """
     jwt_config = JWTConfig.from_settings(settings)
 
+    def current_database() -> Database:
+        database: Database = app.state.database
+        return database
+
+    backend = rate_limit_backend or default_rate_limit_backend(settings, current_database)
+
     @asynccontextmanager
     async def app_lifespan(app: Starlette) -> AsyncIterator[None]:
         database: Database | None = getattr(app.state, "database", None)
@@ -48,8 +60,11 @@ def create_app(
             database = Database.from_url(settings.database_url)
             app.state.database = database
         try:
-            if migrate is not None and settings.auto_migrate and not database.externally_managed:
-                await migrate(database)
+            if not database.externally_managed:
+                if migrate is not None and settings.auto_migrate:
+                    await migrate(database)
+                if isinstance(backend, DatabaseRateLimitBackend):
+                    await backend.check_table(database)
             if lifespan is None:
                 yield
             else:
@@ -68,7 +83,7 @@ def create_app(
         Middleware(
             RateLimitMiddleware,
             rate=parse_rate(settings.rate_limit),
-            backend=rate_limit_backend or MemoryRateLimitBackend(),
+            backend=backend,
             path_prefixes=tuple(rate_limited_paths),
         ),
         *middleware,
@@ -85,3 +100,19 @@ def create_app(
     # /openapi.json lists a 429 exactly where the limiter applies
     app.state.rate_limited_paths = tuple(rate_limited_paths)
     return app
+
+
+def default_rate_limit_backend(
+    settings: ServiceSettings, database: Callable[[], Database]
+) -> RateLimitBackend:
+    """The backend `settings.rate_limit_backend` names; "auto" shares counts only on PostgreSQL.
+
+    SQLite is a single machine's database and usually a single process's; PostgreSQL is what
+    replicas share, so that is where one count per caller must live.
+    """
+    choice = settings.rate_limit_backend
+    if choice == "auto":
+        choice = "memory" if is_sqlite(settings.database_url) else "database"
+    if choice == "database":
+        return DatabaseRateLimitBackend(database)
+    return MemoryRateLimitBackend()

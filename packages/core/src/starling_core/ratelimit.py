@@ -1,4 +1,10 @@
-"""Per-caller fixed-window rate limiting, exact under concurrent requests."""
+"""Per-caller fixed-window rate limiting, exact under concurrent requests.
+
+Two backends count the hits. `MemoryRateLimitBackend` counts in this process; it is exact and costs
+nothing, but N processes let a caller through N times. `DatabaseRateLimitBackend` keeps one count in
+the service's database, shared by every process and replica, at the price of one write per limited
+request; a service that uses it adds `rate_limit_table` to its metadata and its migrations.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,16 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, delete, inspect
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from starling_core.errors import error_response
+from starling_core.db import Database, DatabaseUnavailable, new_metadata
+from starling_core.errors import database_unavailable_handler, error_response
 
 _SECONDS = {
     **dict.fromkeys(("s", "sec", "secs", "second", "seconds"), 1),
@@ -82,6 +92,75 @@ class MemoryRateLimitBackend:
         return RateLimitResult(True, rate.limit, rate.limit - used - 1, reset_after)
 
 
+_COUNTERS = Table(
+    "rate_limit_counters",
+    new_metadata(),
+    # "<window seconds>s:<caller>", so that a changed rate never adds to the old rate's counts
+    Column("key", String(255), primary_key=True),
+    Column("window_start", BigInteger, primary_key=True),  # seconds since the epoch
+    Column("hits", Integer, nullable=False),
+)
+
+
+def rate_limit_table(metadata: MetaData) -> Table:
+    """Add the shared counters' table to a service's metadata, so its migrations create it."""
+    return _COUNTERS.to_metadata(metadata)
+
+
+class DatabaseRateLimitBackend:
+    """One count per caller in the database, shared by every process and replica that uses it.
+
+    Each hit is one upsert that adds 1 and returns the new count, in its own short transaction. The
+    database serialises upserts of one key (PostgreSQL locks the row, SQLite the file), so with the
+    limit at 60 exactly 60 callers read a count of 60 or less, across processes as within one.
+    """
+
+    def __init__(self, database: Callable[[], Database], clock: Callable[[], float] | None = None) -> None:
+        # A callable, because the app's database is made in its lifespan, after its middleware.
+        self._database = database
+        self._clock = clock or _now
+        self._pruned_before = 0
+
+    async def hit(self, key: str, rate: Rate) -> RateLimitResult:
+        now = self._clock()
+        start = int(now // rate.window) * rate.window
+        database = self._database()
+        upsert = (
+            _insert(database.engine.dialect.name)(_COUNTERS)
+            .values(key=f"{rate.window}s:{key}", window_start=start, hits=1)
+            .on_conflict_do_update(
+                index_elements=[_COUNTERS.c.key, _COUNTERS.c.window_start],
+                set_={"hits": _COUNTERS.c.hits + 1},
+            )
+            .returning(_COUNTERS.c.hits)
+        )
+        async with database.transaction() as session:
+            if start > self._pruned_before:
+                # Once per window and process: finished windows go, so the table holds about one
+                # window's callers. Another process doing the same at the same time is harmless.
+                await session.execute(delete(_COUNTERS).where(_COUNTERS.c.window_start < start))
+                self._pruned_before = start
+            hits: int = (await session.execute(upsert)).scalar_one()
+        reset_after = start + rate.window - now
+        if hits > rate.limit:
+            return RateLimitResult(False, rate.limit, 0, reset_after)
+        return RateLimitResult(True, rate.limit, rate.limit - hits, reset_after)
+
+    async def check_table(self, database: Database) -> None:
+        """Fail at start-up, not on every limited request, when the counters' table is missing."""
+        try:
+            async with database.engine.connect() as connection:
+                exists = await connection.run_sync(lambda sync: inspect(sync).has_table(_COUNTERS.name))
+        except DatabaseUnavailable:
+            return  # a service starts while its database is down, and answers 503 until it is back
+        if not exists:
+            raise RuntimeError(
+                f"The database rate limiter needs the {_COUNTERS.name!r} table: add "
+                "starling_core.ratelimit.rate_limit_table(metadata) to the service's models and "
+                "migrations, or set STARLING_RATE_LIMIT_BACKEND=memory"
+            )
+
+
 class RateLimitMiddleware:
     def __init__(
         self,
@@ -101,7 +180,13 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
 
-        result = await self.backend.hit(_caller(scope), self.rate)
+        try:
+            result = await self.backend.hit(_caller(scope), self.rate)
+        except (DatabaseUnavailable, PoolTimeout) as exc:
+            # A shared backend's database is the service's own: the request would fail anyway.
+            response = await database_unavailable_handler(Request(scope), exc)
+            await response(scope, receive, send)
+            return
         reset = str(max(1, math.ceil(result.reset_after)))
         headers = {
             "RateLimit-Limit": str(result.limit),
@@ -123,6 +208,18 @@ class RateLimitMiddleware:
     def _is_limited(self, path: str) -> bool:
         # "/users" covers "/users" and "/users/..." but not "/usersx".
         return any(path == prefix or path.startswith(prefix + "/") for prefix in self.path_prefixes)
+
+
+def _insert(dialect: str) -> Callable[[Table], Any]:
+    # Imported here: the PostgreSQL dialect is loaded with a PostgreSQL engine anyway, and an app
+    # on SQLite should not pay for importing it.
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 def _caller(scope: Scope) -> str:

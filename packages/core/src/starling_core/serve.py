@@ -18,8 +18,9 @@ serving, and on SIGINT or SIGTERM stops every child gracefully. A child that fai
 stops the whole server with status 1, since a replacement would fail the same way. A child whose
 parent disappears (even by SIGKILL) stops by itself.
 
-Each process has its own memory: the in-memory rate limiter counts per process, so N processes let a
-caller through up to N times the limit unless the service uses a shared backend.
+Each process has its own memory, so an in-memory rate limiter would let a caller through N times
+the limit. With more than one process, the children count in the service's database
+(`STARLING_RATE_LIMIT_BACKEND=database`) unless that variable says otherwise.
 """
 
 from __future__ import annotations
@@ -265,6 +266,9 @@ def _positive(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     config = parse_args(argv)
+    if config.processes > 1:
+        # Spawned children inherit the environment: one count per caller across all of them.
+        os.environ.setdefault("STARLING_RATE_LIMIT_BACKEND", "database")
     # uvicorn's Config sets up its loggers, so the parent's lines look like the children's.
     uvicorn.Config(config.app, **config.uvicorn_options)
     return Supervisor(config).run()

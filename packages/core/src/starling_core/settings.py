@@ -1,6 +1,6 @@
 """Settings shared by every service, read from the environment with pydantic-settings.
 
-Shared values (`STARLING_ENV`, `STARLING_JWT_*`, `STARLING_RATE_LIMIT`) keep one name in every
+Shared values (`STARLING_ENV`, `STARLING_JWT_*`, `STARLING_RATE_LIMIT*`) keep one name in every
 service; a service's own values use its prefix (`STARLING_USERS_DATABASE_URL`). A service
 subclasses `ServiceSettings`, sets `service_name` and `model_config`'s `env_prefix`, and adds fields.
 """
@@ -47,6 +47,11 @@ class ServiceSettings(BaseSettings):
     jwt_public_key: str | None = Field(default=None, validation_alias=_shared("jwt_public_key"))
 
     rate_limit: str = Field(default="60/minute", validation_alias=_shared("rate_limit"))
+    # Where the limiter counts: "memory" (this process), "database" (one count for every process
+    # and replica), or "auto": the database on PostgreSQL, memory on SQLite.
+    rate_limit_backend: Literal["auto", "memory", "database"] = Field(
+        default="auto", validation_alias=_shared("rate_limit_backend")
+    )
 
     database_url: str = ""
     auto_migrate: bool = True
