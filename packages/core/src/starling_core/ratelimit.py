@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, delete, inspect
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -134,13 +136,23 @@ class DatabaseRateLimitBackend:
             )
             .returning(_COUNTERS.c.hits)
         )
-        async with database.transaction() as session:
-            if start > self._pruned_before:
-                # Once per window and process: finished windows go, so the table holds about one
-                # window's callers. Another process doing the same at the same time is harmless.
-                await session.execute(delete(_COUNTERS).where(_COUNTERS.c.window_start < start))
-                self._pruned_before = start
-            hits: int = (await session.execute(upsert)).scalar_one()
+        prune = None
+        if start > self._pruned_before:
+            # Once per window and process: finished windows go, so the table holds about one
+            # window's callers. Another process doing the same at the same time is harmless.
+            prune = delete(_COUNTERS).where(_COUNTERS.c.window_start < start)
+            self._pruned_before = start
+        executor: AbstractAsyncContextManager[AsyncConnection | AsyncSession]
+        if database.connection is None and database.engine.dialect.name == "postgresql":
+            # The upsert needs no transaction around it: in autocommit it is one round trip, not
+            # BEGIN, upsert, COMMIT. (SQLite takes its write lock in `transaction()`.)
+            executor = _autocommit(database)
+        else:
+            executor = database.transaction()
+        async with executor as connection:
+            if prune is not None:
+                await connection.execute(prune)
+            hits: int = (await connection.execute(upsert)).scalar_one()
         reset_after = start + rate.window - now
         if hits > rate.limit:
             return RateLimitResult(False, rate.limit, 0, reset_after)
@@ -208,6 +220,13 @@ class RateLimitMiddleware:
     def _is_limited(self, path: str) -> bool:
         # "/users" covers "/users" and "/users/..." but not "/usersx".
         return any(path == prefix or path.startswith(prefix + "/") for prefix in self.path_prefixes)
+
+
+@asynccontextmanager
+async def _autocommit(database: Database) -> AsyncIterator[AsyncConnection]:
+    async with database.engine.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
 
 
 def _insert(dialect: str) -> Callable[[Table], Any]:
