@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from starling_core.db import Database
+from starling_core.db import Database, DatabaseUnavailable
 from starling_reporting import service
 from starling_reporting.gateways import OrdersGateway, OrdersPage, UpstreamUnavailable
 from starling_reporting.schemas import TopProductsQuery
@@ -159,3 +160,39 @@ async def test_database_publisher_stores_pages_and_checkpoint_together(database:
     assert (result.orders_count, result.cursor) == (2, "c2")
     ranking = await service.top_products(database, TopProductsQuery())
     assert [(p.product_id, p.cnt_bought) for p in ranking] == [("p1", 2), ("p2", 2)]
+
+
+class OutagePublisher(RecordingPublisher):
+    """A publisher whose database is down for the first run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.outages = 1
+
+    async def checkpoint(self) -> str | None:
+        if self.outages:
+            self.outages -= 1
+            raise DatabaseUnavailable("database unavailable: ConnectionRefusedError")
+        return await super().checkpoint()
+
+
+async def test_periodic_extraction_outlives_a_database_outage_with_one_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    publisher = OutagePublisher()
+    ran = asyncio.Event()
+    task = asyncio.create_task(
+        service.run_periodically(service.ExtractOrdersUseCase(gateway(), publisher), 0, ran)
+    )
+    try:
+        for _ in range(2):  # the failed run, then the one after it
+            await asyncio.wait_for(ran.wait(), timeout=5)
+            ran.clear()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    assert sorted(publisher.stored) == ["o1", "o2", "o3", "o4"]
+    failures = [r for r in caplog.records if r.getMessage().startswith("periodic extraction failed")]
+    assert [(r.levelname, r.exc_info) for r in failures] == [("WARNING", None)]
+    assert "ConnectionRefusedError" in failures[0].getMessage()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from starling_core.db import Database
+from starling_core.db import Database, DatabaseUnavailable
 from starling_reporting.gateways import AgentRunsGateway, OrdersGateway, UpstreamUnavailable
 from starling_reporting.repository import AgentRunRepository, CheckpointRepository, OrderRepository
 from starling_reporting.schemas import (
@@ -119,7 +119,8 @@ async def run_periodically(extract: ExtractOrdersUseCase, interval: float, ran: 
         try:
             result = await extract()
             logger.info("extracted %d new orders, checkpoint %r", result.orders_count, result.cursor)
-        except UpstreamUnavailable as exc:
+        except (UpstreamUnavailable, DatabaseUnavailable) as exc:
+            # Outages are operational events with a known cause: one line each, no traceback.
             logger.warning("periodic extraction failed: %s", exc)
         except Exception:
             # The loop outlives one bad run (a database hiccup, say); the next run starts over from
