@@ -248,7 +248,7 @@ def service_env(
 ) -> dict[str, str]:
     env = {
         "STARLING_ENV": "development",
-        "STARLING_RATE_LIMIT": "1000000/minute",
+        "STARLING_RATE_LIMIT": services.UNLIMITED_RATE,
         **{key: value for key, value in database_env.items() if key.startswith(f"STARLING_{name.upper()}_")},
     }
     if name == "users":

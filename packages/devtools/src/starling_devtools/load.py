@@ -28,8 +28,6 @@ import psutil
 from starling_devtools import services
 
 MIB = 1024 * 1024
-# High enough that a 429 never stands in for the answer being tested.
-UNLIMITED_RATE = "1000000/minute"
 
 
 # --- answers ---------------------------------------------------------------------------------------

@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 
 DEFAULT_PORTS = {"users": 8001, "agents": 8002, "reporting": 8003}
+# For load, benchmarks and fuzzing: high enough that a 429 never stands in for the answer being tested.
+UNLIMITED_RATE = "1000000/minute"
 
 
 @dataclass(frozen=True)

@@ -350,7 +350,7 @@ class Options:
 
 
 def service_env(name: str, dbs: load.Databases) -> dict[str, str]:
-    env = {"STARLING_ENV": "development", "STARLING_RATE_LIMIT": load.UNLIMITED_RATE, **dbs.env(name)}
+    env = {"STARLING_ENV": "development", "STARLING_RATE_LIMIT": services.UNLIMITED_RATE, **dbs.env(name)}
     if name == "users":
         env |= {"STARLING_USERS_ADMIN_EMAIL": ADMIN_EMAIL, "STARLING_USERS_ADMIN_PASSWORD": PASSWORD}
         env |= PASSWORD_ENV

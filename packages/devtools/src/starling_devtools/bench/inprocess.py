@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from starling_devtools import services
 from starling_devtools.bench import projects, pytest_runs
 from starling_devtools.bench.results import Figure, at_most
 from starling_devtools.bench.stats import median
@@ -27,7 +28,6 @@ from starling_devtools.bench.stats import median
 PART = "requests"
 TARGET_RATIO = 2.0
 ANCHOR_HEALTH_MS = 0.21
-UNLIMITED_RATE = "1000000/minute"  # so that no 429 stands in for an answer
 
 
 def measure(
@@ -37,7 +37,7 @@ def measure(
     projects.generate_requests(directory)
     out = directory / f"requests-{database}.json"
     env: dict[str, str | None] = {
-        "STARLING_RATE_LIMIT": UNLIMITED_RATE,
+        "STARLING_RATE_LIMIT": services.UNLIMITED_RATE,
         "BENCH_REQUESTS_ROUNDS": str(rounds),
         "BENCH_REQUESTS_BATCH": str(batch),
         "BENCH_REQUESTS_OUT": str(out),

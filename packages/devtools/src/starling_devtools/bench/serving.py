@@ -33,7 +33,6 @@ from starling_devtools.bench.stats import ratio
 
 PART = "serving"
 TARGET_RATIO = 1.6
-UNLIMITED_RATE = "1000000/minute"
 BASE_PORT = 19101
 ACCEPT_TIMEOUT = 60.0
 WARM_UP_REQUESTS = 50
@@ -216,7 +215,7 @@ def measure(
         service = services.Service(
             read_path.service,
             BASE_PORT + index,
-            {"STARLING_RATE_LIMIT": UNLIMITED_RATE, **env_for(read_path.service)},
+            {"STARLING_RATE_LIMIT": services.UNLIMITED_RATE, **env_for(read_path.service)},
         )
         headers: Headers | None = None
         for server in servers:

@@ -37,7 +37,7 @@ class Options:
 def base_env(name: str, database_url: str) -> dict[str, str]:
     env = {
         "STARLING_ENV": "development",
-        "STARLING_RATE_LIMIT": load.UNLIMITED_RATE,
+        "STARLING_RATE_LIMIT": services.UNLIMITED_RATE,
         f"STARLING_{name.upper()}_DATABASE_URL": database_url,
     }
     return env | (PASSWORD_ENV if name == "users" else {})
