@@ -6,6 +6,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.types import ASGIApp
 
+from starling_agents.service import RunsService
 from starling_core.settings import ServiceSettings
 from starling_testkit.tokens import TokenFactory
 
@@ -93,3 +94,57 @@ async def test_an_admin_follows_anyones_run(
     async with websocket_connect(started_app, events_url(run_id, admin)) as ws:
         assert await ws.accepted()
         assert (await ws.receive_until_closed())[-1] == {"type": "done", "status": "completed"}
+
+
+async def test_a_run_ended_in_another_process_is_seen_by_rereading_it(
+    app_settings: ServiceSettings, db_connection: AsyncConnection, token_factory: TokenFactory
+) -> None:
+    # Two apps stand for two `serve` processes: one database, each its own in-memory events. The
+    # WebSocket follows the run in one while the other cancels it, so no event reaches it.
+    here = build_app(app_settings, db_connection, workers=0, events_poll=0.01)
+    there = build_app(app_settings, db_connection, workers=0)
+    there.state.database = here.state.database  # one connection takes one user at a time
+    token = token_factory()
+    async with (
+        started(here) as served_here,
+        started(there) as served_there,
+        client_for(served_here, token) as client,
+        client_for(served_there, token) as other_client,
+    ):
+        body = {"agent_id": "summarizer", "input_text": SAMPLE_TEXT, "background": True}
+        run_id = (await client.post("/api/v1/agents/run", json=body)).json()["run_id"]
+        async with websocket_connect(served_here, events_url(run_id, token)) as ws:
+            assert await ws.accepted()
+            assert await ws.receive_json() == {"type": "status", "status": "queued"}
+            assert (await other_client.post(f"/api/v1/agents/runs/{run_id}/cancel")).status_code == 200
+            assert await ws.receive_until_closed() == [{"type": "done", "status": "cancelled"}]
+            assert ws.close_code == 1000
+
+
+async def test_a_run_completed_in_another_process_sends_its_output_once(
+    app_settings: ServiceSettings, db_connection: AsyncConnection, token_factory: TokenFactory
+) -> None:
+    here = build_app(app_settings, db_connection, workers=0, events_poll=0.01)
+    there = build_app(app_settings, db_connection, workers=0)
+    there.state.database = here.state.database
+    token = token_factory()
+    async with (
+        started(here) as served_here,
+        started(there),
+        client_for(served_here, token) as client,
+    ):
+        body = {"agent_id": "summarizer", "input_text": SAMPLE_TEXT, "background": True}
+        run_id = (await client.post("/api/v1/agents/run", json=body)).json()["run_id"]
+        async with websocket_connect(served_here, events_url(run_id, token)) as ws:
+            assert await ws.accepted()
+            assert await ws.receive_json() == {"type": "status", "status": "queued"}
+            # The other process's worker takes the run: its events stay in that process.
+            state = there.state
+            await RunsService(
+                state.database, state.executor, state.run_events, state.workers.enqueue
+            ).process(run_id)
+            events = await ws.receive_until_closed()
+        output = (await client.get(f"/api/v1/agents/runs/{run_id}")).json()["output"]
+
+    assert events[-2:] == [{"type": "output", "output": output}, {"type": "done", "status": "completed"}]
+    assert events[:-2] in ([], [{"type": "status", "status": "running"}])

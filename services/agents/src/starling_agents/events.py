@@ -3,12 +3,15 @@
 Events are JSON-ready dicts: `{"type": "status", "status": ...}`, `{"type": "output", "output": ...}`
 and, last, `{"type": "done", "status": ...}`. A subscriber gets the events published after it
 subscribed; whoever subscribes reads the run's stored state next, so nothing falls in between.
+
+Only this process's events arrive here. A run that another process works on or cancels (several
+`serve` processes, replicas) is seen by re-reading it: `follow` does both.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,6 +28,45 @@ def output_event(output: str) -> Event:
 
 def done_event(status: str) -> Event:
     return {"type": "done", "status": status}
+
+
+def final_events(status: str, output: str | None) -> list[Event]:
+    """What a finished run ends with: its output, when it has one, then `done`."""
+    return [*([output_event(output)] if output is not None else []), done_event(status)]
+
+
+async def follow(
+    queue: asyncio.Queue[Event],
+    reread: Callable[[], Awaitable[tuple[str, str | None] | None]],
+    *,
+    status: str,
+    unfinished: Collection[str],
+    poll: float,
+) -> AsyncIterator[Event]:
+    """The events of a run last seen in `status`, up to and including `done`.
+
+    Events published in this process come from `queue` as they happen. When none came for `poll`
+    seconds, `reread()` gives the stored (status, output), None when it cannot be read just now,
+    and a change nobody published here becomes the same events. A status is never sent twice.
+    """
+    sent = status
+    while True:
+        try:
+            events = [await asyncio.wait_for(queue.get(), timeout=poll)]
+        except TimeoutError:
+            stored = await reread()
+            if stored is None or stored[0] == sent:
+                continue
+            current, output = stored
+            events = [status_event(current)] if current in unfinished else final_events(current, output)
+        for event in events:
+            if event["type"] == "status":
+                if event["status"] == sent:
+                    continue
+                sent = event["status"]
+            yield event
+            if event["type"] == "done":
+                return
 
 
 class RunEvents:

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from starling_agents.events import RunEvents, done_event, output_event, status_event
+from starling_agents.events import RunEvents, final_events, follow, status_event
 from starling_agents.models import UNFINISHED
 from starling_agents.repository import AgentRepository
 from starling_agents.schemas import AgentCreate, AgentOut, AgentSummary, RunForm, RunIn, RunOut, RunsQuery
@@ -26,6 +26,7 @@ from starling_agents.service import (
     RunsService,
 )
 from starling_core.auth import AGENT_ADMIN, AGENT_READ, AGENT_RUN, current_user, requires_scopes
+from starling_core.db import DatabaseUnavailable
 from starling_core.errors import RequestValidationError
 from starling_core.operations import operation, route
 from starling_core.pagination import InvalidCursor, Page
@@ -215,18 +216,23 @@ async def run_events(websocket: WebSocket) -> None:
             await websocket.close(code=NOT_FOUND_CLOSE_CODE, reason=str(exc))
             return
         await websocket.accept()
+
+        async def reread() -> tuple[str, str | None] | None:
+            try:
+                stored = await _runs(websocket).get(_actor(websocket), run_id)
+            except DatabaseUnavailable:
+                return None  # read again at the next poll
+            return stored.status, stored.output
+
         try:
             await websocket.send_json(status_event(run.status))
             if run.status not in UNFINISHED:
-                if run.output is not None:
-                    await websocket.send_json(output_event(run.output))
-                await websocket.send_json(done_event(run.status))
-            else:
-                while True:
-                    event = await queue.get()
+                for event in final_events(run.status, run.output):
                     await websocket.send_json(event)
-                    if event["type"] == "done":
-                        break
+            else:
+                poll = websocket.app.state.settings.events_poll
+                async for event in follow(queue, reread, status=run.status, unfinished=UNFINISHED, poll=poll):
+                    await websocket.send_json(event)
             await websocket.close()
         except WebSocketDisconnect:
             return

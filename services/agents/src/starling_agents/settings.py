@@ -19,3 +19,5 @@ class AgentsSettings(ServiceSettings):
     # Used by `llm` agents whose config names no `base_url`.
     llm_base_url: str | None = None
     llm_timeout: float = Field(default=30, gt=0)
+    # Seconds between re-reads of a followed run, which catch what another process did to it.
+    events_poll: float = Field(default=1.0, gt=0)
