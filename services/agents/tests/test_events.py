@@ -6,7 +6,6 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.types import ASGIApp
 
-from starling_agents.service import RunsService
 from starling_core.settings import ServiceSettings
 from starling_testkit.tokens import TokenFactory
 
@@ -139,10 +138,7 @@ async def test_a_run_completed_in_another_process_sends_its_output_once(
             assert await ws.accepted()
             assert await ws.receive_json() == {"type": "status", "status": "queued"}
             # The other process's worker takes the run: its events stay in that process.
-            state = there.state
-            await RunsService(
-                state.database, state.executor, state.run_events, state.workers.enqueue
-            ).process(run_id)
+            await there.state.runs.process(run_id)
             events = await ws.receive_until_closed()
         output = (await client.get(f"/api/v1/agents/runs/{run_id}")).json()["output"]
 

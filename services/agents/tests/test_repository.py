@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starling_agents.repository import AgentRepository, RunRepository
@@ -42,12 +44,53 @@ async def test_page_filters_and_continues_after_the_key(db_session: AsyncSession
     assert len(await runs.page(limit=10, since=second.created_at)) == 3
 
 
-async def test_unfinished_ids_are_the_queued_and_running_runs_oldest_first(db_session: AsyncSession) -> None:
-    running = await add_run(db_session, minutes=2, status="running")
+async def test_claimable_runs_are_the_ones_no_process_holds_oldest_first(db_session: AsyncSession) -> None:
+    now = T0 + timedelta(hours=1)
+    abandoned = await add_run(
+        db_session, minutes=3, status="running", lease_expires_at=now - timedelta(seconds=1)
+    )
+    unleased = await add_run(db_session, minutes=2, status="running")  # left by a process before leases
     queued = await add_run(db_session, minutes=1, status="queued")
+    await add_run(db_session, status="running", lease_expires_at=now + timedelta(seconds=1))  # held
     await add_run(db_session, status="completed")
     await add_run(db_session, status="cancelled")
-    assert await RunRepository(db_session).unfinished_ids() == [queued.run_id, running.run_id]
+    assert await RunRepository(db_session).claimable_ids(now) == [
+        queued.run_id,
+        unleased.run_id,
+        abandoned.run_id,
+    ]
+
+
+async def test_a_run_is_claimed_once_until_its_lease_runs_out(db_session: AsyncSession) -> None:
+    runs = RunRepository(db_session)
+    run = await add_run(db_session, status="queued")
+    lease_until = T0 + timedelta(seconds=30)
+
+    assert await runs.claim(run.run_id, "process-a", T0, lease_until)
+    assert not await runs.claim(run.run_id, "process-b", T0 + timedelta(seconds=29), lease_until)
+    assert await runs.claim(run.run_id, "process-a", T0 + timedelta(seconds=29), lease_until)  # a retry
+    assert await runs.claim(run.run_id, "process-b", T0 + timedelta(seconds=31), T0 + timedelta(seconds=61))
+    await db_session.refresh(run)
+    assert (run.status, run.lease_holder, run.lease_expires_at) == (
+        "running",
+        "process-b",
+        T0 + timedelta(seconds=61),
+    )
+
+
+async def test_a_lease_is_renewed_only_by_its_holder_while_the_run_is_running(
+    db_session: AsyncSession,
+) -> None:
+    runs = RunRepository(db_session)
+    running = await add_run(db_session, status="running", lease_holder="process-a", lease_expires_at=T0)
+    cancelled = await add_run(db_session, status="cancelled", lease_holder="process-a", lease_expires_at=T0)
+    later = T0 + timedelta(seconds=30)
+    assert not await runs.renew(running.run_id, "process-b", later)
+    assert await runs.renew(running.run_id, "process-a", later)
+    assert not await runs.renew(cancelled.run_id, "process-a", later)
+    await db_session.refresh(running)
+    await db_session.refresh(cancelled)
+    assert (running.lease_expires_at, cancelled.lease_expires_at) == (later, T0)
 
 
 async def test_transition_changes_only_a_run_in_one_of_the_given_statuses(db_session: AsyncSession) -> None:

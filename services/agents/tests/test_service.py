@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from starling_agents.events import RunEvents
-from starling_agents.repository import AgentRepository
+from starling_agents.models import utcnow
+from starling_agents.repository import AgentRepository, RunRepository
 from starling_agents.runners import Outcome
 from starling_agents.schemas import AgentCreate, RunIn, RunsQuery
 from starling_agents.service import (
@@ -48,12 +51,12 @@ class ScriptedExecutor:
 
 
 class Harness:
-    def __init__(self, connection: AsyncConnection, executor: ScriptedExecutor) -> None:
+    def __init__(self, connection: AsyncConnection, executor: ScriptedExecutor, lease: float = 30.0) -> None:
         self.enqueued: list[str] = []
         self.events = RunEvents()
         self.executor = executor
         self.runs = RunsService(
-            Database.for_connection(connection), executor, self.events, self.enqueued.append
+            Database.for_connection(connection), executor, self.events, self.enqueued.append, lease=lease
         )
 
 
@@ -116,6 +119,61 @@ async def test_a_cancel_during_the_run_is_not_overwritten_by_its_result(harness:
     await harness.runs.process(run.run_id)
     stored = await harness.runs.get(OWNER, run.run_id)
     assert (stored.status, stored.output) == ("cancelled", None)
+
+
+async def test_a_run_held_by_another_process_is_not_run_here(harness: Harness) -> None:
+    run = await harness.runs.start(OWNER, RunIn(agent_id="summarizer", input_text="Hi.", background=True))
+    async with harness.runs.database.transaction() as session:
+        now = utcnow()
+        assert await RunRepository(session).claim(
+            run.run_id, "another-process", now, now + timedelta(seconds=30)
+        )
+    await harness.runs.process(run.run_id)
+    assert harness.executor.calls == []
+    assert (await harness.runs.get(OWNER, run.run_id)).status == "running"
+
+
+async def test_a_run_this_process_holds_is_taken_again_on_a_retry(harness: Harness) -> None:
+    # A worker whose run met a database outage retries it while still holding its lease.
+    run = await harness.runs.start(OWNER, RunIn(agent_id="summarizer", input_text="Hi.", background=True))
+    async with harness.runs.database.transaction() as session:
+        now = utcnow()
+        assert await RunRepository(session).claim(
+            run.run_id, harness.runs.holder, now, now + timedelta(seconds=30)
+        )
+    await harness.runs.process(run.run_id)
+    assert (await harness.runs.get(OWNER, run.run_id)).status == "completed"
+
+
+async def test_a_long_run_keeps_renewing_its_lease(
+    db_connection: AsyncConnection, db_session: AsyncSession
+) -> None:
+    await add_builtins(db_session)
+    release = asyncio.Event()
+    renewed: list[object] = []
+    executor = ScriptedExecutor(Outcome(output="done", token_usage=1), during=release.wait)
+    harness = Harness(db_connection, executor, lease=0.06)  # renewed every 20 ms
+    run = await harness.runs.start(OWNER, RunIn(agent_id="summarizer", input_text="Hi.", background=True))
+    processing = asyncio.create_task(harness.runs.process(run.run_id))
+
+    async def lease() -> object:
+        async with harness.runs.database.session() as session:
+            stored = await RunRepository(session).get(run.run_id)
+            assert stored is not None
+            return stored.lease_expires_at
+
+    try:
+        for _ in range(500):  # polling a row that another task writes on a timer, for up to ~5 s
+            renewed.append(await lease())
+            if len(set(renewed)) == 3:  # the claim's lease, then two renewals
+                break
+            await asyncio.sleep(0.01)
+        else:
+            pytest.fail(f"the lease was not renewed: {sorted(set(renewed), key=str)}")
+    finally:
+        release.set()
+        await processing
+    assert (await harness.runs.get(OWNER, run.run_id)).status == "completed"
 
 
 async def test_a_finished_run_cannot_be_cancelled(harness: Harness) -> None:

@@ -18,10 +18,58 @@ async def test_a_run_that_meets_an_unavailable_database_is_tried_again() -> None
             raise DatabaseUnavailable("database unavailable: ConnectionRefusedError")
         finished.set()
 
-    workers = RunWorkers(1, retry_delay=0)
-    workers.start(process, recovered=["run-1"])
+    async def find() -> list[str]:
+        return ["run-1"]
+
+    workers = RunWorkers(1, retry_delay=0, scan_every=3600)
+    workers.start(process, find)
     try:
         await asyncio.wait_for(finished.wait(), timeout=5)
     finally:
         await workers.stop()
     assert attempts == ["run-1", "run-1", "run-1"]
+
+
+async def test_the_scan_enqueues_what_it_finds_at_once_and_then_again() -> None:
+    scans = 0
+    rescanned = asyncio.Event()
+    processed: list[str] = []
+
+    async def find() -> list[str]:
+        nonlocal scans
+        scans += 1
+        if scans == 2:
+            rescanned.set()
+        return ["left-queued", "left-running"] if scans == 1 else ["left-by-a-sibling"]
+
+    async def process(run_id: str) -> None:
+        processed.append(run_id)
+
+    workers = RunWorkers(1, scan_every=0)
+    workers.start(process, find)
+    try:
+        await asyncio.wait_for(rescanned.wait(), timeout=5)
+        await asyncio.wait_for(workers.queue.join(), timeout=5)
+    finally:
+        await workers.stop()
+    assert processed[:3] == ["left-queued", "left-running", "left-by-a-sibling"]
+
+
+async def test_a_run_waiting_in_the_queue_is_not_enqueued_twice() -> None:
+    workers = RunWorkers(0)
+    for run_id in ("a", "b", "a", "a"):
+        workers.enqueue(run_id)
+    assert workers.queue.qsize() == 2
+
+
+async def test_no_workers_means_no_scan() -> None:
+    async def find() -> list[str]:
+        raise AssertionError("nobody would run what a scan finds")
+
+    async def process(run_id: str) -> None:
+        raise AssertionError("no worker")
+
+    workers = RunWorkers(0)
+    workers.start(process, find)
+    assert workers._tasks == []
+    await workers.stop()

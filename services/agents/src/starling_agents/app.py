@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 
 from starling_agents.events import RunEvents
 from starling_agents.gateways import ChatCompletionsGateway
-from starling_agents.repository import AgentRepository, RunRepository
+from starling_agents.repository import AgentRepository
 from starling_agents.routes import routes
 from starling_agents.service import AgentExecutor, AgentsService, RunsService
 from starling_agents.settings import AgentsSettings
@@ -53,14 +53,15 @@ def create_app(
                 )
             )
             events = RunEvents()
-            workers = RunWorkers(settings.workers)
-            app.state.executor = executor
+            # A scan as often as a lease runs out: a dead process's runs wait at most about twice that.
+            workers = RunWorkers(settings.workers, scan_every=settings.run_lease)
             app.state.run_events = events
             app.state.workers = workers
             async with database.transaction() as session:
                 await AgentsService(AgentRepository(session)).ensure_builtins()
-                recovered = await RunRepository(session).unfinished_ids()
-            workers.start(RunsService(database, executor, events, workers.enqueue).process, recovered)
+            runs = RunsService(database, executor, events, workers.enqueue, lease=settings.run_lease)
+            app.state.runs = runs
+            workers.start(runs.process, runs.claimable)
             try:
                 yield
             finally:

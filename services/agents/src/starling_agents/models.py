@@ -63,3 +63,7 @@ class Run(AgentsBase):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Until when the process running this run holds it: a `running` run past its lease (or with none)
+    # was left by a process that died, and any process may take it.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_holder: Mapped[str | None] = mapped_column(String(32))  # the holding process's id

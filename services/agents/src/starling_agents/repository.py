@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 
-from starling_agents.models import UNFINISHED, Agent, Run
+from starling_agents.models import Agent, Run
 from starling_core.repository import Repository
 
 
@@ -48,10 +48,36 @@ class RunRepository(Repository[Run]):
             )
         return await self.scalars(statement)
 
-    async def unfinished_ids(self) -> list[str]:
-        """Runs left queued or running, oldest first: what a restart picks up again."""
-        statement = select(Run.run_id).where(Run.status.in_(UNFINISHED)).order_by(Run.created_at, Run.run_id)
+    async def claimable_ids(self, now: datetime) -> list[str]:
+        """Runs no process holds, oldest first: queued ones, and running ones whose lease ran out."""
+        statement = select(Run.run_id).where(_claimable(now)).order_by(Run.created_at, Run.run_id)
         return list((await self.session.scalars(statement)).all())
+
+    async def claim(self, run_id: str, holder: str, now: datetime, lease_until: datetime) -> bool:
+        """Take the run for `holder` if no other process holds it; True if taken.
+
+        The check is in the UPDATE, so of several processes claiming one run exactly one succeeds.
+        A holder may take its own run again (a retry after a database outage).
+        """
+        statement = (
+            update(Run)
+            .where(Run.run_id == run_id, or_(_claimable(now), _held_by(holder)))
+            .values(status="running", started_at=now, lease_holder=holder, lease_expires_at=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+        result = await self.session.execute(statement)
+        return bool(getattr(result, "rowcount", 0))
+
+    async def renew(self, run_id: str, holder: str, lease_until: datetime) -> bool:
+        """Extend `holder`'s lease on a run it still holds; False once it does not."""
+        statement = (
+            update(Run)
+            .where(Run.run_id == run_id, _held_by(holder))
+            .values(lease_expires_at=lease_until)
+            .execution_options(synchronize_session=False)
+        )
+        result = await self.session.execute(statement)
+        return bool(getattr(result, "rowcount", 0))
 
     async def transition(self, run_id: str, *, from_statuses: Sequence[str], **values: object) -> bool:
         """Set `values` on the run only while its status is one of `from_statuses`; True if it was.
@@ -67,3 +93,12 @@ class RunRepository(Repository[Run]):
         )
         result = await self.session.execute(statement)
         return bool(getattr(result, "rowcount", 0))
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    expired = or_(Run.lease_expires_at.is_(None), Run.lease_expires_at < now)
+    return or_(Run.status == "queued", and_(Run.status == "running", expired))
+
+
+def _held_by(holder: str) -> ColumnElement[bool]:
+    return and_(Run.status == "running", Run.lease_holder == holder)

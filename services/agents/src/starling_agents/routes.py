@@ -59,8 +59,8 @@ async def _catalogue(request: Request) -> AsyncIterator[AgentsService]:
 
 
 def _runs(conn: HTTPConnection) -> RunsService:
-    state = conn.app.state
-    return RunsService(state.database, state.executor, state.run_events, state.workers.enqueue)
+    runs: RunsService = conn.app.state.runs
+    return runs
 
 
 def _actor(conn: HTTPConnection) -> Actor:

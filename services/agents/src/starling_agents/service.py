@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +28,7 @@ from starling_agents.schemas import (
     SummarizerConfig,
     parse_config,
 )
-from starling_core.db import Database
+from starling_core.db import Database, DatabaseUnavailable
 from starling_core.pagination import InvalidCursor, decode_cursor, encode_cursor
 
 logger = logging.getLogger("starling.agents")
@@ -159,11 +162,16 @@ class RunsService:
         executor: Executor,
         events: RunEvents,
         enqueue: Callable[[str], None],
+        *,
+        lease: float = 30.0,
     ) -> None:
         self.database = database
         self.executor = executor
         self.events = events
         self.enqueue = enqueue
+        # Seconds this process holds a run it works on before another may take it (see `_held`).
+        self.lease = lease
+        self.holder = uuid.uuid4().hex  # this process, in the runs it holds
 
     async def start(self, actor: Actor, data: RunIn) -> Run:
         """Run now and return the finished run, or queue it (`background`) and return it queued."""
@@ -179,6 +187,8 @@ class RunsService:
             token_usage=0,
             created_at=now,
             started_at=None if data.background else now,
+            lease_holder=None if data.background else self.holder,
+            lease_expires_at=None if data.background else self._lease_from(now),
         )
         # The insert has a transaction of its own that writes first: on SQLite a transaction that
         # read before writing fails at once (SQLITE_BUSY_SNAPSHOT, no waiting helps) when another
@@ -189,17 +199,17 @@ class RunsService:
         if data.background:
             self.enqueue(run.run_id)
             return run
-        return await self._finish(run.run_id, await self._execute(kind, config, data.input_text))
+        async with self._held(run.run_id):
+            outcome = await self._execute(kind, config, data.input_text)
+        return await self._finish(run.run_id, outcome)
 
     async def process(self, run_id: str) -> None:
-        """A worker's job: take a queued (or interrupted) run, run it, store the outcome."""
+        """A worker's job: take a queued run (or one whose holder died), run it, store the outcome."""
         async with self.database.transaction() as session:
             runs = RunRepository(session)
-            taken = await runs.transition(
-                run_id, from_statuses=UNFINISHED, status="running", started_at=utcnow()
-            )
-            if not taken:
-                return  # cancelled, or finished by someone else
+            now = utcnow()
+            if not await runs.claim(run_id, self.holder, now, self._lease_from(now)):
+                return  # cancelled, finished, or held by another process
             run = await runs.get(run_id)
             assert run is not None
             agent = await AgentRepository(session).get(run.agent_id)
@@ -209,8 +219,50 @@ class RunsService:
         if kind is None:
             outcome = Outcome(output=None, token_usage=0, error=str(AgentNotFound(run.agent_id)))
         else:
-            outcome = await self._execute(kind, config, text)
+            async with self._held(run_id):
+                outcome = await self._execute(kind, config, text)
         await self._finish(run_id, outcome)
+
+    def _lease_from(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.lease)
+
+    @asynccontextmanager
+    async def _held(self, run_id: str) -> AsyncIterator[None]:
+        """Renew this process's lease on the run every third of it while the block runs.
+
+        Without it, a run longer than the lease would look abandoned and a second process would
+        run it again. A renewal that fails (the database is down) is tried at the next beat. The
+        heartbeat is told to stop rather than cancelled: cancelled mid-statement, it would take
+        its connection down with it.
+        """
+        done = asyncio.Event()
+
+        async def beat() -> None:
+            while True:
+                try:
+                    await asyncio.wait_for(done.wait(), timeout=self.lease / 3)
+                    return  # the block is over
+                except TimeoutError:
+                    pass  # a third of the lease went by: renew it
+                try:
+                    async with self.database.transaction() as session:
+                        lease_until = self._lease_from(utcnow())
+                        if not await RunRepository(session).renew(run_id, self.holder, lease_until):
+                            return  # cancelled, or taken over: nothing left to hold
+                except DatabaseUnavailable as exc:
+                    logger.warning("lease on run %s not renewed: %s", run_id, exc)
+
+        heartbeat = asyncio.create_task(beat(), name=f"agents-lease-{run_id}")
+        try:
+            yield
+        finally:
+            done.set()
+            await heartbeat
+
+    async def claimable(self) -> list[str]:
+        """Runs no process holds, for the workers' scan."""
+        async with self.database.session() as session:
+            return await RunRepository(session).claimable_ids(utcnow())
 
     async def get(self, actor: Actor, run_id: str) -> Run:
         async with self.database.session() as session:

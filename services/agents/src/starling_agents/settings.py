@@ -19,5 +19,8 @@ class AgentsSettings(ServiceSettings):
     # Used by `llm` agents whose config names no `base_url`.
     llm_base_url: str | None = None
     llm_timeout: float = Field(default=30, gt=0)
+    # Seconds a process holds a run it works on; it renews the hold every third of that. A run
+    # whose holder died is taken by another process once this runs out.
+    run_lease: float = Field(default=30, gt=0)
     # Seconds between re-reads of a followed run, which catch what another process did to it.
     events_poll: float = Field(default=1.0, gt=0)

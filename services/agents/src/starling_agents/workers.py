@@ -1,9 +1,11 @@
 """A bounded pool of asyncio tasks that run background runs, fed by an in-memory queue of run ids.
 
-The queue is only a wake-up list: the database holds the truth. Runs are enqueued when created and,
-at start-up, every run left `queued` or `running` by a previous process is enqueued again. A run
-that meets an unavailable database is enqueued again after a pause, so an outage delays it rather
-than leaving it `queued` or `running` until the next restart.
+The queue is only a wake-up list: the database holds the truth. Runs are enqueued when created, and
+a scan enqueues every run no process holds (queued, or running past its lease): at start-up, which
+recovers what a previous process left, and then every `scan_every` seconds, which recovers what a
+sibling process that died left. Taking a run is a guarded UPDATE, so a run enqueued in several
+processes runs once. A run that meets an unavailable database is enqueued again after a pause, so an
+outage delays it rather than leaving it `queued` or `running`.
 """
 
 from __future__ import annotations
@@ -18,13 +20,16 @@ from starling_core.db import DatabaseUnavailable
 logger = logging.getLogger("starling.agents.workers")
 
 Process = Callable[[str], Awaitable[None]]
+Find = Callable[[], Awaitable[Iterable[str]]]
 
 
 class RunWorkers:
-    def __init__(self, count: int, *, retry_delay: float = 1.0) -> None:
+    def __init__(self, count: int, *, retry_delay: float = 1.0, scan_every: float = 30.0) -> None:
         self.count = count
         # Seconds before a run that met an unavailable database is tried again.
         self.retry_delay = retry_delay
+        self.scan_every = scan_every
+        self._waiting: set[str] = set()  # in the queue: a scan does not add them twice
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         # Set each time a worker has dealt with a run: tests wait on it instead of sleeping.
         self.processed = asyncio.Event()
@@ -32,15 +37,19 @@ class RunWorkers:
         self._retries: set[asyncio.TimerHandle] = set()
 
     def enqueue(self, run_id: str) -> None:
-        self.queue.put_nowait(run_id)
+        if run_id not in self._waiting:
+            self._waiting.add(run_id)
+            self.queue.put_nowait(run_id)
 
-    def start(self, process: Process, recovered: Iterable[str] = ()) -> None:
-        for run_id in recovered:
-            self.enqueue(run_id)
+    def start(self, process: Process, find: Find) -> None:
+        """Start the workers running `process`, and the scan enqueuing what `find` returns."""
+        if self.count == 0:
+            return  # nobody would run what a scan finds
         self._tasks = [
             asyncio.create_task(self._work(process), name=f"agents-worker-{index}")
             for index in range(self.count)
         ]
+        self._tasks.append(asyncio.create_task(self._scan(find), name="agents-scan"))
 
     async def stop(self) -> None:
         for handle in self._retries:
@@ -56,6 +65,7 @@ class RunWorkers:
     async def _work(self, process: Process) -> None:
         while True:
             run_id = await self.queue.get()
+            self._waiting.discard(run_id)
             try:
                 await process(run_id)
             except DatabaseUnavailable as exc:
@@ -68,6 +78,15 @@ class RunWorkers:
             finally:
                 self.queue.task_done()
                 self.processed.set()
+
+    async def _scan(self, find: Find) -> None:
+        while True:
+            try:
+                for run_id in await find():
+                    self.enqueue(run_id)
+            except DatabaseUnavailable as exc:
+                logger.warning("scan for runs to take failed: %s", exc)
+            await asyncio.sleep(self.scan_every)
 
     def _retry_later(self, run_id: str) -> None:
         def retry() -> None:

@@ -19,7 +19,9 @@ def long_text(rng: random.Random, sentences: int) -> str:
 
 async def agents_killed(options: Options, directory: Path) -> list[load.Check]:
     url = f"sqlite+aiosqlite:///{directory / 'agents-kill.db'}"
-    env = base_env("agents", url) | {"STARLING_AGENTS_WORKERS": "1"}
+    # The run being worked on at the kill keeps its lease until it runs out: a short lease lets the
+    # restarted process take it within seconds instead of the default 30.
+    env = base_env("agents", url) | {"STARLING_AGENTS_WORKERS": "1", "STARLING_AGENTS_RUN_LEASE": "2"}
     service = services.Service("agents", PORTS["agents"]["agents"], env)
     log = directory / "agents.log"
     token = load.mint_token("faults-agents", RUN_SCOPES)
