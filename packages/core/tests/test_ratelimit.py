@@ -263,6 +263,15 @@ async def test_database_backend_keeps_only_the_current_window(db_connection: Asy
     assert await count_rows(db_connection) == 1
 
 
+@pytest.mark.parametrize("caller", ["user:" + "x" * 300, "user:nul\x00in-a-subject"], ids=["long", "nul"])
+async def test_database_backend_counts_any_caller_key(db_connection: AsyncConnection, caller: str) -> None:
+    database = Database.for_connection(db_connection)
+    backend = DatabaseRateLimitBackend(lambda: database, Clock())
+    results = [await backend.hit(caller, Rate(1, 60)) for _ in range(2)]
+    other = await backend.hit(caller[:-1], Rate(1, 60))
+    assert [r.allowed for r in (*results, other)] == [True, False, True]
+
+
 async def test_database_backend_counts_a_changed_rate_afresh(db_connection: AsyncConnection) -> None:
     database = Database.for_connection(db_connection)
     backend = DatabaseRateLimitBackend(lambda: database, Clock())

@@ -8,6 +8,7 @@ request; a service that uses it adds `rate_limit_table` to its metadata and its 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
@@ -112,9 +113,9 @@ def rate_limit_table(metadata: MetaData) -> Table:
 class DatabaseRateLimitBackend:
     """One count per caller in the database, shared by every process and replica that uses it.
 
-    Each hit is one upsert that adds 1 and returns the new count, in its own short transaction. The
-    database serialises upserts of one key (PostgreSQL locks the row, SQLite the file), so with the
-    limit at 60 exactly 60 callers read a count of 60 or less, across processes as within one.
+    Each hit is one upsert that adds 1 and returns the new count, committed on its own. The database
+    serialises upserts of one key (PostgreSQL locks the row, SQLite the file), so with the limit at
+    60 exactly 60 callers read a count of 60 or less, across processes as within one.
     """
 
     def __init__(self, database: Callable[[], Database], clock: Callable[[], float] | None = None) -> None:
@@ -129,7 +130,7 @@ class DatabaseRateLimitBackend:
         database = self._database()
         upsert = (
             _insert(database.engine.dialect.name)(_COUNTERS)
-            .values(key=f"{rate.window}s:{key}", window_start=start, hits=1)
+            .values(key=_stored_key(f"{rate.window}s:{key}"), window_start=start, hits=1)
             .on_conflict_do_update(
                 index_elements=[_COUNTERS.c.key, _COUNTERS.c.window_start],
                 set_={"hits": _COUNTERS.c.hits + 1},
@@ -220,6 +221,14 @@ class RateLimitMiddleware:
     def _is_limited(self, path: str) -> bool:
         # "/users" covers "/users" and "/users/..." but not "/usersx".
         return any(path == prefix or path.startswith(prefix + "/") for prefix in self.path_prefixes)
+
+
+def _stored_key(key: str) -> str:
+    # A token's subject is the signer's to choose: one too long for the column, or with a NUL that
+    # PostgreSQL refuses in text, is stored as its digest rather than failing the request.
+    if len(key) <= 200 and "\x00" not in key:
+        return key
+    return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @asynccontextmanager
