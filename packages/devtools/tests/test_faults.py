@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from starling_devtools.faults import (
+    FakeLLM,
     FakeUpstream,
     PostgresControl,
     offset_of,
@@ -111,7 +112,18 @@ def test_the_cluster_port_is_read_from_its_url() -> None:
 
 
 def test_every_scenario_runs_unless_some_are_picked() -> None:
-    assert parse_args([]).only == ("database", "agents", "upstream")
+    assert parse_args([]).only == ("database", "agents", "processes", "upstream")
     assert parse_args(["--only", "agents", "--only", "upstream"]).only == ("agents", "upstream")
     with pytest.raises(SystemExit):
         parse_args(["--only", "network"])
+
+
+async def test_the_fake_llm_answers_chat_completions_and_counts_calls_per_input() -> None:
+    llm = FakeLLM()
+    transport = httpx.ASGITransport(app=llm.app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://llm") as client:
+        for text in ("a", "b", "a"):
+            body = {"model": "fake", "messages": [{"role": "user", "content": text}]}
+            response = await client.post("/v1/chat/completions", json=body)
+            assert response.json()["choices"][0]["message"]["content"] == f"answer to {text}"
+    assert llm.calls == {"a": 2, "b": 1}

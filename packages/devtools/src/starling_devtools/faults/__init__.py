@@ -1,6 +1,6 @@
 """`nox -s faults`: break things under the services and prove nothing is lost.
 
-Three scenarios, each against real service processes (`--only` picks some):
+Four scenarios, each against real service processes (`--only` picks some):
 
 - database: users, agents and reporting on a throwaway PostgreSQL cluster while writers keep
   registering users, queueing background runs and posting orders. The server is stopped
@@ -9,6 +9,10 @@ Three scenarios, each against real service processes (`--only` picks some):
   write answered 2xx must be in the database afterwards, and every accepted run must finish.
 - agents: background runs queued on one worker, the process SIGKILLed while some are still queued or
   running, then started again on the same database: every accepted run must complete, once.
+- processes: agents served by `starling_core.serve --processes 2`, running `llm` agents against a
+  fake chat-completions endpoint that counts calls per input; one child is SIGKILLed mid-work and
+  replaced. Every run must complete, and no input may be answered twice but those of the runs the
+  killed child held (their leases run out and another process takes them).
 - upstream: a fake upstream orders API that drops the connection on some requests (before answering,
   or half-way through the body) while the reporting service extracts from it on an interval. The
   extraction must resume from its checkpoint (never read the stream again from an earlier point),
@@ -16,12 +20,13 @@ Three scenarios, each against real service processes (`--only` picks some):
   checkpoint to the last page, and pick up orders appended to the upstream later.
 
 Modules: `common` (options, service environments, starting services, the log check), one per
-scenario (`database`, `agents`, `upstream`), and `__main__` (the command line and the run).
+scenario (`database`, `agents`, `processes`, `upstream`), and `__main__` (the command line and the run).
 """
 
 from starling_devtools.faults.agents import agents_killed
 from starling_devtools.faults.common import Options
 from starling_devtools.faults.database import PostgresControl, database_outage, squeeze
+from starling_devtools.faults.processes import FakeLLM, agents_processes
 from starling_devtools.faults.upstream import (
     FakeUpstream,
     offset_of,
@@ -32,10 +37,12 @@ from starling_devtools.faults.upstream import (
 )
 
 __all__ = [
+    "FakeLLM",
     "FakeUpstream",
     "Options",
     "PostgresControl",
     "agents_killed",
+    "agents_processes",
     "database_outage",
     "offset_of",
     "serving",

@@ -17,15 +17,21 @@ from starling_devtools import load
 from starling_devtools.faults.agents import agents_killed
 from starling_devtools.faults.common import Options
 from starling_devtools.faults.database import database_outage
+from starling_devtools.faults.processes import agents_processes
 from starling_devtools.faults.upstream import upstream_drops
 
-SCENARIOS = ("database", "agents", "upstream")
+SCENARIOS = ("database", "agents", "processes", "upstream")
 
 
 def run(options: Options) -> int:
     checks: list[load.Check] = []
     reports = []
-    scenarios = {"database": database_outage, "agents": agents_killed, "upstream": upstream_drops}
+    scenarios = {
+        "database": database_outage,
+        "agents": agents_killed,
+        "processes": agents_processes,
+        "upstream": upstream_drops,
+    }
     with load.work_dir("starling-faults-", keep=options.keep) as directory:
         for name in options.only:
             scenario_dir = directory / name

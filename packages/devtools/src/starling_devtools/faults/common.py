@@ -13,6 +13,7 @@ PORTS = {
     "database": {"users": 19220, "agents": 19221, "reporting": 19222},
     "agents": {"agents": 19230},
     "upstream": {"upstream": 19240, "reporting": 19241},
+    "processes": {"agents": 19250, "llm": 19251},
 }
 CLIENT_TIMEOUT = 5.0  # seconds: an answer later than this counts as a hang
 PASSWORD_ENV = {
