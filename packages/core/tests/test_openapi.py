@@ -91,6 +91,7 @@ async def blues(request: Request) -> list[_Blue]:
     accepts={"application/json": _JsonIn, "multipart/form-data": _FormIn},
     response=_Red,
     extra_responses={202: _Blue},
+    response_headers={202: {"Location": "where the upload will be"}},
 )
 async def upload(request: Request) -> _Red:
     """Upload."""
@@ -127,6 +128,14 @@ def test_other_success_answers_are_documented_with_their_schema() -> None:
     responses = document()["paths"]["/api/colours"]["post"]["responses"]
     assert responses["202"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/_Blue"}
     assert responses["200"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/_Red"}
+
+
+def test_headers_of_a_success_answer_are_documented_on_it() -> None:
+    responses = document()["paths"]["/api/colours"]["post"]["responses"]
+    assert responses["202"]["headers"] == {
+        "Location": {"description": "where the upload will be", "schema": {"type": "string"}}
+    }
+    assert "headers" not in responses["200"]
 
 
 def test_rate_limited_operations_document_429_and_others_do_not() -> None:

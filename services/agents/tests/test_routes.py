@@ -353,3 +353,4 @@ async def test_the_openapi_document_shows_both_run_bodies_and_the_queued_answer(
     assert set(content) == {"application/json", "multipart/form-data"}
     assert content["multipart/form-data"]["encoding"] == {"file": {"contentType": "text/plain"}}
     assert {"200", "202", "400", "404", "413", "415", "422"} <= set(run_operation["responses"])
+    assert set(run_operation["responses"]["202"]["headers"]) == {"Location"}

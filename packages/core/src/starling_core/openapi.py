@@ -148,6 +148,10 @@ def _fill(
                 "description": "Success",
                 "content": {"application/json": {"schema": schema}},
             }
+        if headers := spec.response_headers.get(status):
+            responses[str(status)]["headers"] = {
+                name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
+            }
     statuses = set(spec.errors)
     # A path parameter holding what no database can look up (a NUL) is refused with 422 too.
     if content or spec.query is not None or entry["parameters"]:

@@ -44,6 +44,8 @@ class Operation:
     tags: Sequence[str] = ()
     # Other successful answers a handler returns itself as a ready `Response`: status -> body type.
     extra_responses: Mapping[int, Any] = field(default_factory=dict)
+    # Headers a successful answer carries: status -> header name -> what it holds; documented only.
+    response_headers: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
     # Media type -> the model a handler that parses its own body validates it with; documented only.
     accepts: Mapping[str, type[BaseModel]] = field(default_factory=dict)
 
@@ -61,6 +63,7 @@ def operation(
     summary: str | None = None,
     accepts: Mapping[str, type[BaseModel]] | None = None,
     extra_responses: Mapping[int, Any] | None = None,
+    response_headers: Mapping[int, Mapping[str, str]] | None = None,
 ) -> Callable[[Handler], Endpoint]:
     if body is not None and accepts:
         raise TypeError("operation() takes body= (parsed here) or accepts= (parsed by the handler), not both")
@@ -79,6 +82,7 @@ def operation(
             tags=tags,
             accepts=MappingProxyType(dict(accepts or {})),
             extra_responses=MappingProxyType(dict(extra_responses or {})),
+            response_headers=MappingProxyType(dict(response_headers or {})),
         )
 
         @functools.wraps(handler)

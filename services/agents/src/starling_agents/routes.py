@@ -113,6 +113,7 @@ async def delete_agent(request: Request) -> None:
     accepts={"application/json": RunIn, "multipart/form-data": RunForm},
     response=RunOut,
     extra_responses={202: RunOut},
+    response_headers={202: {"Location": "the queued run, to poll: /api/v1/agents/runs/{run_id}"}},
     errors=[401, 403, 404, 413, 415, 422],
     scopes=[AGENT_RUN],
     tags=["runs"],
