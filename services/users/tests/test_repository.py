@@ -77,3 +77,12 @@ async def test_delete_removes_the_row(db_session: AsyncSession) -> None:
     added = await repository.add(user("ada@example.com"))
     await repository.delete(added)
     assert await repository.get(added.id) is None
+
+
+async def test_a_password_hash_is_replaced_only_while_it_is_the_one_read(db_session: AsyncSession) -> None:
+    repository = UserRepository(db_session)
+    ada = await repository.add(user("ada@example.com"))
+    assert not await repository.replace_password_hash(ada.id, "$argon2id$changed-meanwhile", "$argon2id$new")
+    assert await repository.replace_password_hash(ada.id, "$argon2id$fake", "$argon2id$new")
+    await db_session.refresh(ada)
+    assert ada.password_hash == "$argon2id$new"

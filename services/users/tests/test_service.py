@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -40,8 +41,21 @@ class FakeUsers:
         self.rows[instance.id] = instance
         return instance
 
+    async def replace_password_hash(self, user_id: str, old: str, new: str) -> bool:
+        user = self.rows.get(user_id)
+        if user is None or user.password_hash != old:
+            return False
+        user.password_hash = new
+        return True
+
     async def delete(self, instance: User) -> None:
         del self.rows[instance.id]
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[FakeUsers]:
+        yield self
+
+    writing = reading
 
     async def page(self, *, limit: int, after: tuple[datetime, str] | None = None) -> Sequence[User]:
         ordered = sorted(self.rows.values(), key=lambda u: (u.created_at, u.id))

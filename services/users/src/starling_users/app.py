@@ -13,7 +13,7 @@ from starling_core import app as core
 from starling_core.db import Database
 from starling_core.migrations import upgrade
 from starling_users.passwords import Passwords
-from starling_users.repository import UserRepository
+from starling_users.repository import DatabaseUserStores
 from starling_users.routes import routes
 from starling_users.service import UsersService
 from starling_users.settings import UsersSettings
@@ -30,12 +30,11 @@ async def create_first_admin(database: Database, passwords: Passwords, settings:
     """The administrator from the settings, created once: a later start finds it and does nothing."""
     if not (settings.admin_email and settings.admin_password):
         return
-    async with database.transaction() as session:
-        created = await UsersService(UserRepository(session), passwords).ensure_admin(
-            email=settings.admin_email,
-            password=settings.admin_password.get_secret_value(),
-            name=settings.admin_name,
-        )
+    created = await UsersService(DatabaseUserStores(database), passwords).ensure_admin(
+        email=settings.admin_email,
+        password=settings.admin_password.get_secret_value(),
+        name=settings.admin_name,
+    )
     if created is not None:
         logger.info("created the administrator %s", created.email)
 

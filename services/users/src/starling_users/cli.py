@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from starling_core.db import Database
 from starling_users.app import migrate
 from starling_users.passwords import Passwords
-from starling_users.repository import UserRepository
+from starling_users.repository import DatabaseUserStores
 from starling_users.schemas import UserCreate
 from starling_users.service import UsersService
 from starling_users.settings import UsersSettings
@@ -35,9 +35,8 @@ async def create_admin(settings: UsersSettings, data: UserCreate) -> bool:
     try:
         if settings.auto_migrate:
             await migrate(database)
-        async with database.transaction() as session:
-            service = UsersService(UserRepository(session), Passwords.from_settings(settings))
-            created = await service.ensure_admin(email=data.email, password=data.password, name=data.name)
+        service = UsersService(DatabaseUserStores(database), Passwords.from_settings(settings))
+        created = await service.ensure_admin(email=data.email, password=data.password, name=data.name)
     finally:
         await database.dispose()
     return created is not None

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -19,7 +18,7 @@ from starling_core.pagination import InvalidCursor, Page, PageParams
 from starling_core.tokens import issue_token
 from starling_core.validation import read_json, validate
 from starling_users.errors import EmailTaken, InvalidCredentials, RoleChangeForbidden, UserNotFound
-from starling_users.repository import UserRepository
+from starling_users.repository import DatabaseUserStores
 from starling_users.schemas import LoginForm, LoginIn, TokenOut, UserCreate, UserOut, UserUpdate
 from starling_users.service import Actor, UsersService
 
@@ -28,10 +27,9 @@ _FORMS = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 @asynccontextmanager
 async def _service(request: Request) -> AsyncIterator[UsersService]:
-    """A service on one transaction; the service's refusals become HTTP errors once it is rolled back."""
+    """The service, which opens its own sessions and transactions; its refusals become HTTP errors."""
     try:
-        async with request.app.state.database.transaction() as session:
-            yield _build_service(request, session)
+        yield UsersService(DatabaseUserStores(request.app.state.database), request.app.state.passwords)
     except UserNotFound as exc:
         raise HTTPException(404, detail=str(exc)) from None
     except EmailTaken as exc:
@@ -43,10 +41,6 @@ async def _service(request: Request) -> AsyncIterator[UsersService]:
     except InvalidCursor as exc:
         error = {"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}
         raise RequestValidationError([error]) from None
-
-
-def _build_service(request: Request, session: AsyncSession) -> UsersService:
-    return UsersService(UserRepository(session), request.app.state.passwords)
 
 
 def _actor(request: Request) -> Actor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -28,8 +29,20 @@ class UserStore(Protocol):
     async def get_by_email(self, email_normalized: str) -> User | None: ...
     async def add(self, instance: User) -> User: ...  # raises EmailTaken
     async def save(self, instance: User) -> User: ...  # raises EmailTaken
+    async def replace_password_hash(self, user_id: str, old: str, new: str) -> bool: ...
     async def delete(self, instance: User) -> None: ...
     async def page(self, *, limit: int, after: tuple[datetime, str] | None = None) -> Sequence[User]: ...
+
+
+class UserStores(Protocol):
+    """A store for reads, or one in a transaction for writes; `DatabaseUserStores` is the real one.
+
+    The service opens them itself, around its statements only: an Argon2id hash takes tens of
+    milliseconds, and must not hold a transaction (on SQLite, the process's write turn) meanwhile.
+    """
+
+    def reading(self) -> AbstractAsyncContextManager[UserStore]: ...
+    def writing(self) -> AbstractAsyncContextManager[UserStore]: ...
 
 
 class PasswordHashing(Protocol):
@@ -53,8 +66,8 @@ class _CursorKey(BaseModel):
 
 
 class UsersService:
-    def __init__(self, users: UserStore, passwords: PasswordHashing, clock: Clock = utcnow) -> None:
-        self.users = users
+    def __init__(self, stores: UserStores, passwords: PasswordHashing, clock: Clock = utcnow) -> None:
+        self.stores = stores
         self.passwords = passwords
         self.clock = clock
 
@@ -69,63 +82,81 @@ class UsersService:
             created_at=self.clock(),
         )
         # No look-up first: the unique constraint decides, even between concurrent registrations.
-        return await self.users.add(user)
+        async with self.stores.writing() as users:
+            return await users.add(user)
 
     async def authenticate(self, email: str, password: str) -> User:
-        user = await self.users.get_by_email(normalize_email(email))
+        async with self.stores.reading() as users:
+            user = await users.get_by_email(normalize_email(email))
         if user is None:
             await self.passwords.dummy_verify(password)
             raise InvalidCredentials
         if not await self.passwords.verify(user.password_hash, password):
             raise InvalidCredentials
         if self.passwords.needs_rehash(user.password_hash):
-            user.password_hash = await self.passwords.hash(password)
-            await self.users.save(user)
+            new_hash = await self.passwords.hash(password)
+            # Guarded by the hash it replaces: a password changed meanwhile is not overwritten.
+            async with self.stores.writing() as users:
+                if await users.replace_password_hash(user.id, user.password_hash, new_hash):
+                    user.password_hash = new_hash
         return user
 
     async def get(self, actor: Actor, user_id: str) -> User:
         """The user `user_id`, if `actor` may see it; anyone else's id is "not found", never "forbidden"."""
-        user = await self.users.get(user_id) if actor.is_admin or actor.user_id == user_id else None
-        if user is None:
-            raise UserNotFound(user_id)
-        return user
+        async with self.stores.reading() as users:
+            return await self._visible(users, actor, user_id)
 
     async def list_page(self, *, limit: int, cursor: str | None = None) -> tuple[list[User], str | None]:
         """One page in (created_at, id) order and the cursor of the next, None on the last page."""
         after = _decode_key(cursor) if cursor else None
-        users = list(await self.users.page(limit=limit + 1, after=after))
+        async with self.stores.reading() as store:
+            users = list(await store.page(limit=limit + 1, after=after))
         if len(users) <= limit:
             return users, None
         last = users[limit - 1]
         return users[:limit], encode_cursor({"created_at": last.created_at, "id": last.id})
 
     async def update(self, actor: Actor, user_id: str, data: UserUpdate) -> User:
-        user = await self.get(actor, user_id)
         if data.role is not None and not actor.is_admin:
+            async with self.stores.reading() as users:
+                await self._visible(users, actor, user_id)  # a stranger's id is still "not found"
             raise RoleChangeForbidden
-        if data.name is not None:
-            user.name = data.name
-        if data.email is not None:
-            user.email = data.email
-            user.email_normalized = normalize_email(data.email)
-        if data.password is not None:
-            user.password_hash = await self.passwords.hash(data.password)
-        if data.role is not None:
-            user.role = data.role
-        return await self.users.save(user)
+        # Hashed before the transaction, which then holds only the read and the write.
+        new_hash = await self.passwords.hash(data.password) if data.password is not None else None
+        async with self.stores.writing() as users:
+            user = await self._visible(users, actor, user_id)
+            if data.name is not None:
+                user.name = data.name
+            if data.email is not None:
+                user.email = data.email
+                user.email_normalized = normalize_email(data.email)
+            if new_hash is not None:
+                user.password_hash = new_hash
+            if data.role is not None:
+                user.role = data.role
+            return await users.save(user)
 
     async def delete(self, actor: Actor, user_id: str) -> None:
-        await self.users.delete(await self.get(actor, user_id))
+        async with self.stores.writing() as users:
+            await users.delete(await self._visible(users, actor, user_id))
 
     async def ensure_admin(self, *, email: str, password: str, name: str) -> User | None:
         """Create the administrator `email` unless that address is taken; the new user, or None."""
-        if await self.users.get_by_email(normalize_email(email)) is not None:
-            return None
+        async with self.stores.reading() as users:
+            if await users.get_by_email(normalize_email(email)) is not None:
+                return None
         data = UserCreate(name=name, email=email, password=password)
         try:
             return await self.register(data, role="admin")
         except EmailTaken:  # another process, starting at the same time, created it first
             return None
+
+    @staticmethod
+    async def _visible(users: UserStore, actor: Actor, user_id: str) -> User:
+        user = await users.get(user_id) if actor.is_admin or actor.user_id == user_id else None
+        if user is None:
+            raise UserNotFound(user_id)
+        return user
 
 
 def _decode_key(cursor: str) -> tuple[datetime, str]:
