@@ -34,22 +34,15 @@ def test_live_server_serves_real_http_and_is_cleaned(project: pytest.Pytester, b
             """
             import httpx
 
-            async def me(client, token_factory):
-                headers = {"Authorization": f"Bearer {token_factory(scopes=['agent:read'])}"}
-                return await client.get("/api/me", headers=headers)
-
-            async def test_1_write_through_a_real_server(live_server, token_factory):
+            async def test_1_write_through_a_real_server(live_server):
                 assert live_server.startswith("http://127.0.0.1:")
                 async with httpx.AsyncClient(base_url=live_server) as client:
                     assert (await client.post("/notes", json={"text": "real"})).status_code == 201
                     assert (await client.get("/notes")).json() == {"count": 1}
-                    assert (await me(client, token_factory)).headers["RateLimit-Remaining"] == "59"
 
-            async def test_2_tables_are_emptied_afterwards(live_server, token_factory):
+            async def test_2_tables_are_emptied_afterwards(live_server):
                 async with httpx.AsyncClient(base_url=live_server) as client:
                     assert (await client.get("/notes")).json() == {"count": 0}
-                    # on PostgreSQL the count lives in the database: emptied too, so it starts again
-                    assert (await me(client, token_factory)).headers["RateLimit-Remaining"] == "59"
             """
         )
     )

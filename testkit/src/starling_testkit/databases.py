@@ -14,33 +14,16 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
-from sqlalchemy import MetaData, Table
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import MetaData
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from starling_core.db import create_engine, new_metadata
-from starling_core.ratelimit import rate_limit_table
+from starling_core.db import create_engine
 from starling_testkit import fastsqlite, postgres
 
 DATABASE_URL_ENV = "STARLING_TEST_DATABASE_URL"
 RUN_DIR_ENV = "STARLING_TEST_RUN_DIR"
 BASE_NAME = "starling_test"
-
-
-def extra_tables(metadata: MetaData) -> list[Table]:
-    """Tables the kit adds to a service's own: the rate limiter's counters, when the service lacks them.
-
-    On PostgreSQL a service counts in the database (STARLING_RATE_LIMIT_BACKEND=auto), as it does in
-    production, so its limited routes need the table under test even if its metadata leaves it out.
-    """
-    counters = rate_limit_table(new_metadata())
-    return [] if counters.name in metadata.tables else [counters]
-
-
-def create_schema(connection: Connection, metadata: MetaData) -> None:
-    metadata.create_all(connection)
-    for table in extra_tables(metadata):
-        table.create(connection, checkfirst=True)
 
 
 def worker_id(config: pytest.Config) -> str:
@@ -79,7 +62,7 @@ class SQLiteDatabase:
         remove_sqlite(self.path)  # a file kept by --keep-db or a killed run must not leak rows
         engine = create_engine(self.url, connect_args=fastsqlite.CONNECT_ARGS)
         async with engine.begin() as connection:
-            await connection.run_sync(create_schema, metadata)
+            await connection.run_sync(metadata.create_all)
         return engine
 
     async def destroy(self) -> None:
@@ -123,7 +106,7 @@ class PostgresDatabase:
                 await self.make_empty()
             engine = create_engine(self.url)
             async with engine.begin() as connection:
-                await connection.run_sync(create_schema, metadata)
+                await connection.run_sync(metadata.create_all)
             return engine
         template = f"{self.base}_template"
         # One worker builds the template; the rest wait for it, then every worker clones it.
@@ -136,7 +119,7 @@ class PostgresDatabase:
                 engine = create_engine(_with_database(self.server_url, template))
                 try:
                     async with engine.begin() as connection:
-                        await connection.run_sync(create_schema, metadata)
+                        await connection.run_sync(metadata.create_all)
                 finally:
                     await engine.dispose()  # a template with open connections cannot be cloned
                 marker.touch()

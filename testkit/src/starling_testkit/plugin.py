@@ -217,9 +217,18 @@ def db_session(
 
 @pytest.fixture
 def app_settings(app_factory: AppFactory, db_url: str) -> ServiceSettings:
-    """Settings for the app under test, of the class `app_factory` declares for its first argument."""
+    """Settings for the app under test, of the class `app_factory` declares for its first argument.
+
+    Rate limits count in memory: a test's counts roll back with it anyway, and on PostgreSQL the
+    database backend's upserts of one row inside one transaction slow down as the row's versions
+    pile up (each walks them), which a test making hundreds of requests would feel.
+    """
     return settings_class(app_factory)(
-        env="test", database_url=db_url, jwt_secret=TEST_JWT_SECRET, auto_migrate=False
+        env="test",
+        database_url=db_url,
+        jwt_secret=TEST_JWT_SECRET,
+        auto_migrate=False,
+        rate_limit_backend="memory",
     )
 
 

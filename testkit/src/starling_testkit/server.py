@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
 from starling_core.db import Database, is_sqlite
-from starling_testkit.databases import extra_tables
 
 START_TIMEOUT = 15.0
 
@@ -44,8 +43,10 @@ async def serve(app: Starlette, engine: AsyncEngine) -> AsyncIterator[str]:
 
 
 async def truncate(engine: AsyncEngine, metadata: MetaData) -> None:
-    """Empty every table of `metadata` and the kit's own, children before parents."""
-    tables = [*reversed(metadata.sorted_tables), *extra_tables(metadata)]
+    """Empty every table of `metadata`, children before parents."""
+    tables = list(reversed(metadata.sorted_tables))
+    if not tables:
+        return
     async with engine.begin() as connection:
         if is_sqlite(engine.url):
             for table in tables:
