@@ -71,5 +71,29 @@ async def test_no_workers_means_no_scan() -> None:
 
     workers = RunWorkers(0)
     workers.start(process, find)
-    assert workers._tasks == []
+    assert (workers._tasks, workers._scanner) == ([], None)
     await workers.stop()
+
+
+async def test_the_scan_stops_when_asked_not_cancelled_mid_query() -> None:
+    in_query = asyncio.Event()
+    finish_query = asyncio.Event()
+    finished: list[bool] = []
+
+    async def find() -> list[str]:
+        in_query.set()
+        await finish_query.wait()  # a query in flight on a connection
+        finished.append(True)
+        return []
+
+    async def process(run_id: str) -> None:
+        return None
+
+    workers = RunWorkers(1, scan_every=3600)
+    workers.start(process, find)
+    await asyncio.wait_for(in_query.wait(), timeout=5)
+    stopping = asyncio.create_task(workers.stop())
+    await asyncio.sleep(0)  # stop() is now waiting for the scan
+    finish_query.set()
+    await asyncio.wait_for(stopping, timeout=5)
+    assert finished == [True]

@@ -35,6 +35,8 @@ class RunWorkers:
         self.processed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._retries: set[asyncio.TimerHandle] = set()
+        self._scanner: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def enqueue(self, run_id: str) -> None:
         if run_id not in self._waiting:
@@ -49,9 +51,15 @@ class RunWorkers:
             asyncio.create_task(self._work(process), name=f"agents-worker-{index}")
             for index in range(self.count)
         ]
-        self._tasks.append(asyncio.create_task(self._scan(find), name="agents-scan"))
+        self._scanner = asyncio.create_task(self._scan(find), name="agents-scan")
 
     async def stop(self) -> None:
+        # The scan is told to stop, not cancelled: cancelled mid-query it would take its database
+        # connection down with it.
+        self._stopping.set()
+        if self._scanner is not None:
+            await self._scanner
+            self._scanner = None
         for handle in self._retries:
             handle.cancel()
         self._retries.clear()
@@ -80,13 +88,17 @@ class RunWorkers:
                 self.processed.set()
 
     async def _scan(self, find: Find) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 for run_id in await find():
                     self.enqueue(run_id)
             except DatabaseUnavailable as exc:
                 logger.warning("scan for runs to take failed: %s", exc)
-            await asyncio.sleep(self.scan_every)
+            except Exception:
+                # The next scan may fare better; a dead scan would leave abandoned runs for good.
+                logger.exception("scan for runs to take failed unexpectedly")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self.scan_every)
 
     def _retry_later(self, run_id: str) -> None:
         def retry() -> None:
