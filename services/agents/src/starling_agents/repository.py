@@ -59,25 +59,18 @@ class RunRepository(Repository[Run]):
         The check is in the UPDATE, so of several processes claiming one run exactly one succeeds.
         A holder may take its own run again (a retry after a database outage).
         """
-        statement = (
-            update(Run)
-            .where(Run.run_id == run_id, or_(_claimable(now), _held_by(holder)))
-            .values(status="running", started_at=now, lease_holder=holder, lease_expires_at=lease_until)
-            .execution_options(synchronize_session=False)
+        return await self._update_if(
+            run_id,
+            or_(_claimable(now), _held_by(holder)),
+            status="running",
+            started_at=now,
+            lease_holder=holder,
+            lease_expires_at=lease_until,
         )
-        result = await self.session.execute(statement)
-        return bool(getattr(result, "rowcount", 0))
 
     async def renew(self, run_id: str, holder: str, lease_until: datetime) -> bool:
         """Extend `holder`'s lease on a run it still holds; False once it does not."""
-        statement = (
-            update(Run)
-            .where(Run.run_id == run_id, _held_by(holder))
-            .values(lease_expires_at=lease_until)
-            .execution_options(synchronize_session=False)
-        )
-        result = await self.session.execute(statement)
-        return bool(getattr(result, "rowcount", 0))
+        return await self._update_if(run_id, _held_by(holder), lease_expires_at=lease_until)
 
     async def transition(self, run_id: str, *, from_statuses: Sequence[str], **values: object) -> bool:
         """Set `values` on the run only while its status is one of `from_statuses`; True if it was.
@@ -85,9 +78,12 @@ class RunRepository(Repository[Run]):
         The status check is in the UPDATE itself, so a worker finishing a run cannot overwrite a
         cancel that landed while it worked.
         """
+        return await self._update_if(run_id, Run.status.in_(list(from_statuses)), **values)
+
+    async def _update_if(self, run_id: str, condition: ColumnElement[bool], **values: object) -> bool:
         statement = (
             update(Run)
-            .where(Run.run_id == run_id, Run.status.in_(list(from_statuses)))
+            .where(Run.run_id == run_id, condition)
             .values(**values)
             .execution_options(synchronize_session=False)
         )

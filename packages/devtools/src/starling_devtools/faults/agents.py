@@ -9,7 +9,15 @@ from collections import Counter
 from pathlib import Path
 
 from starling_devtools import load, services
-from starling_devtools.faults.common import PORTS, RUN_SCOPES, Options, auth, base_env, logs_check
+from starling_devtools.faults.common import (
+    PORTS,
+    RUN_SCOPES,
+    Options,
+    auth,
+    base_env,
+    logs_check,
+    no_unfinished_runs,
+)
 
 
 def long_text(rng: random.Random, sentences: int) -> str:
@@ -63,7 +71,7 @@ async def agents_killed(options: Options, directory: Path) -> list[load.Check]:
     try:
         services.wait_healthy([second], timeout=60)
         began = time.monotonic()
-        drained = await load.wait_for(lambda: _none_unfinished_in(url), within=120, interval=0.2)
+        drained = await load.wait_for(lambda: no_unfinished_runs(url), within=120, interval=0.2)
         took = time.monotonic() - began
     finally:
         services.stop([second])
@@ -93,8 +101,3 @@ async def agents_killed(options: Options, directory: Path) -> list[load.Check]:
         ),
         logs_check(directory, ["agents"]),
     ]
-
-
-async def _none_unfinished_in(url: str) -> bool:
-    rows = await load.query(url, "SELECT count(*) FROM runs WHERE status IN ('queued', 'running')")
-    return bool(rows[0][0] == 0)

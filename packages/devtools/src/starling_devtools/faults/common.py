@@ -68,3 +68,9 @@ def logs_check(directory: Path, names: Sequence[str]) -> load.Check:
         not any(counts.values()),
         ", ".join(f"{name} {count}" for name, count in counts.items()),
     )
+
+
+async def no_unfinished_runs(url: str) -> bool:
+    """True once the agents database at `url` holds no queued or running run."""
+    rows = await load.query(url, "SELECT count(*) FROM runs WHERE status IN ('queued', 'running')")
+    return bool(rows[0][0] == 0)

@@ -25,7 +25,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from starling_devtools import load, services
-from starling_devtools.faults.common import PORTS, RUN_SCOPES, Options, auth, base_env, logs_check
+from starling_devtools.faults.common import (
+    PORTS,
+    RUN_SCOPES,
+    Options,
+    auth,
+    base_env,
+    logs_check,
+    no_unfinished_runs,
+)
 
 WORKERS_PER_PROCESS = 2
 LLM_LATENCY = 0.2  # seconds each fake completion takes: runs are in flight when the child is killed
@@ -116,7 +124,7 @@ async def agents_processes(options: Options, directory: Path) -> list[load.Check
             in_flight_at_kill = sum(llm.calls.values())
             psutil.Process(victim).send_signal(signal.SIGKILL)
             killed_at = time.monotonic()
-            drained = await load.wait_for(lambda: _none_unfinished_in(url), within=120, interval=0.2)
+            drained = await load.wait_for(lambda: no_unfinished_runs(url), within=120, interval=0.2)
             took = time.monotonic() - killed_at
             after = {child.pid for child in serve_children(running.pid)}
         finally:
@@ -155,8 +163,3 @@ def _calls_at_least(llm: FakeLLM, count: int) -> Callable[[], Awaitable[bool]]:
 
 async def _all_serving(log: Path) -> bool:
     return "with 2 processes" in await asyncio.to_thread(log.read_text, errors="replace")
-
-
-async def _none_unfinished_in(url: str) -> bool:
-    rows = await load.query(url, "SELECT count(*) FROM runs WHERE status IN ('queued', 'running')")
-    return bool(rows[0][0] == 0)
