@@ -19,9 +19,9 @@ import nox
 import yaml
 
 from starling_devtools import affected as affected_packages
+from starling_devtools import check, junit, workspace
 from starling_devtools import seed as demo
 from starling_devtools import services as processes
-from starling_devtools import workspace
 
 ROOT = Path(__file__).parent
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
@@ -81,6 +81,9 @@ def run_suite(session: nox.Session, package: str, *pytest_args: str) -> None:
     # Measured per package (see its pyproject.toml): on 2 cores, starting xdist workers costs more than
     # a small suite's whole run, so such a suite runs in one process until it grows.
     settings = test_settings(package)
+    # `starling-check` (the README's test command) sums every suite's report into its closing line.
+    reports = os.environ.get(check.JUNIT_DIR_VARIABLE)
+    report = [f"--junitxml={Path(reports) / junit.report_name(session.name)}"] if reports else []
     session.run(
         "pytest",
         str(path / "tests"),
@@ -93,6 +96,7 @@ def run_suite(session: nox.Session, package: str, *pytest_args: str) -> None:
         # pytest-split reads the recorded durations when CI passes `--splits N --group i`
         "--durations-path",
         str(path / ".test_durations"),
+        *report,
         *pytest_args,
         *session.posargs,
     )

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from starling_devtools.junit import main, read, table
+from starling_devtools.junit import closing_line, main, read, report_name, table
 
 PASSED = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" errors="0" failures="0"
 skipped="1" tests="12" time="3.5"></testsuite></testsuites>"""
@@ -34,3 +34,20 @@ def test_the_summary_fails_when_a_job_failed(tmp_path: Path, capsys: pytest.Capt
 
 def test_no_reports_at_all_is_a_failure(tmp_path: Path) -> None:
     assert main([str(tmp_path)]) == 1
+
+
+def test_the_closing_line_sums_every_report_with_failures_and_errors_as_failed(tmp_path: Path) -> None:
+    (tmp_path / "a.xml").write_text(PASSED)
+    (tmp_path / "b.xml").write_text(FAILED)
+
+    rows = [read(tmp_path / "a.xml"), read(tmp_path / "b.xml")]
+
+    # 32 tests: 2 failures and 1 error are 3 failed, 1 skipped, the other 28 passed
+    assert closing_line(rows) == "28 passed, 3 failed, 1 skipped"
+    assert closing_line(rows[1:]) == "17 passed, 3 failed"
+    assert closing_line([]) == "0 passed, 0 failed"
+
+
+def test_a_session_name_becomes_a_safe_report_name() -> None:
+    assert report_name("tests(users)") == "tests-users.xml"
+    assert report_name("tests_postgres(core)") == "tests_postgres-core.xml"

@@ -1,8 +1,11 @@
-"""One Markdown table from every job's JUnit XML: what CI's summary job writes to the run's page."""
+"""Every suite's JUnit XML read back: one Markdown table for CI's summary job, and the summed closing line
+(`N passed, M failed`) that the README's test command ends with.
+"""
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -19,8 +22,13 @@ class Totals:
     seconds: float
 
     @property
+    def failed(self) -> int:
+        """Failures and errors alike: a test that errored in its setup did not pass either."""
+        return self.failures + self.errors
+
+    @property
     def passed(self) -> bool:
-        return self.failures == 0 and self.errors == 0 and self.tests > 0
+        return self.failed == 0 and self.tests > 0
 
 
 def read(path: Path) -> Totals:
@@ -38,6 +46,20 @@ def read(path: Path) -> Totals:
         skipped=total("skipped"),
         seconds=sum(float(suite.get("time", "0")) for suite in suites),
     )
+
+
+def report_name(session: str) -> str:
+    """The file a nox session writes its JUnit XML to: `tests(users)` -> `tests-users.xml`."""
+    return re.sub(r"[^A-Za-z0-9_.]+", "-", session).strip("-") + ".xml"
+
+
+def closing_line(rows: list[Totals]) -> str:
+    """pytest's plain closing line summed over every report: `N passed, M failed[, K skipped]`."""
+    skipped = sum(row.skipped for row in rows)
+    failed = sum(row.failed for row in rows)
+    passed = sum(row.tests for row in rows) - failed - skipped
+    line = f"{passed} passed, {failed} failed"
+    return f"{line}, {skipped} skipped" if skipped else line
 
 
 def table(rows: list[Totals]) -> str:

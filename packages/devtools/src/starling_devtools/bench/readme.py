@@ -1,6 +1,6 @@
 """Figure 4 (opt-in, about 7 minutes): the README's test command, timed warm from the repository root.
 
-`python3 -m uv run --frozen nox`, with `--report` added so that nox writes each session's duration.
+`python3 -m uv run --frozen starling-check`, with `--report` added so that nox writes each session's duration.
 "Warm" means the sessions' virtual environments already exist (nox reuses them); the figure says
 whether they did. The bench runs inside a nox session's environment, so the command gets the
 environment of the caller minus that session's `VIRTUAL_ENV`, as a developer's shell would have it.
@@ -22,7 +22,7 @@ from typing import Any
 from starling_devtools.bench.results import Figure
 
 PART = "readme"
-README_COMMAND = ("python3", "-m", "uv", "run", "--frozen", "nox")
+README_COMMAND = ("python3", "-m", "uv", "run", "--frozen", "starling-check")
 TIMEOUT = 3600.0
 SKIPPED = "skipped: opt in with --readme or --only readme (about 7 min)"
 
