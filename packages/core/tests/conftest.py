@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from sqlalchemy import MetaData
-from starlette.applications import Starlette
 
-from .itemsapp import ItemBase, ItemSettings, build_app
+from starling_testkit import AppFactory
+
+from .itemsapp import ItemBase, build_app
 
 
 @pytest.fixture
-def app_factory() -> Callable[[ItemSettings], Starlette]:
+def app_factory() -> AppFactory:
     return build_app
 
 

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypedDict
+
 from pydantic import BaseModel, Field
 from sqlalchemy import String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
-from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import Route
 
-from starling_core.app import create_app
-from starling_core.auth import AGENT_ADMIN
-from starling_core.db import Base, new_metadata
+from starling_core.app import ServiceApp, create_app
+from starling_core.auth import Scopes
+from starling_core.db import Base, Database, new_metadata
 from starling_core.operations import operation, route
-from starling_core.ratelimit import rate_limit_table
 from starling_core.repository import Repository
 from starling_core.settings import ServiceSettings
+
+ITEMS_READ = "items:read"
+ITEMS_ADMIN = "items:admin"
+SCOPES = Scopes(user=(ITEMS_READ,), admin=(ITEMS_ADMIN,))
 
 
 class ItemSettings(ServiceSettings):
@@ -26,9 +33,6 @@ class ItemSettings(ServiceSettings):
 class ItemBase(Base):
     __abstract__ = True
     metadata = new_metadata()  # this service's tables only
-
-
-rate_limit_counters = rate_limit_table(ItemBase.metadata)
 
 
 class Item(ItemBase):
@@ -43,6 +47,15 @@ class ItemRepository(Repository[Item]):
 
     async def names(self) -> list[str]:
         return list(await self.session.scalars(select(Item.name).order_by(Item.name)))
+
+
+class ItemsState(TypedDict):
+    database: Database
+
+
+@asynccontextmanager
+async def lifespan(database: Database) -> AsyncIterator[ItemsState]:
+    yield {"database": database}
 
 
 class ItemIn(BaseModel):
@@ -64,34 +77,34 @@ class ListQuery(BaseModel):
 
 
 @operation(body=ItemIn, response=ItemOut, status_code=201, errors=[409])
-async def create_item(request: Request, body: ItemIn) -> ItemOut:
+async def create_item(request: Request[ItemsState], body: ItemIn) -> ItemOut:
     """Create an item."""
-    async with request.app.state.database.transaction() as session:
+    async with request.state["database"].transaction() as session:
         item = await ItemRepository(session).add(Item(name=body.name))
         return ItemOut(id=item.id, name=item.name)
 
 
 @operation(query=ListQuery, response=list[str])
-async def list_items(request: Request, query: ListQuery) -> list[str]:
+async def list_items(request: Request[ItemsState], query: ListQuery) -> list[str]:
     """List item names."""
-    async with request.app.state.database.session() as session:
+    async with request.state["database"].session() as session:
         names = await ItemRepository(session).names()
     return [name for name in names if name.startswith(query.prefix)][: query.limit]
 
 
-@operation(response=CountOut, scopes=[AGENT_ADMIN])
-async def count_items(request: Request) -> CountOut:
+@operation(response=CountOut, scopes=[ITEMS_ADMIN])
+async def count_items(request: Request[ItemsState]) -> CountOut:
     """Count items (admin only)."""
-    async with request.app.state.database.session() as session:
+    async with request.state["database"].session() as session:
         total = await session.scalar(select(func.count()).select_from(Item))
     return CountOut(count=int(total or 0))
 
 
 @operation(response=ItemOut, errors=[404])
-async def get_item_by_name(request: Request) -> ItemOut:
+async def get_item_by_name(request: Request[ItemsState]) -> ItemOut:
     """Read one item by its name."""
     name = request.path_params["name"]
-    async with request.app.state.database.session() as session:
+    async with request.state["database"].session() as session:
         item = await session.scalar(select(Item).where(Item.name == name))
     if item is None:
         raise HTTPException(404, detail=f"Item {name} not found")
@@ -99,22 +112,28 @@ async def get_item_by_name(request: Request) -> ItemOut:
 
 
 @operation(response=ItemOut, errors=[404])
-async def get_item(request: Request) -> ItemOut:
+async def get_item(request: Request[ItemsState]) -> ItemOut:
     """Read one item."""
-    async with request.app.state.database.session() as session:
+    async with request.state["database"].session() as session:
         item = await ItemRepository(session).get(int(request.path_params["item_id"]))
     if item is None:
         raise HTTPException(404, detail=f"Item {request.path_params['item_id']} not found")
     return ItemOut(id=item.id, name=item.name)
 
 
-async def boom(request: Request) -> None:
+async def boom(request: Request[ItemsState]) -> None:
     raise RuntimeError("secret internals")
 
 
-def build_app(settings: ItemSettings) -> Starlette:
+def build_app(
+    settings: ItemSettings, *, database: Database | None = None, migrations: Path | None = None
+) -> ServiceApp:
     return create_app(
         settings,
+        database=database,
+        migrations=migrations,
+        scopes=SCOPES,
+        lifespan=lifespan,
         routes=[
             route("/api/items", GET=list_items, POST=create_item),
             Route("/api/items/count", count_items, methods=["GET"]),

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from sqlalchemy import inspect
 from sqlalchemy.pool import QueuePool
 from starlette.applications import Starlette
 
+from starling_core.app import create_app
 from starling_core.db import Database
 
 from .itemsapp import ItemSettings, build_app
@@ -106,7 +110,7 @@ async def test_operation_scopes_answer_401_then_403(
     assert "Authorization" in anonymous.json()["detail"]
     forbidden = await auth_client.get("/api/items/count")
     assert forbidden.status_code == 403
-    assert "agent:admin" in forbidden.json()["detail"]
+    assert "items:admin" in forbidden.json()["detail"]
     allowed = await admin_client.get("/api/items/count")
     assert allowed.status_code == 200
 
@@ -132,14 +136,41 @@ async def test_health_is_503_when_database_is_unreachable() -> None:
     assert body["checks"]["database"].startswith("error")
 
 
-async def test_lifespan_opens_and_disposes_its_own_database(tmp_path: object) -> None:
-    settings = ItemSettings(database_url=f"sqlite+aiosqlite:///{tmp_path}/own.db")
-    app = build_app(settings)
+async def test_lifespan_opens_and_disposes_its_own_database(tmp_path: Path) -> None:
+    seen: list[Database] = []
+
+    @asynccontextmanager
+    async def lifespan(database: Database) -> AsyncIterator[dict[str, Database]]:
+        seen.append(database)
+        yield {"database": database}
+
+    app = create_app(
+        ItemSettings(database_url=f"sqlite+aiosqlite:///{tmp_path}/own.db"), routes=[], lifespan=lifespan
+    )
     async with LifespanManager(app):
-        database = app.state.database
-        assert isinstance(database, Database)
-        assert not database.externally_managed
+        (database,) = seen
         await database.ping()
+        assert database.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     pool = database.engine.pool
     assert isinstance(pool, QueuePool)
+    # disposed: a new pool replaced the one the app used, and nothing was left checked out
     assert pool.checkedout() == 0
+
+
+async def test_a_database_handed_in_is_neither_migrated_nor_disposed(tmp_path: Path) -> None:
+    database = Database.from_url(f"sqlite+aiosqlite:///{tmp_path}/given.db")
+    disposed: list[object] = []
+    database.dispose = lambda: disposed.append(True)  # type: ignore[method-assign,assignment,return-value]
+    settings = ItemSettings(database_url=f"sqlite+aiosqlite:///{tmp_path}/never-used.db")
+    try:
+        async with (
+            LifespanManager(build_app(settings, database=database)) as manager,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://t") as c,
+        ):
+            assert (await c.get("/health")).status_code == 200
+        async with database.engine.connect() as connection:
+            tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+    finally:
+        await Database.dispose(database)
+    assert tables == []  # not migrated: its owner manages the schema
+    assert disposed == []

@@ -18,16 +18,17 @@ from starlette.types import Message, Scope
 from starlette.websockets import WebSocket
 
 from starling_core.auth import (
-    AGENT_ADMIN,
-    AGENT_READ,
-    ALL_SCOPES,
-    ROLE_SCOPES,
+    Scopes,
     authentication_middleware,
     current_user,
     requires_scopes,
 )
 from starling_core.errors import exception_handlers
 from starling_core.tokens import JWTConfig, issue_token
+
+# Scopes of an imaginary service: core checks scopes, it does not know any service's.
+AGENT_READ = "agent:read"
+AGENT_ADMIN = "agent:admin"
 
 SECRET = "starling-tests-secret-".ljust(64, "x")
 CONFIG = JWTConfig(signing_key=SECRET, verifying_key=SECRET, issuer="starling-users")
@@ -213,20 +214,10 @@ async def test_scopes_guard_an_endpoint_method(client: httpx.AsyncClient) -> Non
     assert (await client.get("/runs", headers=bearer(token(AGENT_READ)))).status_code == 200
 
 
-async def test_roles_map_to_their_scopes() -> None:
-    assert set(ROLE_SCOPES["user"]) == {"agent:run", "agent:read", "reports:read"}
-    assert (
-        set(ROLE_SCOPES["admin"])
-        == set(ALL_SCOPES)
-        == {
-            "agent:run",
-            "agent:read",
-            "agent:admin",
-            "users:admin",
-            "reports:read",
-            "reports:write",
-        }
-    )
+def test_declared_scopes_list_the_users_then_the_administrators() -> None:
+    scopes = Scopes(user=(AGENT_READ,), admin=(AGENT_ADMIN,))
+    assert scopes.all == (AGENT_READ, AGENT_ADMIN)
+    assert Scopes().all == ()
 
 
 async def websocket_session(path: str, query: str = "") -> list[Message]:

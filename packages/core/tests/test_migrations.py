@@ -8,7 +8,6 @@ import httpx
 from asgi_lifespan import LifespanManager
 from sqlalchemy import inspect
 
-from starling_core.app import create_app
 from starling_core.db import Database
 from starling_core.migrations import differences, upgrade
 
@@ -46,10 +45,7 @@ async def test_differences_name_what_the_database_lacks_until_it_is_upgraded(tmp
 
 async def test_app_migrates_its_own_database_at_start_up(tmp_path: Path) -> None:
     settings = ItemSettings(database_url=f"sqlite+aiosqlite:///{tmp_path}/app.db")
-    reference = build_app(settings)
-    app = create_app(
-        settings, routes=reference.routes[2:], migrate=lambda database: upgrade(database, SCRIPTS)
-    )
+    app = build_app(settings, migrations=SCRIPTS)
     async with (
         LifespanManager(app),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import socket
 import time
 import uuid
@@ -32,6 +31,7 @@ from starling_core.ratelimit import (
     parse_rate,
 )
 from starling_core.tokens import JWTConfig, issue_token
+from starling_testkit import BoundDatabase
 
 from .itemsapp import ItemSettings
 
@@ -61,8 +61,8 @@ def new_backend(request: pytest.FixtureRequest) -> NewBackend:
     """Each middleware test runs on both backends; the database one counts in the test's transaction."""
     if request.param == "memory":
         return MemoryRateLimitBackend
-    database = Database.for_connection(request.getfixturevalue("db_connection"))
-    return lambda clock: DatabaseRateLimitBackend(lambda: database, clock)
+    database: Database = request.getfixturevalue("app_database")
+    return lambda clock: DatabaseRateLimitBackend(database, clock)
 
 
 def limited_app(
@@ -249,8 +249,7 @@ async def count_rows(connection: AsyncConnection) -> int:
 
 async def test_database_backend_keeps_only_the_current_window(db_connection: AsyncConnection) -> None:
     clock = Clock()
-    database = Database.for_connection(db_connection)
-    backend = DatabaseRateLimitBackend(lambda: database, clock)
+    backend = DatabaseRateLimitBackend(BoundDatabase(db_connection), clock)
     rate = Rate(5, 60)
     for caller in range(20):
         await backend.hit(f"caller-{caller}", rate)
@@ -265,16 +264,14 @@ async def test_database_backend_keeps_only_the_current_window(db_connection: Asy
 
 @pytest.mark.parametrize("caller", ["user:" + "x" * 300, "user:nul\x00in-a-subject"], ids=["long", "nul"])
 async def test_database_backend_counts_any_caller_key(db_connection: AsyncConnection, caller: str) -> None:
-    database = Database.for_connection(db_connection)
-    backend = DatabaseRateLimitBackend(lambda: database, Clock())
+    backend = DatabaseRateLimitBackend(BoundDatabase(db_connection), Clock())
     results = [await backend.hit(caller, Rate(1, 60)) for _ in range(2)]
     other = await backend.hit(caller[:-1], Rate(1, 60))
     assert [r.allowed for r in (*results, other)] == [True, False, True]
 
 
 async def test_database_backend_counts_a_changed_rate_afresh(db_connection: AsyncConnection) -> None:
-    database = Database.for_connection(db_connection)
-    backend = DatabaseRateLimitBackend(lambda: database, Clock())
+    backend = DatabaseRateLimitBackend(BoundDatabase(db_connection), Clock())
     await backend.hit("caller", Rate(1, 60))
     refused = await backend.hit("caller", Rate(1, 60))
     other_window = await backend.hit("caller", Rate(1, 30))
@@ -286,7 +283,7 @@ async def test_database_backend_is_one_count_across_processes(db_url: str) -> No
     # Two engines stand in for two processes: each has its own pool and commits for real, so the
     # count is shared only through the database. A caller no other test uses, deleted afterwards.
     processes = [Database.from_url(db_url, pool_size=10) for _ in range(2)]
-    backends = [DatabaseRateLimitBackend(functools.partial(lambda db: db, db)) for db in processes]
+    backends = [DatabaseRateLimitBackend(database) for database in processes]
     caller = f"processes-{uuid.uuid4().hex}"
     try:
         results = await asyncio.gather(*(backends[n % 2].hit(caller, Rate(60, 3600)) for n in range(90)))
@@ -307,7 +304,7 @@ async def test_an_unreachable_counter_database_is_503() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     database = Database.from_url(f"postgresql+asyncpg://starling@127.0.0.1:{port}/nowhere")
-    app = limited_app(Rate(60, 60), DatabaseRateLimitBackend(lambda: database))
+    app = limited_app(Rate(60, 60), DatabaseRateLimitBackend(database))
     try:
         async with client_for(app) as client:
             limited = await client.get("/api/items")
@@ -332,7 +329,8 @@ async def test_an_unreachable_counter_database_is_503() -> None:
 )
 async def test_the_setting_picks_the_backend(url: str, setting: str, expected: type) -> None:
     settings = ItemSettings(database_url=url, rate_limit_backend=setting)
-    backend = default_rate_limit_backend(settings, lambda: pytest.fail("not called while choosing"))
+    database = Database.from_url(url)  # an engine only: choosing connects to nothing
+    backend = default_rate_limit_backend(settings, database)
     assert type(backend) is expected
 
 

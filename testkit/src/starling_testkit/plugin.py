@@ -6,6 +6,7 @@ A package's conftest.py defines `app_factory` and `db_metadata`; everything here
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import inspect
 import os
@@ -27,16 +28,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
+from starling_core import schema as core_schema
+from starling_core.app import ServiceApp
 from starling_core.db import Database
 from starling_core.settings import ServiceSettings
 from starling_core.tokens import JWTConfig
 from starling_testkit import databases, guards, isolation, postgres, queries
+from starling_testkit.binding import AppFactory, BoundDatabase
 from starling_testkit.clock import FrozenClock
 from starling_testkit.mocks import FakePublisher, fake_stream, mock_of
 from starling_testkit.tokens import (
-    ADMIN_SCOPES,
     ADMIN_SUB,
-    DEFAULT_SCOPES,
     DEFAULT_SUB,
     TEST_JWT_SECRET,
     TokenFactory,
@@ -48,7 +50,7 @@ if TYPE_CHECKING:
     # paid by every run and every xdist worker, for the few tests that use them.
     from starling_testkit import factories
 
-AppFactory = Callable[[Any], Starlette]
+
 BASE_URL = "http://testserver"
 
 
@@ -125,7 +127,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def app_factory() -> AppFactory:
     pytest.fail(
         "starling: define an `app_factory` fixture in your conftest.py that returns a callable "
-        "(settings) -> Starlette, e.g. `return create_app`",
+        "(settings, *, database) -> Starlette, e.g. `return create_app`",
         pytrace=False,
     )
 
@@ -165,8 +167,8 @@ def db_url(_starling_database: databases.TestDatabase) -> str:
 async def db_engine(
     _starling_database: databases.TestDatabase, db_metadata: MetaData
 ) -> AsyncIterator[AsyncEngine]:
-    """The worker's engine, with the schema created once for the whole run."""
-    engine = await _starling_database.create(db_metadata)
+    """The worker's engine, with the schema (the app's tables and core's) created once for the run."""
+    engine = await _starling_database.create(with_core_tables(db_metadata))
     try:
         yield engine
     finally:
@@ -233,11 +235,28 @@ def app_settings(app_factory: AppFactory, db_url: str) -> ServiceSettings:
 
 
 @pytest.fixture
-def app(app_factory: AppFactory, app_settings: ServiceSettings, db_connection: AsyncConnection) -> Starlette:
+def app_database(db_connection: AsyncConnection) -> BoundDatabase:
+    """The `Database` the app under test is given: its sessions run inside the test's transaction."""
+    return BoundDatabase(db_connection)
+
+
+@pytest.fixture
+def app(app_factory: AppFactory, app_settings: ServiceSettings, app_database: BoundDatabase) -> Starlette:
     """The app from `app_factory`, writing through the test's own transaction."""
-    application = app_factory(app_settings)
-    application.state.database = Database.for_connection(db_connection)
-    return application
+    return app_factory(app_settings, database=app_database)
+
+
+@pytest.fixture
+def user_scopes(app: Starlette) -> tuple[str, ...]:
+    """The scopes `auth_client` and `token_factory()` hold: what a default user holds for the app under
+    test (its declared `Scopes.user`). Override it in a conftest.py for an app that declares none."""
+    return app.scopes.user if isinstance(app, ServiceApp) else ()
+
+
+@pytest.fixture
+def admin_scopes(app: Starlette) -> tuple[str, ...]:
+    """The scopes `admin_client` holds: every scope the app under test declares. Overridable."""
+    return app.scopes.all if isinstance(app, ServiceApp) else ()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -254,23 +273,27 @@ async def client(started_app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def auth_client(started_app: ASGIApp, token_factory: TokenFactory) -> AsyncIterator[httpx.AsyncClient]:
-    """A client whose requests carry a token with the default (role `user`) scopes."""
-    async with _client(started_app, token_factory(DEFAULT_SUB, DEFAULT_SCOPES)) as authenticated:
+async def auth_client(
+    started_app: ASGIApp, token_factory: TokenFactory, user_scopes: tuple[str, ...]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests carry a user's token: subject `test-user-001`, the `user_scopes`."""
+    async with _client(started_app, token_factory(DEFAULT_SUB, user_scopes)) as authenticated:
         yield authenticated
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def admin_client(started_app: ASGIApp, token_factory: TokenFactory) -> AsyncIterator[httpx.AsyncClient]:
-    """A client whose requests carry a token with every scope."""
-    async with _client(started_app, token_factory(ADMIN_SUB, ADMIN_SCOPES)) as admin:
+async def admin_client(
+    started_app: ASGIApp, token_factory: TokenFactory, admin_scopes: tuple[str, ...]
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests carry an administrator's token: subject `test-admin-001`, `admin_scopes`."""
+    async with _client(started_app, token_factory(ADMIN_SUB, admin_scopes)) as admin:
         yield admin
 
 
 @pytest.fixture
-def token_factory(app_settings: ServiceSettings) -> TokenFactory:
-    """`token_factory(sub=..., scopes=[...], expires_in=1800, secret=None, **claims) -> str`."""
-    return make_token_factory(JWTConfig.from_settings(app_settings))
+def token_factory(app_settings: ServiceSettings, user_scopes: tuple[str, ...]) -> TokenFactory:
+    """`token_factory(sub=..., scopes=user_scopes, expires_in=1800, secret=None, **claims) -> str`."""
+    return make_token_factory(JWTConfig.from_settings(app_settings), default_scopes=user_scopes)
 
 
 def _client(app: ASGIApp, token: str | None = None) -> httpx.AsyncClient:
@@ -278,20 +301,38 @@ def _client(app: ASGIApp, token: str | None = None) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL, headers=headers)
 
 
+def with_core_tables(metadata: MetaData) -> MetaData:
+    """`metadata`'s tables and core's own (`starling_core.schema`), which every service's database has."""
+    combined = MetaData(naming_convention=metadata.naming_convention)
+    for source in (metadata, core_schema.metadata):
+        for table in source.sorted_tables:
+            if table.key not in combined.tables:
+                table.to_metadata(combined)
+    return combined
+
+
 def settings_class(app_factory: AppFactory) -> type[ServiceSettings]:
-    """The `ServiceSettings` subclass `app_factory` takes, read from its annotation."""
+    """The `ServiceSettings` subclass `app_factory` takes, read from its first parameter's annotation
+    (through `functools.partial`). A factory whose class cannot be read fails the test, saying how to fix
+    it, rather than getting the base class's settings silently."""
+    function: Any = app_factory
+    while isinstance(function, functools.partial):
+        function = function.func
     try:
         parameters = list(inspect.signature(app_factory).parameters.values())
-        hints = get_type_hints(app_factory)
+        hints = get_type_hints(function)
     except (TypeError, ValueError, NameError):
-        return ServiceSettings
-    if parameters:
-        hint = hints.get(parameters[0].name)
-        # `settings: UsersSettings | None = None` is as good as `settings: UsersSettings`.
-        for candidate in (hint, *get_args(hint)):
-            if isinstance(candidate, type) and issubclass(candidate, ServiceSettings):
-                return candidate
-    return ServiceSettings
+        parameters, hints = [], {}
+    hint = hints.get(parameters[0].name) if parameters else None
+    # `settings: UsersSettings | None = None` is as good as `settings: UsersSettings`.
+    for candidate in (hint, *get_args(hint)):
+        if isinstance(candidate, type) and issubclass(candidate, ServiceSettings):
+            return candidate
+    pytest.fail(
+        f"starling: cannot tell which settings class {app_factory!r} takes: annotate its first "
+        "parameter with a ServiceSettings subclass, or define an `app_settings` fixture",
+        pytrace=False,
+    )
 
 
 # --- guards, time, queries, mocks, a real server -----------------------------------------------
@@ -353,7 +394,7 @@ async def live_server(
     from starling_testkit import server
 
     try:
-        async with server.serve(app_factory(app_settings), db_engine) as base_url:
+        async with server.serve(app_factory(app_settings, database=Database(db_engine))) as base_url:
             yield base_url
     finally:
         await server.truncate(db_engine, db_metadata)

@@ -16,14 +16,13 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
-from starling_core.db import Database, is_sqlite
+from starling_core.db import is_sqlite
 
 START_TIMEOUT = 15.0
 
 
 @asynccontextmanager
-async def serve(app: Starlette, engine: AsyncEngine) -> AsyncIterator[str]:
-    app.state.database = Database(engine, owns_engine=False)
+async def serve(app: Starlette) -> AsyncIterator[str]:
     config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(), name="starling-live-server")

@@ -6,31 +6,30 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from starling_core.auth import ROLE_SCOPES
 from starling_core.tokens import JWTConfig, issue_token
 
 TEST_JWT_SECRET = "starling-testkit-secret-0123456789abcdef"
 DEFAULT_SUB = "test-user-001"
 ADMIN_SUB = "test-admin-001"
-DEFAULT_SCOPES: tuple[str, ...] = tuple(ROLE_SCOPES["user"])
-ADMIN_SCOPES: tuple[str, ...] = tuple(ROLE_SCOPES["admin"])
 
 
 class TokenFactory(Protocol):
     def __call__(
         self,
         sub: str = DEFAULT_SUB,
-        scopes: Sequence[str] = DEFAULT_SCOPES,
+        scopes: Sequence[str] | None = None,
         expires_in: int = 1800,
         secret: str | None = None,
         **claims: Any,
     ) -> str: ...
 
 
-def make_token_factory(config: JWTConfig) -> TokenFactory:
+def make_token_factory(config: JWTConfig, *, default_scopes: Sequence[str] = ()) -> TokenFactory:
+    """Tokens signed as `config` says; `scopes=None` means `default_scopes`."""
+
     def token_factory(
         sub: str = DEFAULT_SUB,
-        scopes: Sequence[str] = DEFAULT_SCOPES,
+        scopes: Sequence[str] | None = None,
         expires_in: int = 1800,
         secret: str | None = None,
         **claims: Any,
@@ -41,6 +40,7 @@ def make_token_factory(config: JWTConfig) -> TokenFactory:
             if secret is None
             else replace(config, signing_key=secret, verifying_key=secret, algorithm="HS256")
         )
-        return issue_token(signing, sub=sub, scopes=list(scopes), expires_in=expires_in, **claims)
+        granted = default_scopes if scopes is None else scopes
+        return issue_token(signing, sub=sub, scopes=list(granted), expires_in=expires_in, **claims)
 
     return token_factory

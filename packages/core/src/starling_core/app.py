@@ -1,19 +1,28 @@
-"""`create_app`: a Starlette app with Starling's standard middleware, errors, health and lifespan."""
+"""`create_app`: a Starlette app with Starling's standard middleware, errors, health and lifespan.
+
+A service hands in its routes and a lifespan that receives the app's `Database` and yields the
+service's typed state (a `TypedDict` of the objects its routes use, built once). Starlette makes that
+mapping each request's `request.state`, so a route annotated `request: Request[UsersState]` reads
+`request.state["users"]` with its type, and no route looks anything up on `app.state`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from starling_core import health
-from starling_core.auth import authentication_middleware
+from starling_core.auth import Scopes, authentication_middleware
 from starling_core.bodylimit import BodySizeLimitMiddleware
 from starling_core.db import Database, is_sqlite
 from starling_core.errors import exception_handlers
+from starling_core.migrations import upgrade
 from starling_core.ratelimit import (
     DatabaseRateLimitBackend,
     MemoryRateLimitBackend,
@@ -25,53 +34,60 @@ from starling_core.requestid import RequestIDMiddleware
 from starling_core.settings import ServiceSettings
 from starling_core.tokens import JWTConfig
 
-ServiceLifespan = Callable[[Starlette], AbstractAsyncContextManager[None]]
-Migrate = Callable[[Database], Awaitable[None]]
+
+class ServiceApp(Starlette):
+    """The app `create_app` builds: a Starlette app that also says what it was built with."""
+
+    def __init__(self, *, settings: ServiceSettings, scopes: Scopes, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.scopes = scopes
+
+
+NO_SCOPES = Scopes()
+ServiceLifespan = Callable[[Database], AbstractAsyncContextManager[Mapping[str, Any]]]
 
 
 def create_app(
     settings: ServiceSettings,
     *,
     routes: Sequence[BaseRoute],
+    scopes: Scopes = NO_SCOPES,
     lifespan: ServiceLifespan | None = None,
-    migrate: Migrate | None = None,
+    migrations: Path | None = None,
+    database: Database | None = None,
     rate_limited_paths: Sequence[str] = ("/api/",),
     rate_limit_backend: RateLimitBackend | None = None,
     middleware: Sequence[Middleware] = (),
-) -> Starlette:
-    """Build a service app.
+) -> ServiceApp:
+    """Build a service app, checking the `scopes` it declares.
 
-    The database comes from `settings.database_url` at start-up, unless a `Database` is already on
-    `app.state.database` when the lifespan starts: that one (the test kit's, bound to the test's
-    transaction) is used as given, neither migrated nor disposed, because its owner manages both.
+    With no `database`, the app makes one from `settings.database_url`, brings it to the heads of the
+    `migrations` folder's history and core's at start-up (unless `settings.auto_migrate` is off) and
+    disposes of it at shutdown. A `database` handed
+    in belongs to the caller, which manages its schema and its engine: the test kit passes one bound to
+    the test's transaction.
     """
+    owned = database is None
+    database = database or Database.from_url(settings.database_url)
     jwt_config = JWTConfig.from_settings(settings)
-
-    def current_database() -> Database:
-        database: Database = app.state.database
-        return database
-
-    backend = rate_limit_backend or default_rate_limit_backend(settings, current_database)
+    backend = rate_limit_backend or default_rate_limit_backend(settings, database)
 
     @asynccontextmanager
-    async def app_lifespan(app: Starlette) -> AsyncIterator[None]:
-        database: Database | None = getattr(app.state, "database", None)
-        if database is None:
-            database = Database.from_url(settings.database_url)
-            app.state.database = database
+    async def app_lifespan(app: Starlette) -> AsyncIterator[Mapping[str, Any]]:
         try:
-            if not database.externally_managed:
-                if migrate is not None and settings.auto_migrate:
-                    await migrate(database)
-                if isinstance(backend, DatabaseRateLimitBackend):
-                    await backend.check_table(database)
+            if owned and settings.auto_migrate and migrations is not None:
+                await upgrade(database, migrations)
+            if owned and isinstance(backend, DatabaseRateLimitBackend):
+                await backend.check_table(database)
             if lifespan is None:
-                yield
+                yield {}
             else:
-                async with lifespan(app):
-                    yield
+                async with lifespan(database) as state:
+                    yield state
         finally:
-            await database.dispose()
+            if owned:
+                await database.dispose()
 
     # Outermost first. Request ids wrap everything so even a 413 or a 429 carries one; the body
     # limit refuses before any work is done; authentication runs before the limiter so a caller is
@@ -88,23 +104,19 @@ def create_app(
         ),
         *middleware,
     ]
-    app = Starlette(
+    return ServiceApp(
+        settings=settings,
+        scopes=scopes,
         debug=settings.debug,
-        routes=[*health.routes, *routes],
+        # /openapi.json lists a 429 exactly where the limiter applies
+        routes=[*health.routes(settings, database, rate_limited_paths=tuple(rate_limited_paths)), *routes],
         middleware=stack,
         exception_handlers=exception_handlers(),
         lifespan=app_lifespan,
     )
-    app.state.settings = settings
-    app.state.jwt = jwt_config
-    # /openapi.json lists a 429 exactly where the limiter applies
-    app.state.rate_limited_paths = tuple(rate_limited_paths)
-    return app
 
 
-def default_rate_limit_backend(
-    settings: ServiceSettings, database: Callable[[], Database]
-) -> RateLimitBackend:
+def default_rate_limit_backend(settings: ServiceSettings, database: Database) -> RateLimitBackend:
     """The backend `settings.rate_limit_backend` names; "auto" shares counts only on PostgreSQL.
 
     SQLite is a single machine's database and usually a single process's; PostgreSQL is what

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from types import MappingProxyType
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast
 
 from starlette import status
@@ -19,20 +19,21 @@ from starlette.websockets import WebSocket
 from starling_core.errors import error_response
 from starling_core.tokens import InvalidToken, JWTConfig, TokenClaims, decode_token
 
-AGENT_RUN = "agent:run"
-AGENT_READ = "agent:read"
-AGENT_ADMIN = "agent:admin"
-USERS_ADMIN = "users:admin"
-REPORTS_READ = "reports:read"
-REPORTS_WRITE = "reports:write"
-ALL_SCOPES: tuple[str, ...] = (AGENT_RUN, AGENT_READ, AGENT_ADMIN, USERS_ADMIN, REPORTS_READ, REPORTS_WRITE)
 
-ROLE_SCOPES: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "user": (AGENT_RUN, AGENT_READ, REPORTS_READ),
-        "admin": ALL_SCOPES,
-    }
-)
+@dataclass(frozen=True)
+class Scopes:
+    """The scopes a service checks, declared beside its routes: those every user holds by default, and
+    those only an administrator does. Who holds what is the users service's `STARLING_USERS_ROLE_SCOPES`;
+    this declaration tells tools and the test kit (`auth_client`, `admin_client`) what the service checks.
+    """
+
+    user: tuple[str, ...] = ()
+    admin: tuple[str, ...] = ()
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (*self.user, *self.admin)
+
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")

@@ -1,8 +1,8 @@
 """The async database layer: engines, the `Database` that hands out sessions, the declarative base.
 
-A service reaches its database only through the `Database` on `app.state.database`. The test kit
-swaps in `Database.for_connection(...)`, bound to the test's own transaction, so what a request
-writes is rolled back with the test.
+A service reaches its database only through the `Database` its app was built with: by default one
+on the URL in its settings; under the test kit, one bound to the test's own transaction (passed in
+through `create_app(settings, database=...)`), so what a request writes is rolled back with the test.
 
 A database that cannot be reached (stopped, restarting, refusing or dropping connections, a busy
 SQLite file) surfaces as one exception, `DatabaseUnavailable`, whatever the driver raised: the app
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -173,58 +173,29 @@ def _configure_sqlite(engine: AsyncEngine, *, in_memory: bool) -> None:
 
 
 class Database:
-    """Hands out `AsyncSession`s on an engine, or on one connection that a caller owns."""
+    """Hands out `AsyncSession`s on an engine; a service reaches its database only through one.
 
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        *,
-        connection: AsyncConnection | None = None,
-        owns_engine: bool = True,
-    ) -> None:
+    `create_app(settings, database=...)` takes one from its caller (the test kit passes one bound to
+    the test's transaction, a subclass of this); otherwise it makes one from the settings' URL.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self.connection = connection
-        self.owns_engine = owns_engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         # SQLite has one writer at a time. Writers that queue inside SQLite wait in its busy handler,
         # which gives up after busy_timeout, and a lock holder shares the event loop with every request
         # queued behind it; under load the waits pass the timeout and become 503s. Taking turns here,
         # on the loop, lets a write transaction wait as long as it must and keeps SQLite's wait short.
-        self._write_lock: asyncio.Lock | None = (
-            asyncio.Lock() if connection is None and engine.dialect.name == "sqlite" else None
-        )
-        if connection is None:
-            self._sessions = async_sessionmaker(engine, expire_on_commit=False)
-            self._lock: asyncio.Lock | None = None
-        else:
-            # Commits inside become SAVEPOINT releases; the caller's outer transaction decides.
-            self._sessions = async_sessionmaker(
-                bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
-            )
-            # One connection cannot run two statements at once (asyncpg refuses), so sessions on a
-            # shared connection take turns.
-            self._lock = asyncio.Lock()
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def from_url(cls, url: str | URL, **engine_kwargs: Any) -> Database:
         return cls(create_engine(url, **engine_kwargs))
 
-    @classmethod
-    def for_connection(cls, connection: AsyncConnection) -> Database:
-        return cls(connection.engine, connection=connection, owns_engine=False)
-
-    @property
-    def externally_managed(self) -> bool:
-        """True when someone else owns the schema and the engine (the test kit)."""
-        return not self.owns_engine
-
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """A session; the caller commits. Rolled back if the block raises."""
-        if self._lock is None:
-            async with self._sessions() as session:
-                yield session
-            return
-        async with self._lock, self._sessions() as session:
+        async with self._sessions() as session:
             yield session
 
     @asynccontextmanager
@@ -237,16 +208,26 @@ class Database:
         async with self._write_lock, self.session() as session, session.begin():
             yield session
 
+    def standalone(self) -> AbstractAsyncContextManager[AsyncConnection | AsyncSession]:
+        """Where one statement that needs no transaction around it runs, committed when the block ends.
+
+        On PostgreSQL that is a connection in autocommit: one round trip rather than BEGIN, the
+        statement and COMMIT. SQLite takes its write turn in `transaction()`.
+        """
+        if self.engine.dialect.name == "postgresql":
+            return self._autocommit()
+        return self.transaction()
+
+    @asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
+
     async def ping(self) -> None:
         # Bounded: a health check that hangs on an unreachable server is worse than a 503.
-        async with asyncio.timeout(2.0):
-            if self.connection is not None:
-                async with self.session() as session:
-                    await session.execute(text("SELECT 1"))
-                return
-            async with self.engine.connect() as connection:
-                await connection.execute(text("SELECT 1"))
+        async with asyncio.timeout(2.0), self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
-        if self.owns_engine:
-            await self.engine.dispose()
+        await self.engine.dispose()

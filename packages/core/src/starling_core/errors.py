@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -18,8 +19,26 @@ from starling_core.db import DatabaseUnavailable
 logger = logging.getLogger("starling.errors")
 
 
-class RequestValidationError(Exception):
+class DomainError(Exception):
+    """A refusal by a service's rules, carrying what the client is told: its status and `detail`.
+
+    Each service declares its own in `errors.py` (`class UserNotFound(DomainError): status_code = 404`);
+    one handler answers them all, so no route maps errors and a rule says its status once.
+    """
+
+    status_code: ClassVar[int] = 400
+    detail_text: ClassVar[str] = "Bad request"
+    headers: ClassVar[Mapping[str, str]] = MappingProxyType({})
+
+    def __init__(self, detail: Any = None) -> None:
+        self.detail = self.detail_text if detail is None else detail
+        super().__init__(self.detail)
+
+
+class RequestValidationError(DomainError):
     """Input that failed validation; answered 422 in pydantic's error shape."""
+
+    status_code = 422
 
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         super().__init__(errors)
@@ -47,9 +66,9 @@ async def http_exception_handler(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, exc.detail, exc.headers)
 
 
-async def validation_exception_handler(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    return error_response(422, exc.errors)
+async def domain_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return error_response(exc.status_code, exc.detail, exc.headers or None)
 
 
 # Seconds a client is asked to wait: a database restart or failover takes about that long.
@@ -90,7 +109,7 @@ async def server_error_handler(request: Request, exc: Exception) -> Response:
 def exception_handlers() -> dict[Any, ExceptionHandler]:
     return {
         HTTPException: http_exception_handler,
-        RequestValidationError: validation_exception_handler,
+        DomainError: domain_error_handler,
         DatabaseUnavailable: database_unavailable_handler,
         # Every pooled connection busy for the whole pool timeout: overloaded, so "try again later".
         PoolTimeout: database_unavailable_handler,

@@ -1,8 +1,17 @@
-"""Alembic glue shared by every service: upgrade at start-up, and the body of each `env.py`."""
+"""Alembic glue shared by every service: upgrade at start-up, the body of each `env.py`, and the
+`starling-migrate` command that makes a revision from the models or upgrades a database.
+
+Core owns tables of its own (`starling_core.schema`: the rate limiter's counters) and their history
+(`starling_core/versions/`, branch `starling_core`). Every service's Alembic environment reads both
+locations, so one `upgrade` brings a database to the heads of both histories and one `alembic_version`
+table records them; no service carries a copy of core's migrations.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +22,27 @@ from alembic.migration import MigrationContext
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
+from starling_core import schema
 from starling_core.db import Database, create_engine, is_sqlite
+
+CORE_VERSIONS = Path(__file__).parent / "versions"
 
 
 def alembic_config(script_location: str | Path, database_url: str) -> Config:
+    """A service's Alembic configuration: its scripts, its versions beside core's, and the database."""
     config = Config()
     config.set_main_option("script_location", str(script_location))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option(
+        "version_locations", os.pathsep.join([str(Path(script_location) / "versions"), str(CORE_VERSIONS)])
+    )
     # `%` is interpolation syntax in Alembic's ini parser; a password may contain one.
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return config
 
 
-async def upgrade(database: Database, script_location: str | Path, revision: str = "head") -> None:
-    """Bring the database's schema up to `revision` on the database's own engine."""
+async def upgrade(database: Database, script_location: str | Path, revision: str = "heads") -> None:
+    """Bring the database's schema (the service's and core's) up to `revision` on its own engine."""
     config = alembic_config(script_location, database.engine.url.render_as_string(hide_password=False))
 
     def run(connection: Connection) -> None:
@@ -37,18 +54,20 @@ async def upgrade(database: Database, script_location: str | Path, revision: str
 
 
 async def differences(database: Database, metadata: MetaData) -> list[Any]:
-    """What autogenerate would change to make the database match `metadata`; empty when they agree."""
+    """What autogenerate would change to make the database match `metadata` and core's tables."""
 
     def compare(connection: Connection) -> list[Any]:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return list(compare_metadata(context, metadata))
+        return list(compare_metadata(context, [metadata, schema.metadata]))  # type: ignore[arg-type]
 
     async with database.engine.connect() as connection:
         return await connection.run_sync(compare)
 
 
-def run_env(target_metadata: MetaData) -> None:
+def run_env(service_metadata: MetaData) -> None:
     """The whole of a service's `migrations/env.py`: `run_env(Base.metadata)`."""
+    # Autogenerate compares against core's tables too, so it never proposes to drop them.
+    target_metadata = [service_metadata, schema.metadata]
     config = context.config
     connection: Connection | None = config.attributes.get("connection")
     if connection is not None:
@@ -63,7 +82,7 @@ def run_env(target_metadata: MetaData) -> None:
     asyncio.run(_run_online(url, target_metadata))
 
 
-async def _run_online(url: str, target_metadata: MetaData) -> None:
+async def _run_online(url: str, target_metadata: Sequence[MetaData]) -> None:
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
@@ -72,7 +91,7 @@ async def _run_online(url: str, target_metadata: MetaData) -> None:
         await engine.dispose()
 
 
-def _run(connection: Connection, target_metadata: MetaData, /, **options: Any) -> None:
+def _run(connection: Connection, target_metadata: Sequence[MetaData], /, **options: Any) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -10,6 +10,8 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from starling_core.errors import RequestValidationError
+
 T = TypeVar("T")
 
 # pydantic's JSON also takes the datetimes and UUIDs that sort keys are made of (they come back as
@@ -28,8 +30,11 @@ class PageParams(BaseModel):
     cursor: str | None = None
 
 
-class InvalidCursor(ValueError):
-    pass
+class InvalidCursor(RequestValidationError):
+    """A `cursor` query parameter that no page handed out: a 422 on `["query", "cursor"]`."""
+
+    def __init__(self, message: str = "Invalid cursor") -> None:
+        super().__init__([{"loc": ["query", "cursor"], "msg": message, "type": "value_error"}])
 
 
 def encode_cursor(values: Mapping[str, Any]) -> str:

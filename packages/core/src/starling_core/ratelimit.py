@@ -3,7 +3,7 @@
 Two backends count the hits. `MemoryRateLimitBackend` counts in this process; it is exact and costs
 nothing, but N processes let a caller through N times. `DatabaseRateLimitBackend` keeps one count in
 the service's database, shared by every process and replica, at the price of one write per limited
-request; a service that uses it adds `rate_limit_table` to its metadata and its migrations.
+request, in core's table `rate_limit_counters` (created by core's migrations, which every service applies).
 """
 
 from __future__ import annotations
@@ -12,19 +12,18 @@ import hashlib
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, delete, inspect
+from sqlalchemy import Table, delete, inspect
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from starling_core.db import Database, DatabaseUnavailable, new_metadata
+from starling_core import schema
+from starling_core.db import Database, DatabaseUnavailable
 from starling_core.errors import database_unavailable_handler, error_response
 
 _SECONDS = {
@@ -95,19 +94,7 @@ class MemoryRateLimitBackend:
         return RateLimitResult(True, rate.limit, rate.limit - used - 1, reset_after)
 
 
-_COUNTERS = Table(
-    "rate_limit_counters",
-    new_metadata(),
-    # "<window seconds>s:<caller>", so that a changed rate never adds to the old rate's counts
-    Column("key", String(255), primary_key=True),
-    Column("window_start", BigInteger, primary_key=True),  # seconds since the epoch
-    Column("hits", Integer, nullable=False),
-)
-
-
-def rate_limit_table(metadata: MetaData) -> Table:
-    """Add the shared counters' table to a service's metadata, so its migrations create it."""
-    return _COUNTERS.to_metadata(metadata)
+_COUNTERS = schema.rate_limit_counters
 
 
 class DatabaseRateLimitBackend:
@@ -118,8 +105,7 @@ class DatabaseRateLimitBackend:
     60 exactly 60 callers read a count of 60 or less, across processes as within one.
     """
 
-    def __init__(self, database: Callable[[], Database], clock: Callable[[], float] | None = None) -> None:
-        # A callable, because the app's database is made in its lifespan, after its middleware.
+    def __init__(self, database: Database, clock: Callable[[], float] | None = None) -> None:
         self._database = database
         self._clock = clock or _now
         self._pruned_before = 0
@@ -127,7 +113,7 @@ class DatabaseRateLimitBackend:
     async def hit(self, key: str, rate: Rate) -> RateLimitResult:
         now = self._clock()
         start = int(now // rate.window) * rate.window
-        database = self._database()
+        database = self._database
         upsert = (
             _insert(database.engine.dialect.name)(_COUNTERS)
             .values(key=_stored_key(f"{rate.window}s:{key}"), window_start=start, hits=1)
@@ -143,14 +129,8 @@ class DatabaseRateLimitBackend:
             # window's callers. Another process doing the same at the same time is harmless.
             prune = delete(_COUNTERS).where(_COUNTERS.c.window_start < start)
             self._pruned_before = start
-        executor: AbstractAsyncContextManager[AsyncConnection | AsyncSession]
-        if database.connection is None and database.engine.dialect.name == "postgresql":
-            # The upsert needs no transaction around it: in autocommit it is one round trip, not
-            # BEGIN, upsert, COMMIT. (SQLite takes its write lock in `transaction()`.)
-            executor = _autocommit(database)
-        else:
-            executor = database.transaction()
-        async with executor as connection:
+        # The upsert needs no transaction around it (on PostgreSQL: one round trip in autocommit).
+        async with database.standalone() as connection:
             if prune is not None:
                 await connection.execute(prune)
             hits: int = (await connection.execute(upsert)).scalar_one()
@@ -168,9 +148,9 @@ class DatabaseRateLimitBackend:
             return  # a service starts while its database is down, and answers 503 until it is back
         if not exists:
             raise RuntimeError(
-                f"The database rate limiter needs the {_COUNTERS.name!r} table: add "
-                "starling_core.ratelimit.rate_limit_table(metadata) to the service's models and "
-                "migrations, or set STARLING_RATE_LIMIT_BACKEND=memory"
+                f"The database rate limiter needs the {_COUNTERS.name!r} table: migrate the database "
+                "(STARLING_<SERVICE>_AUTO_MIGRATE=true, or starling-migrate <service> upgrade), "
+                "or set STARLING_RATE_LIMIT_BACKEND=memory"
             )
 
 
@@ -229,13 +209,6 @@ def _stored_key(key: str) -> str:
     if len(key) <= 200 and "\x00" not in key:
         return key
     return "sha256:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-@asynccontextmanager
-async def _autocommit(database: Database) -> AsyncIterator[AsyncConnection]:
-    async with database.engine.connect() as connection:
-        await connection.execution_options(isolation_level="AUTOCOMMIT")
-        yield connection
 
 
 def _insert(dialect: str) -> Callable[[Table], Any]:

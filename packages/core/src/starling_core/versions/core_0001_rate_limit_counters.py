@@ -3,9 +3,9 @@
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
-branch_labels = None
+revision = "core_0001"
+down_revision = None
+branch_labels = ("starling_core",)
 depends_on = None
 
 
@@ -16,6 +16,7 @@ def upgrade() -> None:
         sa.Column("window_start", sa.BigInteger(), nullable=False),
         sa.Column("hits", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("key", "window_start", name=op.f("pk_rate_limit_counters")),
+        if_not_exists=True,
     )
 
 
