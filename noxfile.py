@@ -218,44 +218,61 @@ DEMO_ADMIN = {
 
 @nox.session(default=False)
 def serve(session: nox.Session) -> None:
-    """Every service on its port with SQLite under .data/, seeded with demo data; Ctrl-C stops them all."""
+    """Every service on its port with SQLite under .data/, seeded with demo data; Ctrl-C stops them all.
+
+    SIGTERM and SIGHUP stop them the same way. STARLING_SERVE_PORTS="users=18001,agents=18002" moves
+    services to other ports; each service's own STARLING_<NAME>_DATABASE_URL still applies.
+    """
     names = sorted(name for name, member in MEMBERS.items() if member.is_service)
     if not names:
         session.log("No services yet: add one under services/ and it is served here.")
         return
-    sync(session, "--all-packages", "--no-dev")
-    env = {key: os.environ.get(key, value) for key, value in DEMO_ADMIN.items()}
-    found = [
-        processes.Service(name, processes.DEFAULT_PORTS.get(name, 8100 + index), env)
-        for index, name in enumerate(names)
-    ]
-    started: list[processes.Running] = []
     try:
-        for service in found:
-            started.append(processes.start(service, python=str(Path(session.bin) / "python"), cwd=ROOT))
-        took = processes.wait_healthy(started, timeout=20)
-        urls = {service.name: service.url for service in found}
-        if {"users", "agents", "reporting"} <= urls.keys():
-            seeded = demo.seed(
-                users_url=urls["users"],
-                agents_url=urls["agents"],
-                reporting_url=urls["reporting"],
-                email=env["STARLING_USERS_ADMIN_EMAIL"],
-                password=env["STARLING_USERS_ADMIN_PASSWORD"],
+        ports = processes.parse_ports(os.environ.get(processes.PORTS_VARIABLE, ""))
+    except ValueError as error:
+        session.error(str(error))
+    if unknown := sorted(set(ports) - set(names)):
+        session.error(f"{processes.PORTS_VARIABLE} names no service: {unknown} (services: {names})")
+    with processes.StopSignals() as signals:
+        # the services and what they depend on, nothing else: no pytest, no test kit, no dev tools
+        sync(session, *[arg for name in names for arg in ("--package", MEMBERS[name].distribution)])
+        env = serve_env(names, ports)
+        found = [
+            processes.Service(name, ports.get(name, processes.DEFAULT_PORTS.get(name, 8100 + index)), env)
+            for index, name in enumerate(names)
+        ]
+
+        def ready(started: list[processes.Running], took: float) -> None:
+            urls = {item.service.name: item.url for item in started}
+            if {"users", "agents", "reporting"} <= urls.keys():
+                seeded = demo.seed(
+                    users_url=urls["users"],
+                    agents_url=urls["agents"],
+                    reporting_url=urls["reporting"],
+                    email=env["STARLING_USERS_ADMIN_EMAIL"],
+                    password=env["STARLING_USERS_ADMIN_PASSWORD"],
+                )
+                session.log(
+                    f"demo data: agents created {seeded.agents_created or 'none (already there)'}, "
+                    f"orders accepted {seeded.orders_accepted} (already there {seeded.orders_duplicates})"
+                )
+            print(serve_banner(urls, env, took), file=sys.stderr, flush=True)
+
+        try:
+            processes.run_until_stopped(
+                found, signals=signals, python=str(Path(session.bin) / "python"), cwd=ROOT, ready=ready
             )
-            session.log(
-                f"demo data: agents created {seeded.agents_created or 'none (already there)'}, "
-                f"orders accepted {seeded.orders_accepted} (already there {seeded.orders_duplicates})"
-            )
-        print(serve_banner(urls, env, took), file=sys.stderr, flush=True)
-        for item in started:
-            item.process.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        processes.stop(started)
-        if started:
-            print("all services stopped", file=sys.stderr)
+        finally:
+            print("all services stopped", file=sys.stderr, flush=True)
+
+
+def serve_env(names: list[str], ports: dict[str, int]) -> dict[str, str]:
+    """The demo admin, and reporting pointed at agents wherever agents is served (unless set already)."""
+    env = {key: os.environ.get(key, value) for key, value in DEMO_ADMIN.items()}
+    if "agents" in names and "STARLING_REPORTING_AGENTS_URL" not in os.environ:
+        port = ports.get("agents", processes.DEFAULT_PORTS["agents"])
+        env["STARLING_REPORTING_AGENTS_URL"] = f"http://127.0.0.1:{port}"
+    return env
 
 
 def serve_banner(urls: dict[str, str], env: dict[str, str], took: float) -> str:

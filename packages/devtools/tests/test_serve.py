@@ -1,0 +1,219 @@
+"""`nox -s serve` for real: once its services answer, SIGTERM or SIGHUP to nox stops every process it
+started and frees every port, as Ctrl-C does; and the signals' handling itself, in process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from starling_devtools import services as services_module
+from starling_devtools import workspace
+from starling_devtools.services import (
+    PORTS_VARIABLE,
+    Service,
+    StopSignals,
+    parse_ports,
+    run_until_stopped,
+    sqlite_env,
+)
+
+# the first run of a checkout creates the serve venv; on 2 busy cores that can take a while
+START_TIMEOUT = 180.0
+STOP_TIMEOUT = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def port_is_free(port: int) -> bool:
+    """Whether a server could listen on the port now (with SO_REUSEADDR, as uvicorn binds)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def in_group(group: int) -> list[psutil.Process]:
+    """Every live process of a process group (nox is started as the leader of its own)."""
+    found = []
+    for process in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(process.pid) == group and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process)
+    return found
+
+
+def poll(condition: Callable[[], bool], *, timeout: float, what: Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout:.0f} s: {what()}")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def nox_serve(
+    repo_root: Path, ports: dict[str, int], data: Path, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`nox -s serve` on these ports and databases, in its own process group, killed whole if left."""
+    env = {**os.environ, PORTS_VARIABLE: ",".join(f"{name}={port}" for name, port in ports.items())}
+    for name in ports:
+        env.update(sqlite_env(name, data))
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nox", "-f", str(repo_root / "noxfile.py"), "-s", "serve"],
+            cwd=repo_root,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        # whatever the test found, nothing of this run outlives it
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def answering(ports: dict[str, int]) -> bool:
+    with httpx.Client(timeout=2.0) as client:
+        for port in ports.values():
+            try:
+                if client.get(f"http://127.0.0.1:{port}/health").status_code != 200:
+                    return False
+            except httpx.TransportError:
+                return False
+    return True
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_to_nox_serve_stops_every_service_and_frees_every_port(
+    repo_root: Path, tmp_path: Path, signum: signal.Signals
+) -> None:
+    names = sorted(name for name, member in workspace.load(repo_root).items() if member.is_service)
+    ports = {name: free_port() for name in names}
+    log = tmp_path / "serve.log"
+
+    with nox_serve(repo_root, ports, tmp_path, log) as nox:
+
+        def started() -> bool:
+            if nox.poll() is not None:
+                pytest.fail(f"nox -s serve exited with {nox.returncode}:\n{log.read_text()}")
+            return "services healthy" in log.read_text() and answering(ports)
+
+        poll(started, timeout=START_TIMEOUT, what=lambda: f"the services did not answer:\n{log.read_text()}")
+        children = psutil.Process(nox.pid).children(recursive=True)
+        served = [child for child in children if "uvicorn" in child.cmdline()]
+        assert len(served) == len(names), [child.cmdline() for child in children]
+        # the services run in a venv holding them and what they need, not the test tools
+        python = served[0].cmdline()[0]
+        for module in ("pytest", "starling_testkit", "starling_devtools"):
+            found = subprocess.run([python, "-c", f"import {module}"], capture_output=True)
+            assert found.returncode != 0, f"{module} is installed in {python}"
+
+        nox.send_signal(signum)
+
+        assert nox.wait(timeout=STOP_TIMEOUT) == 0, log.read_text()
+        poll(
+            lambda: not in_group(nox.pid),
+            timeout=STOP_TIMEOUT,
+            what=lambda: f"left running: {[p.cmdline() for p in in_group(nox.pid)]}",
+        )
+        poll(
+            lambda: all(map(port_is_free, ports.values())),
+            timeout=STOP_TIMEOUT,
+            what=lambda: f"still taken: {[port for port in ports.values() if not port_is_free(port)]}",
+        )
+        assert not any(child.is_running() for child in children)
+        assert "all services stopped" in log.read_text()
+
+
+# --- the signals, in this process -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"]
+)
+def test_each_stop_signal_is_a_keyboard_interrupt_inside_and_nothing_new_after(
+    signum: signal.Signals,
+) -> None:
+    before = signal.getsignal(signum)
+
+    with StopSignals(), pytest.raises(KeyboardInterrupt, match=signum.name):
+        signal.raise_signal(signum)
+
+    assert signal.getsignal(signum) is before
+
+
+def test_a_deferred_signal_is_raised_when_the_block_ends() -> None:
+    reached = []
+
+    def defer(signals: StopSignals) -> None:
+        with signals.deferred():
+            signal.raise_signal(signal.SIGTERM)
+            reached.append("after the signal")
+        reached.append("after the block")
+
+    with StopSignals() as signals, pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        defer(signals)
+
+    assert reached == ["after the signal"]
+
+
+def test_an_ignored_signal_is_dropped_even_inside_a_deferred_block() -> None:
+    with StopSignals() as signals:
+        with signals.deferred(), signals.ignored():
+            signal.raise_signal(signal.SIGHUP)
+        with signals.deferred():
+            pass  # nothing pending from before
+
+
+def test_a_signal_while_a_child_is_recorded_still_stops_every_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    # no real service: `python -c` stands in, alive until it is told to stop (it never answers /health)
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    services = [Service("one", free_port()), Service("two", free_port())]
+    real_start = services_module.start
+    seen: list[psutil.Process] = []
+
+    def start(service: Service, **kwargs: object) -> services_module.Running:
+        running = real_start(service, argv=sleeper)
+        seen.append(psutil.Process(running.pid))
+        if len(seen) == len(services):
+            signal.raise_signal(signal.SIGTERM)  # started, not yet in run_until_stopped's list
+        return running
+
+    monkeypatch.setattr(services_module, "start", start)
+
+    with StopSignals() as signals:
+        run_until_stopped(services, signals=signals, timeout=60)
+
+    assert len(seen) == 2
+    assert not any(process.is_running() for process in seen)
+
+
+def test_ports_are_read_as_name_equals_port() -> None:
+    assert parse_ports("") == {}
+    assert parse_ports("users=18001, agents=18002,") == {"users": 18001, "agents": 18002}
+    for wrong in ("users", "users=", "=18001", "users=port", "users=70000"):
+        with pytest.raises(ValueError, match=PORTS_VARIABLE):
+            parse_ports(wrong)
