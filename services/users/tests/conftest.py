@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from sqlalchemy import MetaData
-from starlette.applications import Starlette
 
 from starling_core.settings import ServiceSettings
+from starling_testkit import AppFactory
 from starling_users.app import create_app
 from starling_users.models import UsersBase
 from starling_users.settings import UsersSettings
@@ -18,7 +16,7 @@ FAST_HASHING = {"password_time_cost": 1, "password_memory_cost": 1024, "password
 
 
 @pytest.fixture
-def app_factory() -> Callable[[UsersSettings], Starlette]:
+def app_factory() -> AppFactory:
     return create_app
 
 

@@ -4,53 +4,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from starling_core.db import Database
+from starling_testkit import BoundDatabase
 from starling_users.app import create_app
 from starling_users.cli import main
 from starling_users.models import User
 from starling_users.settings import UsersSettings
 
-from .helpers import PASSWORD
+from .helpers import PASSWORD, started
 
 
-async def start_once(settings: UsersSettings, connection: AsyncConnection) -> None:
-    app = create_app(settings)
-    app.state.database = Database.for_connection(connection)
-    async with LifespanManager(app):
+async def start_once(settings: UsersSettings, database: BoundDatabase) -> None:
+    async with started(create_app(settings, database=database)):
         pass
 
 
 async def test_admin_from_settings_is_created_once_and_can_log_in(
-    app_settings: UsersSettings, db_connection: AsyncConnection
+    app_settings: UsersSettings, app_database: BoundDatabase, db_connection: AsyncConnection
 ) -> None:
     settings = app_settings.model_copy(
         update={"admin_email": "root@example.com", "admin_password": SecretStr(PASSWORD)}
     )
-    await start_once(settings, db_connection)
-    await start_once(settings, db_connection)
+    await start_once(settings, app_database)
+    await start_once(settings, app_database)
 
     rows = await db_connection.scalar(select(func.count()).select_from(User))
     assert rows == 1
-    app = create_app(settings)
-    app.state.database = Database.for_connection(db_connection)
-    transport = httpx.ASGITransport(app=app)
-    async with LifespanManager(app), httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with started(create_app(settings, database=app_database)) as client:
         response = await client.post("/auth/token", json={"email": "root@example.com", "password": PASSWORD})
     assert response.status_code == 200
     assert "users:admin" in response.json()["scope"].split()
 
 
 async def test_no_admin_settings_creates_nobody(
-    app_settings: UsersSettings, db_connection: AsyncConnection
+    app_settings: UsersSettings, app_database: BoundDatabase, db_connection: AsyncConnection
 ) -> None:
-    await start_once(app_settings, db_connection)
+    await start_once(app_settings, app_database)
     assert await db_connection.scalar(select(func.count()).select_from(User)) == 0
 
 

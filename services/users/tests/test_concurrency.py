@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from starlette.applications import Starlette
+import pytest
 
+from starling_core.app import ServiceApp
+from starling_testkit import BoundDatabase
 from starling_testkit.tokens import TokenFactory
+from starling_users.app import create_app
+from starling_users.settings import UsersSettings
 
 from .helpers import PASSWORD, fast_passwords, register
 
@@ -49,13 +53,22 @@ class GatedPasswords:
         return self.inner.needs_rehash(password_hash)
 
 
+@pytest.fixture
+def passwords() -> GatedPasswords:
+    return GatedPasswords()
+
+
+@pytest.fixture
+def app(app_settings: UsersSettings, app_database: BoundDatabase, passwords: GatedPasswords) -> ServiceApp:
+    """The kit's app, hashing through `passwords`."""
+    return create_app(app_settings, database=app_database, passwords=passwords)
+
+
 async def test_a_password_being_hashed_holds_up_no_other_request(
-    app: Starlette, client: httpx.AsyncClient, token_factory: TokenFactory
+    passwords: GatedPasswords, client: httpx.AsyncClient, token_factory: TokenFactory
 ) -> None:
     # On one connection (the test's) sessions take turns, so a registration that hashed inside its
     # transaction would hold every other request until the hash was done.
-    passwords = GatedPasswords()
-    app.state.passwords = passwords
     ada = await register(client)
     passwords.gated = True
     registering = asyncio.create_task(

@@ -5,10 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from starling_core.auth import ROLE_SCOPES, USERS_ADMIN
+from starling_core.tokens import JWTConfig, decode_token
+from starling_testkit import BoundDatabase
 from starling_testkit.tokens import TokenFactory
+from starling_users.app import create_app
+from starling_users.routes import USERS_ADMIN
+from starling_users.settings import UsersSettings
 
-from .helpers import PASSWORD, bearer, login, register
+from .helpers import ADMIN_SCOPES, PASSWORD, USER_SCOPES, bearer, login, register, started
 
 # --- POST /users ----------------------------------------------------------------------------------
 
@@ -69,7 +73,7 @@ async def test_login_with_json_issues_a_bearer_token_with_the_role_scopes(client
     body = response.json()
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == 1800
-    assert body["scope"] == " ".join(ROLE_SCOPES["user"])
+    assert body["scope"] == " ".join(USER_SCOPES)
     assert response.headers["cache-control"] == "no-store"
     me = await client.get("/users/me", headers=bearer(body["access_token"]))
     assert me.status_code == 200
@@ -94,6 +98,7 @@ async def test_login_refuses_a_wrong_password_and_an_unknown_email_alike(
     response = await client.post("/auth/token", json={"email": email, "password": password})
     assert response.status_code == 401
     assert response.json() == {"detail": "Invalid email or password"}
+    assert response.headers["www-authenticate"] == "Bearer"
 
 
 async def test_login_form_without_password_is_422(client: httpx.AsyncClient) -> None:
@@ -116,7 +121,21 @@ async def test_admin_login_gets_every_scope(
     promoted = await admin_client.patch(f"/users/{user['id']}", json={"role": "admin"})
     assert promoted.status_code == 200
     response = await client.post("/auth/token", json={"email": "ada@example.com", "password": PASSWORD})
-    assert set(response.json()["scope"].split()) == set(ROLE_SCOPES["admin"])
+    assert set(response.json()["scope"].split()) == set(ADMIN_SCOPES)
+
+
+async def test_a_scope_granted_in_the_role_scopes_setting_is_in_the_issued_token(
+    app_settings: UsersSettings, app_database: BoundDatabase
+) -> None:
+    grants = {"user": ["inventory:read"], "admin": ["inventory:read", "inventory:admin", USERS_ADMIN]}
+    settings = UsersSettings(**(app_settings.model_dump() | {"role_scopes": grants}))
+    async with started(create_app(settings, database=app_database)) as client:
+        await register(client)
+        response = await client.post("/auth/token", json={"email": "ada@example.com", "password": PASSWORD})
+    assert response.status_code == 200
+    assert response.json()["scope"] == "inventory:read"
+    claims = decode_token(JWTConfig.from_settings(settings), response.json()["access_token"])
+    assert claims.scopes == frozenset({"inventory:read"})
 
 
 # --- GET /users/me --------------------------------------------------------------------------------

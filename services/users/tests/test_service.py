@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from starling_core.pagination import InvalidCursor
+from starling_core.tokens import JWTConfig, decode_token
 from starling_users.errors import EmailTaken, InvalidCredentials, RoleChangeForbidden, UserNotFound
 from starling_users.models import User
 from starling_users.schemas import UserCreate, UserUpdate
-from starling_users.service import Actor, UsersService
+from starling_users.service import AccessTokens, Actor, UsersService
 
 from .helpers import PASSWORD, fast_passwords
 
@@ -181,3 +182,17 @@ async def test_ensure_admin_creates_once(service: UsersService, users: FakeUsers
     assert first.role == "admin"
     assert second is None
     assert len(users.rows) == 1
+
+
+def test_an_access_token_carries_the_scopes_of_the_users_role() -> None:
+    config = JWTConfig("a-test-secret-of-at-least-32-bytes!", "a-test-secret-of-at-least-32-bytes!", "tests")
+    tokens = AccessTokens(
+        config, expires_in=60, role_scopes={"user": ["a:read"], "admin": ["a:read", "a:admin"]}
+    )
+    user = User(id="u1", role="admin")
+
+    issued = tokens.issue(user)
+
+    assert (issued.expires_in, issued.scopes) == (60, ("a:read", "a:admin"))
+    claims = decode_token(config, issued.token)
+    assert (claims.sub, claims.scopes) == ("u1", frozenset({"a:read", "a:admin"}))

@@ -7,30 +7,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from starlette.applications import Starlette
-
 from starling_core import app as core
 from starling_core.db import Database
-from starling_core.migrations import upgrade
+from starling_core.tokens import JWTConfig
 from starling_users.passwords import Passwords
 from starling_users.repository import DatabaseUserStores
-from starling_users.routes import routes
-from starling_users.service import UsersService
+from starling_users.routes import SCOPES, UsersState, routes
+from starling_users.service import AccessTokens, PasswordHashing, UsersService
 from starling_users.settings import UsersSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 logger = logging.getLogger("starling.users")
 
 
-async def migrate(database: Database) -> None:
-    await upgrade(database, MIGRATIONS)
-
-
-async def create_first_admin(database: Database, passwords: Passwords, settings: UsersSettings) -> None:
+async def create_first_admin(users: UsersService, settings: UsersSettings) -> None:
     """The administrator from the settings, created once: a later start finds it and does nothing."""
     if not (settings.admin_email and settings.admin_password):
         return
-    created = await UsersService(DatabaseUserStores(database), passwords).ensure_admin(
+    created = await users.ensure_admin(
         email=settings.admin_email,
         password=settings.admin_password.get_secret_value(),
         name=settings.admin_name,
@@ -39,21 +33,32 @@ async def create_first_admin(database: Database, passwords: Passwords, settings:
         logger.info("created the administrator %s", created.email)
 
 
-def create_app(settings: UsersSettings | None = None) -> Starlette:
+def create_app(
+    settings: UsersSettings | None = None,
+    *,
+    database: Database | None = None,
+    passwords: PasswordHashing | None = None,
+) -> core.ServiceApp:
+    """The users service; `passwords` replaces the Argon2id hashing the settings describe (tests only)."""
     settings = settings or UsersSettings()
-    passwords = Passwords.from_settings(settings)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await create_first_admin(app.state.database, passwords, settings)
-        yield
+    async def lifespan(database: Database) -> AsyncIterator[UsersState]:
+        users = UsersService(DatabaseUserStores(database), passwords or Passwords.from_settings(settings))
+        tokens = AccessTokens(
+            JWTConfig.from_settings(settings),
+            expires_in=settings.token_expires_in,
+            role_scopes=settings.role_scopes,
+        )
+        await create_first_admin(users, settings)
+        yield {"users": users, "tokens": tokens}
 
-    app = core.create_app(
+    return core.create_app(
         settings,
         routes=routes,
+        scopes=SCOPES,
         lifespan=lifespan,
-        migrate=migrate,
+        migrations=MIGRATIONS,
+        database=database,
         rate_limited_paths=("/api/", "/users", "/auth"),
     )
-    app.state.passwords = passwords
-    return app

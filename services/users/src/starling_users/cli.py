@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 from starling_core.db import Database
-from starling_users.app import migrate
+from starling_core.migrations import upgrade
+from starling_users.app import MIGRATIONS
 from starling_users.passwords import Passwords
 from starling_users.repository import DatabaseUserStores
 from starling_users.schemas import UserCreate
@@ -34,7 +35,7 @@ async def create_admin(settings: UsersSettings, data: UserCreate) -> bool:
     database = Database.from_url(settings.database_url)
     try:
         if settings.auto_migrate:
-            await migrate(database)
+            await upgrade(database, MIGRATIONS)
         service = UsersService(DatabaseUserStores(database), Passwords.from_settings(settings))
         created = await service.ensure_admin(email=data.email, password=data.password, name=data.name)
     finally:

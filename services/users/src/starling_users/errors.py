@@ -1,24 +1,35 @@
-"""What the service layer can refuse; routes turn these into HTTP answers."""
+"""What the users service refuses, each with the status and `detail` its client is told."""
 
 from __future__ import annotations
 
+from types import MappingProxyType
 
-class UserNotFound(Exception):
+from starling_core.errors import DomainError
+
+
+class UserNotFound(DomainError):
+    """Also the answer for someone else's id, so ids cannot be enumerated."""
+
+    status_code = 404
+
     def __init__(self, user_id: str) -> None:
         super().__init__(f"User {user_id} not found")
         self.user_id = user_id
 
 
-class EmailTaken(Exception):
-    def __init__(self) -> None:
-        super().__init__("A user with this email already exists")
+class EmailTaken(DomainError):
+    status_code = 409
+    detail_text = "A user with this email already exists"
 
 
-class InvalidCredentials(Exception):
-    def __init__(self) -> None:
-        super().__init__("Invalid email or password")
+class InvalidCredentials(DomainError):
+    """The same for an unknown email as for a wrong password."""
+
+    status_code = 401
+    detail_text = "Invalid email or password"
+    headers = MappingProxyType({"WWW-Authenticate": "Bearer"})
 
 
-class RoleChangeForbidden(Exception):
-    def __init__(self) -> None:
-        super().__init__("Only an administrator (scope users:admin) can change a role")
+class RoleChangeForbidden(DomainError):
+    status_code = 403
+    detail_text = "Only an administrator (scope users:admin) can change a role"

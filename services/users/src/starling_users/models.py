@@ -9,7 +9,6 @@ from sqlalchemy import CheckConstraint, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from starling_core.db import Base, UTCDateTime, new_metadata
-from starling_core.ratelimit import rate_limit_table
 
 ROLES = ("user", "admin")
 
@@ -21,9 +20,6 @@ def new_id() -> str:
 class UsersBase(Base):
     __abstract__ = True
     metadata = new_metadata()  # this service's tables only
-
-
-rate_limit_counters = rate_limit_table(UsersBase.metadata)
 
 
 class User(UsersBase):

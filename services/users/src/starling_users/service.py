@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -11,6 +11,7 @@ from typing import Protocol
 from pydantic import AwareDatetime, BaseModel, ValidationError
 
 from starling_core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from starling_core.tokens import JWTConfig, issue_token
 from starling_users.errors import EmailTaken, InvalidCredentials, RoleChangeForbidden, UserNotFound
 from starling_users.models import User, new_id, normalize_email
 from starling_users.schemas import UserCreate, UserUpdate
@@ -159,9 +160,30 @@ class UsersService:
         return user
 
 
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    token: str
+    expires_in: int
+    scopes: tuple[str, ...]
+
+
+class AccessTokens:
+    """Signs the access token a user gets at login: its role's scopes, for `expires_in` seconds."""
+
+    def __init__(self, jwt: JWTConfig, *, expires_in: int, role_scopes: Mapping[str, Sequence[str]]) -> None:
+        self.jwt = jwt
+        self.expires_in = expires_in
+        self.role_scopes = {role: tuple(scopes) for role, scopes in role_scopes.items()}
+
+    def issue(self, user: User) -> AccessToken:
+        scopes = self.role_scopes[user.role]
+        token = issue_token(self.jwt, sub=user.id, scopes=scopes, expires_in=self.expires_in)
+        return AccessToken(token=token, expires_in=self.expires_in, scopes=scopes)
+
+
 def _decode_key(cursor: str) -> tuple[datetime, str]:
     try:
         key = _CursorKey.model_validate(decode_cursor(cursor))
     except ValidationError:
-        raise InvalidCursor("Invalid cursor") from None
+        raise InvalidCursor from None
     return key.created_at, key.id
