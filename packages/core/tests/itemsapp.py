@@ -10,13 +10,13 @@ from typing import TypedDict
 from pydantic import BaseModel, Field
 from sqlalchemy import String, func, select
 from sqlalchemy.orm import Mapped, mapped_column
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.routing import Route
 
 from starling_core.app import ServiceApp, create_app
 from starling_core.auth import Scopes
 from starling_core.db import Base, Database, new_metadata
+from starling_core.errors import DomainError
 from starling_core.operations import operation, route
 from starling_core.repository import Repository
 from starling_core.settings import ServiceSettings
@@ -47,6 +47,13 @@ class ItemRepository(Repository[Item]):
 
     async def names(self) -> list[str]:
         return list(await self.session.scalars(select(Item.name).order_by(Item.name)))
+
+
+class ItemNotFound(DomainError):
+    status_code = 404
+
+    def __init__(self, name: object) -> None:
+        super().__init__(f"Item {name} not found")
 
 
 class ItemsState(TypedDict):
@@ -107,7 +114,7 @@ async def get_item_by_name(request: Request[ItemsState]) -> ItemOut:
     async with request.state["database"].session() as session:
         item = await session.scalar(select(Item).where(Item.name == name))
     if item is None:
-        raise HTTPException(404, detail=f"Item {name} not found")
+        raise ItemNotFound(name)
     return ItemOut(id=item.id, name=item.name)
 
 
@@ -117,7 +124,7 @@ async def get_item(request: Request[ItemsState]) -> ItemOut:
     async with request.state["database"].session() as session:
         item = await ItemRepository(session).get(int(request.path_params["item_id"]))
     if item is None:
-        raise HTTPException(404, detail=f"Item {request.path_params['item_id']} not found")
+        raise ItemNotFound(request.path_params["item_id"])
     return ItemOut(id=item.id, name=item.name)
 
 

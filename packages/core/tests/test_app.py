@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import MappingProxyType
 
 import httpx
 import pytest
@@ -12,9 +13,12 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import inspect
 from sqlalchemy.pool import QueuePool
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.routing import Route
 
 from starling_core.app import create_app
 from starling_core.db import Database
+from starling_core.errors import DomainError
 
 from .itemsapp import ItemSettings, build_app
 
@@ -174,3 +178,27 @@ async def test_a_database_handed_in_is_neither_migrated_nor_disposed(tmp_path: P
         await Database.dispose(database)
     assert tables == []  # not migrated: its owner manages the schema
     assert disposed == []
+
+
+class Throttled(DomainError):
+    status_code = 429
+    detail_text = "Slow down"
+    headers = MappingProxyType({"Retry-After": "7"})
+
+
+async def test_a_domain_error_is_answered_with_its_status_detail_and_headers() -> None:
+    async def refuse(request: Request) -> None:
+        raise Throttled
+
+    app = create_app(
+        ItemSettings(), database=Database.from_url("sqlite+aiosqlite://"), routes=[Route("/x", refuse)]
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        response = await client.get("/x")
+    assert (response.status_code, response.json()) == (429, {"detail": "Slow down"})
+    assert response.headers["Retry-After"] == "7"
+
+
+async def test_a_domain_error_raised_by_a_route_needs_no_mapping(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/items/by-name/nothing")
+    assert (response.status_code, response.json()) == (404, {"detail": "Item nothing not found"})

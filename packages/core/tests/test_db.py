@@ -206,21 +206,23 @@ async def pooled_pids(engine: AsyncEngine) -> set[int]:
 async def test_requests_after_the_server_ended_every_connection_succeed(pg_engine: AsyncEngine) -> None:
     # The app's own engine commits for real, the rate limiter's counts included: they are deleted
     # afterwards, or later tests would find this caller's count already started.
-    app = build_app(ItemSettings(database_url=pg_engine.url.render_as_string(hide_password=False)))
+    database = Database.from_url(pg_engine.url.render_as_string(hide_password=False))
+    app = build_app(ItemSettings(database_url=str(database.engine.url)), database=database)
     try:
         async with (
-            LifespanManager(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+            LifespanManager(app) as manager,
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://t") as client,
         ):
             first = await asyncio.gather(*(client.get("/api/items/1") for _ in range(4)))
             assert [response.status_code for response in first] == [404] * 4
-            apps_connections = await pooled_pids(app.state.database.engine)
+            apps_connections = await pooled_pids(database.engine)
             assert apps_connections
             for pid in apps_connections:
                 await terminate(pg_engine, pid)
             again = await asyncio.gather(*(client.get("/api/items/1") for _ in range(4)))
             health = await client.get("/health")
     finally:
+        await database.dispose()
         async with pg_engine.begin() as connection:
             await connection.execute(text("DELETE FROM rate_limit_counters"))
     assert [response.status_code for response in again] == [404] * 4

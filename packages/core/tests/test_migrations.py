@@ -47,8 +47,8 @@ async def test_app_migrates_its_own_database_at_start_up(tmp_path: Path) -> None
     settings = ItemSettings(database_url=f"sqlite+aiosqlite:///{tmp_path}/app.db")
     app = build_app(settings, migrations=SCRIPTS)
     async with (
-        LifespanManager(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client,
+        LifespanManager(app) as manager,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://t") as client,
     ):
         created = await client.post("/api/items", json={"name": "after-migration"})
         assert created.status_code == 201

@@ -42,7 +42,7 @@ async def test_openapi_document_describes_operations(client: httpx.AsyncClient) 
     assert listing["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "array"
 
     count = document["paths"]["/api/items/count"]["get"]
-    assert count["security"] == [{"bearer": ["agent:admin"]}]
+    assert count["security"] == [{"bearer": ["items:admin"]}]
     assert {"401", "403"} <= set(count["responses"])
 
     item = document["paths"]["/api/items/{item_id}"]["get"]

@@ -57,9 +57,13 @@ async def test_malformed_cursor_is_refused(cursor: str) -> None:
         decode_cursor(cursor)
 
 
-async def test_invalid_cursor_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="Invalid cursor"):
+async def test_an_invalid_cursor_is_a_422_on_the_cursor_parameter() -> None:
+    with pytest.raises(InvalidCursor) as refused:
         decode_cursor("!!!")
+    assert refused.value.status_code == 422
+    assert refused.value.detail == [
+        {"loc": ["query", "cursor"], "msg": "Invalid cursor", "type": "value_error"}
+    ]
 
 
 async def test_page_serializes_items_and_next_cursor() -> None:

@@ -38,8 +38,8 @@ COUNTED_APP = """
 import os
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+from pathlib import Path
 from starling_core.app import create_app
-from starling_core.migrations import upgrade
 from starling_core.settings import ServiceSettings
 
 class Settings(ServiceSettings):
@@ -48,7 +48,7 @@ class Settings(ServiceSettings):
 counted = create_app(
     Settings(database_url="sqlite+aiosqlite:///counted.db"),
     routes=[Route("/api/pid", lambda request: PlainTextResponse(str(os.getpid())))],
-    migrate=lambda database: upgrade(database, {scripts!r}),
+    migrations=Path({scripts!r}),
 )
 PID = str(os.getpid()).encode()
 

@@ -1,10 +1,11 @@
 """Alembic glue shared by every service: upgrade at start-up, the body of each `env.py`, and the
 `starling-migrate` command that makes a revision from the models or upgrades a database.
 
-Core owns tables of its own (`starling_core.schema`: the rate limiter's counters) and their history
-(`starling_core/versions/`, branch `starling_core`). Every service's Alembic environment reads both
-locations, so one `upgrade` brings a database to the heads of both histories and one `alembic_version`
-table records them; no service carries a copy of core's migrations.
+A service's migrations folder holds only its history, `versions/`. The Alembic environment and the
+revision template are core's (`starling_core/environment/`), shared by every service. Core also owns tables of
+its own (`starling_core.schema`: the rate limiter's counters) and their history (`starling_core/versions/`,
+branch `starling_core`): every service's configuration reads both histories, so one `upgrade` brings a
+database to the heads of both, one `alembic_version` table records them, and no service carries a copy.
 """
 
 from __future__ import annotations
@@ -25,25 +26,30 @@ from sqlalchemy.engine import Connection
 from starling_core import schema
 from starling_core.db import Database, create_engine, is_sqlite
 
+ENVIRONMENT = Path(__file__).parent / "environment"
 CORE_VERSIONS = Path(__file__).parent / "versions"
 
 
-def alembic_config(script_location: str | Path, database_url: str) -> Config:
-    """A service's Alembic configuration: its scripts, its versions beside core's, and the database."""
+def alembic_config(migrations: str | Path, database_url: str, metadata: MetaData | None = None) -> Config:
+    """The Alembic configuration of a service whose history is `migrations/versions/`.
+
+    `metadata` (the service's tables) is what autogenerate compares with; upgrading needs none.
+    """
     config = Config()
-    config.set_main_option("script_location", str(script_location))
+    config.set_main_option("script_location", str(ENVIRONMENT))
     config.set_main_option("path_separator", "os")
     config.set_main_option(
-        "version_locations", os.pathsep.join([str(Path(script_location) / "versions"), str(CORE_VERSIONS)])
+        "version_locations", os.pathsep.join([str(Path(migrations) / "versions"), str(CORE_VERSIONS)])
     )
     # `%` is interpolation syntax in Alembic's ini parser; a password may contain one.
     config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    config.attributes["target_metadata"] = [*([metadata] if metadata is not None else []), schema.metadata]
     return config
 
 
-async def upgrade(database: Database, script_location: str | Path, revision: str = "heads") -> None:
+async def upgrade(database: Database, migrations: str | Path, revision: str = "heads") -> None:
     """Bring the database's schema (the service's and core's) up to `revision` on its own engine."""
-    config = alembic_config(script_location, database.engine.url.render_as_string(hide_password=False))
+    config = alembic_config(migrations, database.engine.url.render_as_string(hide_password=False))
 
     def run(connection: Connection) -> None:
         config.attributes["connection"] = connection
@@ -64,11 +70,11 @@ async def differences(database: Database, metadata: MetaData) -> list[Any]:
         return await connection.run_sync(compare)
 
 
-def run_env(service_metadata: MetaData) -> None:
-    """The whole of a service's `migrations/env.py`: `run_env(Base.metadata)`."""
-    # Autogenerate compares against core's tables too, so it never proposes to drop them.
-    target_metadata = [service_metadata, schema.metadata]
+def run_env() -> None:
+    """The body of the shared `env.py`, for the configuration `alembic_config` built."""
     config = context.config
+    # Autogenerate compares against core's tables too, so it never proposes to drop them.
+    target_metadata: list[MetaData] = config.attributes.get("target_metadata", [schema.metadata])
     connection: Connection | None = config.attributes.get("connection")
     if connection is not None:
         _run(connection, target_metadata)

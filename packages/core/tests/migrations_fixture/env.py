@@ -1,5 +1,0 @@
-from tests.itemsapp import ItemBase
-
-from starling_core.migrations import run_env
-
-run_env(ItemBase.metadata)
