@@ -127,7 +127,7 @@ def requires_scopes(*scopes: str) -> Callable[[Callable[_P, Awaitable[_R]]], Cal
     return decorator
 
 
-def check_scopes(conn: HTTPConnection, scopes: Sequence[str]) -> None:
+def check_scopes(conn: HTTPConnection[Any], scopes: Sequence[str]) -> None:
     """Raise 401 when `conn` is anonymous, 403 naming what is missing when it lacks a scope."""
     if not conn.user.is_authenticated:
         raise _not_authenticated()
@@ -136,7 +136,7 @@ def check_scopes(conn: HTTPConnection, scopes: Sequence[str]) -> None:
         raise HTTPException(403, detail=f"Missing required scope: {', '.join(missing)}")
 
 
-def current_user(request: HTTPConnection) -> TokenUser:
+def current_user(request: HTTPConnection[Any]) -> TokenUser:
     user = request.scope.get("user")
     if not isinstance(user, TokenUser):
         raise _not_authenticated()

@@ -22,7 +22,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 _UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-async def read_json(request: Request) -> Any:
+async def read_json(request: Request[Any]) -> Any:
     body = await request.body()
     if not body:
         raise HTTPException(400, detail="Request body is empty; send a JSON document")
@@ -43,11 +43,11 @@ def validate(model: type[ModelT], data: Any, *, location: str) -> ModelT:
         raise RequestValidationError.from_pydantic(exc, prefix=(location,)) from None
 
 
-async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
+async def parse_body(request: Request[Any], model: type[ModelT]) -> ModelT:
     return validate(model, await read_json(request), location="body")
 
 
-def parse_query(request: Request, model: type[ModelT]) -> ModelT:
+def parse_query(request: Request[Any], model: type[ModelT]) -> ModelT:
     params: dict[str, Any] = {}
     for key in request.query_params:
         values = request.query_params.getlist(key)
@@ -55,7 +55,7 @@ def parse_query(request: Request, model: type[ModelT]) -> ModelT:
     return validate(model, params, location="query")
 
 
-def check_path_params(conn: HTTPConnection) -> None:
+def check_path_params(conn: HTTPConnection[Any]) -> None:
     """422 for a path parameter that could not be looked up (a NUL or an unpaired surrogate)."""
     if errors := unstorable(dict(conn.path_params), ("path",)):
         raise RequestValidationError(errors)
