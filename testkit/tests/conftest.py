@@ -17,6 +17,8 @@ filterwarnings = error
 
 # A package's conftest.py, as a team would write it: a model, an app factory, the metadata.
 PROJECT_CONFTEST = """
+from contextlib import asynccontextmanager
+
 import pytest
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -26,7 +28,7 @@ from starlette.routing import Route
 from sqlalchemy import func, select
 
 from starling_core.app import create_app
-from starling_core.auth import requires_scopes
+from starling_core.auth import Scopes, requires_scopes
 from starling_core.db import Base
 from starling_core.settings import ServiceSettings
 
@@ -41,26 +43,32 @@ class Note(NoteBase):
     text: Mapped[str] = mapped_column(String(50))
 
 
+@asynccontextmanager
+async def lifespan(database):
+    yield {"database": database}
+
+
 async def add_note(request: Request) -> JSONResponse:
-    async with request.app.state.database.session() as session:
+    async with request.state["database"].session() as session:
         session.add(Note(text=(await request.json())["text"]))
         await session.commit()
     return JSONResponse({"ok": True}, status_code=201)
 
 
 async def count_notes(request: Request) -> JSONResponse:
-    async with request.app.state.database.session() as session:
+    async with request.state["database"].session() as session:
         total = await session.scalar(select(func.count()).select_from(Note))
     return JSONResponse({"count": total})
 
 
-@requires_scopes("agent:read")
+@requires_scopes("notes:read")
 async def whoami(request: Request) -> JSONResponse:
-    return JSONResponse({"sub": request.user.identity})
+    return JSONResponse({"sub": request.user.identity, "scopes": sorted(request.auth.scopes)})
 
 
-def build(settings: ServiceSettings):
-    return create_app(settings, routes=[
+def build(settings: ServiceSettings, *, database=None):
+    return create_app(settings, database=database, lifespan=lifespan,
+                      scopes=Scopes(user=("notes:read",), admin=("notes:admin",)), routes=[
         Route("/notes", add_note, methods=["POST"]),
         Route("/notes", count_notes, methods=["GET"]),
         Route("/api/me", whoami),

@@ -13,29 +13,31 @@ CLIENT_TESTS = dedent(
         assert response.status_code == 401
         assert "Authorization" in response.json()["detail"]
 
-    async def test_auth_client_is_the_default_user(auth_client):
+    async def test_auth_client_holds_the_scopes_the_app_gives_a_user(auth_client):
         response = await auth_client.get("/api/me")
         assert response.status_code == 200
-        assert response.json() == {"sub": "test-user-001"}
+        assert response.json() == {"sub": "test-user-001", "scopes": ["notes:read"]}
 
-    async def test_admin_client_has_every_scope(admin_client, app):
+    async def test_admin_client_holds_every_scope_the_app_declares(admin_client):
         response = await admin_client.get("/api/me")
-        assert response.json() == {"sub": "test-admin-001"}
+        assert response.json() == {"sub": "test-admin-001", "scopes": ["notes:admin", "notes:read"]}
 
-    async def test_clients_share_one_lifespan(client, auth_client, app):
+    async def test_clients_share_one_lifespan(client, auth_client, app_database):
+        from starling_testkit import BoundDatabase
+
         assert str(client.base_url) == "http://testserver"
-        assert app.state.database.externally_managed
+        assert isinstance(app_database, BoundDatabase)
 
     async def test_token_factory_scopes_and_subject(client, token_factory):
-        token = token_factory(sub="someone", scopes=["agent:read"])
+        token = token_factory(sub="someone", scopes=["notes:read"])
         response = await client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
-        assert response.json() == {"sub": "someone"}
+        assert response.json() == {"sub": "someone", "scopes": ["notes:read"]}
 
     async def test_token_without_scope_gets_403(client, token_factory):
         token = token_factory(scopes=["reports:read"])
         response = await client.get("/api/me", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 403
-        assert "agent:read" in response.json()["detail"]
+        assert "notes:read" in response.json()["detail"]
 
     async def test_expired_token_gets_401(client, token_factory):
         token = token_factory(expires_in=-60)
@@ -74,3 +76,28 @@ def test_async_tests_run_on_the_session_loop(project: pytest.Pytester, backend: 
         )
     )
     project.runpytest_subprocess("-p", "no:cacheprovider", "--db", backend).assert_outcomes(passed=2)
+
+
+def test_a_suite_overrides_the_scopes_its_clients_hold(project: pytest.Pytester) -> None:
+    project.makeconftest(
+        project.path.joinpath("conftest.py").read_text()
+        + "\n\n"
+        + dedent(
+            """
+
+            @pytest.fixture
+            def user_scopes():
+                return ("notes:read", "notes:extra")
+            """
+        )
+    )
+    project.makepyfile(
+        test_override=dedent(
+            """
+            async def test_auth_client(auth_client):
+                response = await auth_client.get("/api/me")
+                assert response.json()["scopes"] == ["notes:extra", "notes:read"]
+            """
+        )
+    )
+    project.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)

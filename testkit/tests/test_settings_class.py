@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+
+import pytest
 from starlette.applications import Starlette
 
 from starling_core.settings import ServiceSettings
@@ -24,6 +27,10 @@ def untyped(settings):  # type: ignore[no-untyped-def]
     raise AssertionError("never called")
 
 
+def configurable(settings: ShopSettings, *, database: object = None, extra: int = 0) -> Starlette:
+    raise AssertionError("never called")
+
+
 def test_annotated_settings_class_is_used() -> None:
     assert settings_class(plain) is ShopSettings
 
@@ -32,5 +39,10 @@ def test_optional_settings_class_is_unwrapped() -> None:
     assert settings_class(optional) is ShopSettings
 
 
-def test_unannotated_factory_gets_the_base_settings() -> None:
-    assert settings_class(untyped) is ServiceSettings
+def test_a_partial_factory_is_read_through() -> None:
+    assert settings_class(functools.partial(configurable, extra=1)) is ShopSettings
+
+
+def test_an_unannotated_factory_fails_saying_how_to_fix_it() -> None:
+    with pytest.raises(pytest.fail.Exception, match="annotate its first parameter"):
+        settings_class(untyped)

@@ -311,7 +311,7 @@ def with_core_tables(metadata: MetaData) -> MetaData:
     return combined
 
 
-def settings_class(app_factory: AppFactory) -> type[ServiceSettings]:
+def settings_class(app_factory: Callable[..., Any]) -> type[ServiceSettings]:
     """The `ServiceSettings` subclass `app_factory` takes, read from its first parameter's annotation
     (through `functools.partial`). A factory whose class cannot be read fails the test, saying how to fix
     it, rather than getting the base class's settings silently."""
