@@ -193,10 +193,12 @@ def affected(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check over the whole tree."""
+    """ruff check and ruff format --check over the whole tree, then the architecture rules (import-linter)."""
     sync(session, "--only-group", "dev")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    # built from the members found: a new service is held to the same rules with no edit
+    session.run("python", "-m", "starling_devtools.architecture")
 
 
 @nox.session

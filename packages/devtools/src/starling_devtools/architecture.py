@@ -1,0 +1,106 @@
+"""The architecture rules `nox -s lint` checks with import-linter, built from the workspace's members.
+
+The contracts are written for whatever members exist, so a new service is held to them with no edit:
+
+- the shared packages (core, the kit, the tools) import no service;
+- services never import each other: they talk over HTTP (and events) only;
+- in every service, `routes.py` and `service.py` import nothing from SQLAlchemy themselves: SQL is built in
+  `repository.py` alone (`models.py` declares the tables), and driver errors are seen there only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from importlinter.cli import lint_imports
+
+from starling_devtools import workspace
+
+# The modules of a service that may not import SQLAlchemy directly.
+NO_SQL = ("routes", "service")
+
+
+def packages(root: Path, member: workspace.Member) -> dict[str, Path]:
+    """The import packages under a member's `src/`, by name, with their folders."""
+    source = root / member.path / "src"
+    return {path.parent.name: path.parent for path in sorted(source.glob("*/__init__.py"))}
+
+
+def contracts(root: Path, members: Mapping[str, workspace.Member]) -> str:
+    """The import-linter configuration (INI) for the workspace at `root`."""
+    found = {member.name: packages(root, member) for member in members.values()}
+    services = [name for member in members.values() if member.is_service for name in found[member.name]]
+    shared = [name for member in members.values() if not member.is_service for name in found[member.name]]
+    folders = {name: folder for by_name in found.values() for name, folder in by_name.items()}
+    every = shared + services
+    lines = ["[importlinter]", "root_packages =", *(f"    {name}" for name in every)]
+    lines += ["include_external_packages = True", ""]
+    if services:
+        lines += [
+            "[importlinter:contract:shared-code-imports-no-service]",
+            "name = core, the kit and the tools import no service",
+            "type = forbidden",
+            "source_modules =",
+            *(f"    {name}" for name in shared),
+            "forbidden_modules =",
+            *(f"    {name}" for name in services),
+            "",
+        ]
+    if len(services) > 1:
+        lines += [
+            "[importlinter:contract:services-are-independent]",
+            "name = services never import each other",
+            "type = independence",
+            "modules =",
+            *(f"    {name}" for name in services),
+            "",
+        ]
+    layered = [
+        f"{name}.{module}"
+        for name in services
+        for module in NO_SQL
+        if (folders[name] / f"{module}.py").is_file()
+    ]
+    if layered:
+        lines += [
+            "[importlinter:contract:only-repositories-build-sql]",
+            "name = routes and services import nothing from SQLAlchemy (repository.py builds the SQL)",
+            "type = forbidden",
+            "source_modules =",
+            *(f"    {name}" for name in layered),
+            "forbidden_modules =",
+            "    sqlalchemy",
+            # through models.py a service reaches SQLAlchemy's ORM, which is what models are for
+            "allow_indirect_imports = True",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Check the workspace's architecture rules (import-linter).")
+    parser.add_argument("--root", type=Path, default=Path.cwd())
+    parser.add_argument("--show", action="store_true", help="print the contracts instead of checking them")
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    members = workspace.load(root)
+    config = contracts(root, members)
+    if args.show:
+        print(config)
+        return 0
+    # The members need not be installed: their sources are found on the path, as they are laid out.
+    sys.path[:0] = [str(root / member.path / "src") for member in members.values()]
+    with tempfile.NamedTemporaryFile("w", suffix=".importlinter", delete=False) as file:
+        file.write(config)
+    try:
+        return lint_imports(config_filename=file.name, no_cache=True)
+    finally:
+        Path(file.name).unlink()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
