@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from sqlalchemy import MetaData
-from starlette.applications import Starlette
 
 from starling_reporting.app import create_app
 from starling_reporting.models import ReportingBase
-from starling_reporting.settings import ReportingSettings
+from starling_testkit import AppFactory
 
 
 @pytest.fixture
-def app_factory() -> Callable[[ReportingSettings], Starlette]:
+def app_factory() -> AppFactory:
     return create_app
 
 

@@ -15,13 +15,8 @@ import respx
 
 from starling_core.http import create_http_client
 from starling_core.tokens import JWTConfig, decode_token
-from starling_reporting.gateways import (
-    HttpAgentRunsGateway,
-    HttpOrdersGateway,
-    OrdersPage,
-    UpstreamUnavailable,
-    service_token,
-)
+from starling_reporting.errors import UpstreamUnavailable
+from starling_reporting.gateways import HttpAgentRunsGateway, HttpOrdersGateway, OrdersPage, service_token
 
 from .fakes import order_json
 

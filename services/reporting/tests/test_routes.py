@@ -5,18 +5,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy.ext.asyncio import AsyncConnection
-from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from starling_core.auth import REPORTS_READ, REPORTS_WRITE
-from starling_core.db import Database
 from starling_reporting.app import create_app
+from starling_reporting.routes import REPORTS_READ, REPORTS_WRITE, ReportingState
 from starling_reporting.settings import ReportingSettings
+from starling_testkit import BoundDatabase
 from starling_testkit.queries import MaxQueries
 from starling_testkit.tokens import TokenFactory
 
@@ -35,6 +35,19 @@ def writer(token_factory: TokenFactory) -> dict[str, str]:
     return {"Authorization": f"Bearer {token_factory(sub='shop', scopes=[REPORTS_WRITE, REPORTS_READ])}"}
 
 
+class KeepLifespanState:
+    """The app, keeping the state its lifespan yields (the mapping each request gets as `request.state`)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.lifespan_state: dict[str, Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            self.lifespan_state = scope["state"]  # filled in by the lifespan at start-up
+        await self.app(scope, receive, send)
+
+
 @asynccontextmanager
 async def serve(
     app_settings: ReportingSettings,
@@ -43,20 +56,22 @@ async def serve(
     orders: Handler | None = None,
     agents: Handler | None = None,
     **settings: Any,
-) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+) -> AsyncIterator[tuple[ReportingState, httpx.AsyncClient]]:
     """The app with mocked upstream and agents services, on the test's transaction."""
-    app = create_app(
-        app_settings.model_copy(update=settings),
-        orders_transport=httpx.MockTransport(orders) if orders else None,
-        agents_transport=httpx.MockTransport(agents) if agents else None,
-        sleep=no_sleep,
+    app = KeepLifespanState(
+        create_app(
+            app_settings.model_copy(update=settings),
+            database=BoundDatabase(db_connection),
+            orders_transport=httpx.MockTransport(orders) if orders else None,
+            agents_transport=httpx.MockTransport(agents) if agents else None,
+            sleep=no_sleep,
+        )
     )
-    app.state.database = Database.for_connection(db_connection)
     async with (
         LifespanManager(app) as manager,
         httpx.AsyncClient(transport=httpx.ASGITransport(app=manager.app), base_url="http://testserver") as c,
     ):
-        yield app, c
+        yield cast(ReportingState, app.lifespan_state), c
 
 
 def upstream(pages: Pages) -> Handler:
@@ -298,8 +313,8 @@ async def test_extraction_interval_runs_it_from_the_lifespan(
         orders=upstream(pages),
         upstream_url="http://up",
         extraction_interval=3600,
-    ) as (app, c):
-        await asyncio.wait_for(app.state.extraction_ran.wait(), timeout=10)
+    ) as (state, c):
+        await asyncio.wait_for(state["extraction_ran"].wait(), timeout=10)
         ranking = await c.get("/top-products", headers=writer)
     assert [(p["product_id"], p["cnt_bought"]) for p in ranking.json()] == [("p1", 2)]
     assert not [t for t in asyncio.all_tasks() if t.get_name() == "reporting-periodic-extraction"]
@@ -363,6 +378,27 @@ async def test_agent_usage_with_until_before_since_gets_422(auth_client: httpx.A
     params = {"since": "2026-02-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}
     response = await auth_client.get("/api/v1/reports/agent-usage", params=params)
     assert response.status_code == 422
+
+
+async def test_each_503_says_exactly_why(
+    app_settings: ReportingSettings, db_connection: AsyncConnection, writer: dict[str, str]
+) -> None:
+    async with serve(app_settings, db_connection, orders=down, agents=down, upstream_url="http://up") as (
+        _,
+        c,
+    ):
+        top = await c.get("/top-products", headers=writer)
+        extraction = await c.post("/api/v1/extractions", headers=writer)
+        usage = await c.get("/api/v1/reports/agent-usage", headers=writer)
+    assert [top.status_code, extraction.status_code, usage.status_code] == [503, 503, 503]
+    assert top.json() == {"detail": "No order data has arrived yet"}
+    assert extraction.json() == {"detail": "The upstream orders API is unavailable: orders: HTTP 503"}
+    assert usage.json() == {"detail": "The agents service is unavailable: api/v1/agents/runs: HTTP 503"}
+
+
+async def test_extraction_not_configured_says_which_setting(admin_client: httpx.AsyncClient) -> None:
+    response = await admin_client.post("/api/v1/extractions")
+    assert response.json() == {"detail": "Extraction is not configured: set STARLING_REPORTING_UPSTREAM_URL"}
 
 
 # --- the service as a whole -----------------------------------------------------------------------

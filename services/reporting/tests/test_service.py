@@ -8,59 +8,53 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from starling_core.db import Database, DatabaseUnavailable
+from starling_core.db import DatabaseUnavailable
 from starling_reporting import service
-from starling_reporting.gateways import OrdersGateway, OrdersPage, UpstreamUnavailable
+from starling_reporting.errors import NoOrderData, UpstreamUnavailable
+from starling_reporting.gateways import OrdersGateway, OrdersPage
+from starling_reporting.repository import DatabaseOrdersPublisher, ReportingStores
 from starling_reporting.schemas import TopProductsQuery
-from starling_testkit import fake_stream, mock_of
+from starling_testkit import BoundDatabase, fake_stream, mock_of
 
 from .fakes import T0, RecordingPublisher, order
 
 
 @pytest.fixture
-def database(db_connection: AsyncConnection) -> Database:
-    return Database.for_connection(db_connection)
+def orders(app_database: BoundDatabase) -> service.OrdersService:
+    return service.OrdersService(ReportingStores(app_database))
 
 
-async def test_new_orders_are_accepted(database: Database) -> None:
-    result = await service.ingest_orders(
-        database, [order("o1", ("p1", "Apple", 1)), order("o2", ("p1", "Apple", 2))]
-    )
+async def test_new_orders_are_accepted(orders: service.OrdersService) -> None:
+    result = await orders.ingest([order("o1", ("p1", "Apple", 1)), order("o2", ("p1", "Apple", 2))])
     assert (result.accepted, result.duplicates) == (2, 0)
 
 
-async def test_a_replayed_order_is_a_duplicate_and_counted_once(database: Database) -> None:
-    await service.ingest_orders(database, [order("o1", ("p1", "Apple", 3))])
-    replay = await service.ingest_orders(
-        database, [order("o1", ("p1", "Apple", 3)), order("o2", ("p1", "Apple", 1))]
-    )
+async def test_a_replayed_order_is_a_duplicate_and_counted_once(orders: service.OrdersService) -> None:
+    await orders.ingest([order("o1", ("p1", "Apple", 3))])
+    replay = await orders.ingest([order("o1", ("p1", "Apple", 3)), order("o2", ("p1", "Apple", 1))])
     assert (replay.accepted, replay.duplicates) == (1, 1)
-    ranking = await service.top_products(database, TopProductsQuery())
+    ranking = await orders.top_products(TopProductsQuery())
     assert [(p.product_id, p.cnt_bought) for p in ranking] == [("p1", 4)]
 
 
-async def test_the_same_order_twice_in_one_batch_counts_once(database: Database) -> None:
-    result = await service.ingest_orders(
-        database, [order("o1", ("p1", "Apple", 3)), order("o1", ("p1", "Apple", 3))]
-    )
+async def test_the_same_order_twice_in_one_batch_counts_once(orders: service.OrdersService) -> None:
+    result = await orders.ingest([order("o1", ("p1", "Apple", 3)), order("o1", ("p1", "Apple", 3))])
     assert (result.accepted, result.duplicates) == (1, 1)
-    ranking = await service.top_products(database, TopProductsQuery())
+    ranking = await orders.top_products(TopProductsQuery())
     assert ranking[0].cnt_bought == 3
 
 
-async def test_ranking_is_by_units_bought_then_title(database: Database) -> None:
+async def test_ranking_is_by_units_bought_then_title(orders: service.OrdersService) -> None:
     # Units: pear 5 (2+3), apple 5, kiwi 7, fig 1. Pear and apple tie: apple's title comes first.
-    await service.ingest_orders(
-        database,
+    await orders.ingest(
         [
             order("o1", ("pear", "Pear", 2), ("kiwi", "Kiwi", 7)),
             order("o2", ("pear", "Pear", 3), ("apple", "Apple", 5)),
             order("o3", ("fig", "Fig", 1)),
         ],
     )
-    ranking = await service.top_products(database, TopProductsQuery(count=3))
+    ranking = await orders.top_products(TopProductsQuery(count=3))
     assert [(p.rank, p.product_id, p.title, p.cnt_bought) for p in ranking] == [
         (1, "kiwi", "Kiwi", 7),
         (2, "apple", "Apple", 5),
@@ -68,9 +62,8 @@ async def test_ranking_is_by_units_bought_then_title(database: Database) -> None
     ]
 
 
-async def test_ranking_counts_only_orders_in_the_time_range(database: Database) -> None:
-    await service.ingest_orders(
-        database,
+async def test_ranking_counts_only_orders_in_the_time_range(orders: service.OrdersService) -> None:
+    await orders.ingest(
         [
             order("early", ("p1", "One", 10), created_at=T0 - timedelta(days=1)),
             order("inside", ("p2", "Two", 1), created_at=T0),
@@ -78,19 +71,19 @@ async def test_ranking_counts_only_orders_in_the_time_range(database: Database) 
         ],
     )
     query = TopProductsQuery(since=T0, until=T0 + timedelta(days=1))
-    ranking = await service.top_products(database, query)
+    ranking = await orders.top_products(query)
     assert [p.product_id for p in ranking] == ["p2"]
 
 
-async def test_ranking_without_any_order_is_no_order_data(database: Database) -> None:
-    with pytest.raises(service.NoOrderData):
-        await service.top_products(database, TopProductsQuery())
+async def test_ranking_without_any_order_is_no_order_data(orders: service.OrdersService) -> None:
+    with pytest.raises(NoOrderData):
+        await orders.top_products(TopProductsQuery())
 
 
-async def test_ranking_of_an_empty_range_with_data_is_empty(database: Database) -> None:
-    await service.ingest_orders(database, [order("o1", ("p1", "Apple", 1))])
+async def test_ranking_of_an_empty_range_with_data_is_empty(orders: service.OrdersService) -> None:
+    await orders.ingest([order("o1", ("p1", "Apple", 1))])
     query = TopProductsQuery(since=T0 + timedelta(days=30))
-    assert await service.top_products(database, query) == []
+    assert await orders.top_products(query) == []
 
 
 PAGES = [
@@ -148,17 +141,19 @@ async def test_a_stream_failing_half_way_keeps_what_was_stored_and_skips_nothing
     assert result.orders_count == 2
 
 
-async def test_database_publisher_stores_pages_and_checkpoint_together(database: Database) -> None:
-    publisher = service.DatabaseOrdersPublisher(database)
+async def test_database_publisher_stores_pages_and_checkpoint_together(
+    app_database: BoundDatabase, orders: service.OrdersService
+) -> None:
+    publisher = DatabaseOrdersPublisher(app_database)
     with pytest.raises(UpstreamUnavailable, match="half-way"):
         await service.ExtractOrdersUseCase(gateway(fail_after=1), publisher)()
     assert await publisher.checkpoint() == "c1"
-    ranking = await service.top_products(database, TopProductsQuery())
+    ranking = await orders.top_products(TopProductsQuery())
     assert [(p.product_id, p.cnt_bought) for p in ranking] == [("p1", 2)]
 
     result = await service.ExtractOrdersUseCase(gateway(), publisher)()
     assert (result.orders_count, result.cursor) == (2, "c2")
-    ranking = await service.top_products(database, TopProductsQuery())
+    ranking = await orders.top_products(TopProductsQuery())
     assert [(p.product_id, p.cnt_bought) for p in ranking] == [("p1", 2), ("p2", 2)]
 
 

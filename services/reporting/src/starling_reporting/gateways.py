@@ -10,18 +10,18 @@ from typing import Any, Protocol, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from starling_core.auth import AGENT_ADMIN, AGENT_READ
 from starling_core.tokens import JWTConfig, issue_token
+from starling_reporting.errors import AgentsUnavailable, OrdersUpstreamUnavailable, UpstreamUnavailable
 from starling_reporting.schemas import AgentRunIn, OrderIn
+
+# The agents service's scopes that its runs API checks (the agents service declares them itself).
+AGENT_READ = "agent:read"
+AGENT_ADMIN = "agent:admin"
 
 SERVICE_SUBJECT = "service:reporting"
 AGENTS_PAGE_SIZE = 200
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-class UpstreamUnavailable(Exception):
-    """The remote API could not be reached or did not answer usefully, retries included."""
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,15 @@ class OrdersPage:
 
 class OrdersGateway(Protocol):
     def pages(self, cursor: str | None) -> AsyncIterator[OrdersPage]:
-        """The upstream's orders from `cursor` on, a page at a time."""
+        """The upstream's orders from `cursor` on, a page at a time; `OrdersUpstreamUnavailable` when
+        the upstream cannot be read."""
         ...
 
 
 class AgentRunsGateway(Protocol):
     def runs(self, since: datetime | None) -> AsyncIterator[AgentRunIn]:
-        """Every run created at or after `since`, as the agents service reports it."""
+        """Every run created at or after `since`, as the agents service reports it; `AgentsUnavailable`
+        when it cannot be read."""
         ...
 
 
@@ -54,25 +56,31 @@ class _RunsPayload(BaseModel):
     next_cursor: str | None
 
 
-async def _get(client: httpx.AsyncClient, url: str, *, params: dict[str, Any], **kwargs: Any) -> Any:
+async def _read(
+    client: httpx.AsyncClient,
+    url: str,
+    model: type[ModelT],
+    *,
+    unavailable: type[UpstreamUnavailable],
+    params: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> ModelT:
+    """`GET url` as `model`; any failure is `unavailable`, naming what went wrong."""
     # The client's RetryTransport has already retried connection errors and 429/5xx answers.
     try:
-        response = await client.get(url, params=params, **kwargs)
+        response = await client.get(url, params=params, headers=headers)
     except httpx.HTTPError as exc:
-        raise UpstreamUnavailable(f"{url}: {type(exc).__name__}") from exc
+        raise unavailable(f"{url}: {type(exc).__name__}") from exc
     if response.status_code != 200:
-        raise UpstreamUnavailable(f"{url}: HTTP {response.status_code}")
+        raise unavailable(f"{url}: HTTP {response.status_code}")
     try:
-        return response.json()
+        data = response.json()
     except ValueError as exc:
-        raise UpstreamUnavailable(f"{url}: the answer is not JSON") from exc
-
-
-def _parse(model: type[ModelT], data: Any, url: str) -> ModelT:
+        raise unavailable(f"{url}: the answer is not JSON") from exc
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise UpstreamUnavailable(f"{url}: unexpected answer ({exc.error_count()} errors)") from exc
+        raise unavailable(f"{url}: unexpected answer ({exc.error_count()} errors)") from exc
 
 
 class HttpOrdersGateway:
@@ -87,7 +95,9 @@ class HttpOrdersGateway:
             params: dict[str, Any] = {"limit": self.page_size}
             if cursor is not None:
                 params["cursor"] = cursor
-            payload = _parse(_OrdersPayload, await _get(self.client, "orders", params=params), "orders")
+            payload = await _read(
+                self.client, "orders", _OrdersPayload, unavailable=OrdersUpstreamUnavailable, params=params
+            )
             last = payload.next_cursor is None
             yield OrdersPage(payload.items, cursor if last else payload.next_cursor)
             if last:
@@ -121,7 +131,9 @@ class HttpAgentRunsGateway:
             if cursor is not None:
                 params["cursor"] = cursor
             headers = {"Authorization": f"Bearer {self.token()}"}
-            payload = _parse(_RunsPayload, await _get(self.client, url, params=params, headers=headers), url)
+            payload = await _read(
+                self.client, url, _RunsPayload, unavailable=AgentsUnavailable, params=params, headers=headers
+            )
             for run in payload.items:
                 yield run
             if payload.next_cursor is None:

@@ -3,6 +3,5 @@
 from __future__ import annotations
 
 from starling_reporting.app import create_app
-from starling_reporting.settings import ReportingSettings
 
-app = create_app(ReportingSettings())
+app = create_app()

@@ -8,15 +8,11 @@ from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from starling_core.db import Base, new_metadata
-from starling_core.ratelimit import rate_limit_table
 
 
 class ReportingBase(Base):
     __abstract__ = True
     metadata = new_metadata()  # this service's tables only
-
-
-rate_limit_counters = rate_limit_table(ReportingBase.metadata)
 
 
 class Order(ReportingBase):

@@ -1,8 +1,11 @@
-"""The reporting service's SQL: idempotent inserts, the top-products aggregate, checkpoints, agent runs."""
+"""The reporting service's SQL: idempotent inserts, the top-products aggregate, checkpoints, agent runs;
+the stores the services open them through, and the publisher that stores extracted orders."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -10,6 +13,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from starling_core.db import Database
 from starling_core.repository import Repository
 from starling_reporting.models import AgentRun, ExtractionCheckpoint, Order, OrderItem
 from starling_reporting.schemas import AgentRunIn, OrderIn
@@ -18,6 +22,9 @@ StatementT = TypeVar("StatementT", bound=Select[*tuple[Any, ...]])
 
 # Rows per INSERT statement, well under SQLite's limit on bound parameters.
 _CHUNK = 500
+
+# The checkpoint of the upstream orders API's extraction.
+ORDERS_STREAM = "orders"
 
 
 def _insert(session: AsyncSession, model: type[Any]) -> Any:
@@ -170,3 +177,52 @@ class AgentRunRepository(Repository[AgentRun]):
         statement = statement.group_by(AgentRun.agent_id).order_by(AgentRun.agent_id)
         rows = (await self.session.execute(statement)).all()
         return [(agent_id, int(runs), int(tokens)) for agent_id, runs, tokens in rows]
+
+
+@dataclass(frozen=True)
+class ReportingRepositories:
+    """The service's repositories, on one session."""
+
+    orders: OrderRepository
+    checkpoints: CheckpointRepository
+    agent_runs: AgentRunRepository
+
+    @classmethod
+    def on(cls, session: AsyncSession) -> ReportingRepositories:
+        return cls(OrderRepository(session), CheckpointRepository(session), AgentRunRepository(session))
+
+
+class ReportingStores:
+    """The repositories on a plain session for reads, or on one in a transaction for writes."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[ReportingRepositories]:
+        async with self.database.session() as session:
+            yield ReportingRepositories.on(session)
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[ReportingRepositories]:
+        async with self.database.transaction() as session:
+            yield ReportingRepositories.on(session)
+
+
+class DatabaseOrdersPublisher:
+    """Where extraction publishes: stores as `POST /api/v1/orders` does, with the checkpoint in the same
+    transaction."""
+
+    def __init__(self, database: Database, stream: str = ORDERS_STREAM) -> None:
+        self.stores = ReportingStores(database)
+        self.stream = stream
+
+    async def checkpoint(self) -> str | None:
+        async with self.stores.reading() as stored:
+            return await stored.checkpoints.cursor(self.stream)
+
+    async def publish(self, orders: Sequence[OrderIn], *, checkpoint: str | None) -> int:
+        async with self.stores.writing() as stored:
+            inserted = await stored.orders.insert_new(orders) if orders else set()
+            await stored.checkpoints.save(self.stream, checkpoint)
+        return len(inserted)

@@ -1,15 +1,16 @@
-"""Thin endpoints: validated input in, a use case called, the answer shaped."""
+"""Thin endpoints: validated input in, a service called, the answer shaped."""
 
 from __future__ import annotations
 
-from starlette.exceptions import HTTPException
+import asyncio
+from typing import TypedDict
+
 from starlette.requests import Request
 from starlette.routing import Route
 
-from starling_core.auth import REPORTS_READ, REPORTS_WRITE
+from starling_core.auth import Scopes
 from starling_core.operations import operation
-from starling_reporting import service
-from starling_reporting.gateways import UpstreamUnavailable
+from starling_reporting.errors import ExtractionNotConfigured
 from starling_reporting.schemas import (
     AgentUsageOut,
     ExtractionOut,
@@ -19,8 +20,22 @@ from starling_reporting.schemas import (
     TopProductOut,
     TopProductsQuery,
 )
+from starling_reporting.service import AgentUsageService, ExtractOrdersUseCase, OrdersService
 
-NOT_CONFIGURED = "Extraction is not configured: set STARLING_REPORTING_UPSTREAM_URL"
+REPORTS_READ = "reports:read"
+REPORTS_WRITE = "reports:write"
+SCOPES = Scopes(user=(REPORTS_READ,), admin=(REPORTS_WRITE,))
+
+
+class ReportingState(TypedDict):
+    """What the routes use, built once in the app's lifespan: each request's `request.state`."""
+
+    orders: OrdersService
+    # None while no upstream orders API is configured.
+    extract_orders: ExtractOrdersUseCase | None
+    # Set after each periodic extraction run, whatever its outcome.
+    extraction_ran: asyncio.Event
+    agent_usage: AgentUsageService
 
 
 @operation(
@@ -31,9 +46,10 @@ NOT_CONFIGURED = "Extraction is not configured: set STARLING_REPORTING_UPSTREAM_
     scopes=[REPORTS_WRITE],
     tags=["orders"],
 )
-async def post_orders(request: Request, body: OrdersIn) -> IngestOut:
+async def post_orders(request: Request[ReportingState], body: OrdersIn) -> IngestOut:
     """Ingest a batch of orders, idempotently by order id."""
-    return await service.ingest_orders(request.app.state.database, body.orders)
+    result = await request.state["orders"].ingest(body.orders)
+    return IngestOut.model_validate(result, from_attributes=True)
 
 
 @operation(
@@ -43,25 +59,19 @@ async def post_orders(request: Request, body: OrdersIn) -> IngestOut:
     scopes=[REPORTS_READ],
     tags=["reports"],
 )
-async def get_top_products(request: Request, query: TopProductsQuery) -> list[TopProductOut]:
+async def get_top_products(request: Request[ReportingState], query: TopProductsQuery) -> list[TopProductOut]:
     """The most bought products by units, ties by title."""
-    try:
-        return await service.top_products(request.app.state.database, query)
-    except service.NoOrderData as exc:
-        raise HTTPException(503, detail=str(exc)) from None
+    ranking = await request.state["orders"].top_products(query)
+    return [TopProductOut.model_validate(product, from_attributes=True) for product in ranking]
 
 
 @operation(response=ExtractionOut, errors=[401, 403, 503], scopes=[REPORTS_WRITE], tags=["orders"])
-async def post_extraction(request: Request) -> ExtractionOut:
+async def post_extraction(request: Request[ReportingState]) -> ExtractionOut:
     """Read new orders from the upstream orders API, from the last checkpoint on."""
-    extract: service.ExtractOrdersUseCase | None = request.app.state.extract_orders
+    extract = request.state["extract_orders"]
     if extract is None:
-        raise HTTPException(503, detail=NOT_CONFIGURED)
-    try:
-        result = await extract()
-    except UpstreamUnavailable as exc:
-        raise HTTPException(503, detail=f"The upstream orders API is unavailable: {exc}") from None
-    return ExtractionOut(orders_count=result.orders_count, cursor=result.cursor)
+        raise ExtractionNotConfigured()
+    return ExtractionOut.model_validate(await extract(), from_attributes=True)
 
 
 @operation(
@@ -71,13 +81,10 @@ async def post_extraction(request: Request) -> ExtractionOut:
     scopes=[REPORTS_READ],
     tags=["reports"],
 )
-async def get_agent_usage(request: Request, query: TimeRange) -> list[AgentUsageOut]:
+async def get_agent_usage(request: Request[ReportingState], query: TimeRange) -> list[AgentUsageOut]:
     """Runs and token usage per agent, from the agents service (or what was stored from it)."""
-    state = request.app.state
-    try:
-        return await service.agent_usage(state.database, state.agents_gateway, query)
-    except service.AgentUsageUnavailable as exc:
-        raise HTTPException(503, detail=str(exc)) from None
+    usage = await request.state["agent_usage"].usage(query)
+    return [AgentUsageOut.model_validate(agent, from_attributes=True) for agent in usage]
 
 
 routes = [

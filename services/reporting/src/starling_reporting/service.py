@@ -1,4 +1,7 @@
-"""Use cases: ingesting orders, ranking products, extracting orders from upstream, agent usage."""
+"""The reporting service's rules: ingesting and ranking orders, extracting orders from upstream, agent usage.
+
+The classes are built once in the app's lifespan; their collaborators come in as arguments.
+"""
 
 from __future__ import annotations
 
@@ -8,52 +11,66 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from starling_core.db import Database, DatabaseUnavailable
-from starling_reporting.gateways import AgentRunsGateway, OrdersGateway, UpstreamUnavailable
-from starling_reporting.repository import AgentRunRepository, CheckpointRepository, OrderRepository
-from starling_reporting.schemas import (
-    AgentUsageOut,
-    IngestOut,
-    OrderIn,
-    TimeRange,
-    TopProductOut,
-    TopProductsQuery,
-)
+from starling_core.db import DatabaseUnavailable
+from starling_reporting.errors import NoOrderData, UpstreamUnavailable
+from starling_reporting.gateways import AgentRunsGateway, OrdersGateway
+from starling_reporting.repository import ReportingStores
+from starling_reporting.schemas import OrderIn, TimeRange, TopProductsQuery
 
 logger = logging.getLogger("starling.reporting")
 
-ORDERS_STREAM = "orders"
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
 
 
-class NoOrderData(Exception):
-    """No order has ever been stored, so there is nothing to rank yet."""
+@dataclass(frozen=True)
+class RankedProduct:
+    rank: int
+    product_id: str
+    title: str
+    cnt_bought: int
 
 
-class AgentUsageUnavailable(Exception):
-    """The agents service cannot be read and no run has been stored before."""
+@dataclass(frozen=True)
+class ExtractionResult:
+    orders_count: int
+    cursor: str | None
 
 
-async def ingest_orders(database: Database, orders: Sequence[OrderIn]) -> IngestOut:
-    """Store the orders not stored before, all or none.
-
-    An order whose id is stored already, or came earlier in the batch, is a duplicate.
-    """
-    async with database.transaction() as session:
-        inserted = await OrderRepository(session).insert_new(orders)
-    return IngestOut(accepted=len(inserted), duplicates=len(orders) - len(inserted))
+@dataclass(frozen=True)
+class AgentUsage:
+    agent_id: str
+    runs: int
+    token_usage: int
 
 
-async def top_products(database: Database, query: TopProductsQuery) -> list[TopProductOut]:
-    async with database.session() as session:
-        repository = OrderRepository(session)
-        rows = await repository.top_products(query.count, query.since, query.until)
-        # Only an empty answer asks the second question: a populated ranking is one query.
-        if not rows and not await repository.any_stored():
-            raise NoOrderData("No order data has arrived yet")
-    return [
-        TopProductOut(product_id=product_id, title=title, rank=rank, cnt_bought=units)
-        for rank, (product_id, title, units) in enumerate(rows, start=1)
-    ]
+class OrdersService:
+    def __init__(self, stores: ReportingStores) -> None:
+        self.stores = stores
+
+    async def ingest(self, orders: Sequence[OrderIn]) -> IngestResult:
+        """Store the orders not stored before, all or none.
+
+        An order whose id is stored already, or came earlier in the batch, is a duplicate.
+        """
+        async with self.stores.writing() as stored:
+            inserted = await stored.orders.insert_new(orders)
+        return IngestResult(accepted=len(inserted), duplicates=len(orders) - len(inserted))
+
+    async def top_products(self, query: TopProductsQuery) -> list[RankedProduct]:
+        """The most bought products by units, ties by title; `NoOrderData` before any order."""
+        async with self.stores.reading() as stored:
+            rows = await stored.orders.top_products(query.count, query.since, query.until)
+            # Only an empty answer asks the second question: a populated ranking is one query.
+            if not rows and not await stored.orders.any_stored():
+                raise NoOrderData()
+        return [
+            RankedProduct(rank=rank, product_id=product_id, title=title, cnt_bought=units)
+            for rank, (product_id, title, units) in enumerate(rows, start=1)
+        ]
 
 
 class OrdersPublisher(Protocol):
@@ -67,30 +84,6 @@ class OrdersPublisher(Protocol):
         Returns how many of the orders were not stored before.
         """
         ...
-
-
-class DatabaseOrdersPublisher:
-    """Stores as `POST /api/v1/orders` does, with the checkpoint in the same transaction."""
-
-    def __init__(self, database: Database, stream: str = ORDERS_STREAM) -> None:
-        self.database = database
-        self.stream = stream
-
-    async def checkpoint(self) -> str | None:
-        async with self.database.session() as session:
-            return await CheckpointRepository(session).cursor(self.stream)
-
-    async def publish(self, orders: Sequence[OrderIn], *, checkpoint: str | None) -> int:
-        async with self.database.transaction() as session:
-            inserted = await OrderRepository(session).insert_new(orders) if orders else set()
-            await CheckpointRepository(session).save(self.stream, checkpoint)
-        return len(inserted)
-
-
-@dataclass(frozen=True)
-class ExtractionResult:
-    orders_count: int
-    cursor: str | None
 
 
 class ExtractOrdersUseCase:
@@ -130,21 +123,31 @@ async def run_periodically(extract: ExtractOrdersUseCase, interval: float, ran: 
         await asyncio.sleep(interval)
 
 
-async def agent_usage(database: Database, gateway: AgentRunsGateway, query: TimeRange) -> list[AgentUsageOut]:
-    """Refresh the stored runs from the agents service, then report from what is stored."""
-    try:
-        runs = [run async for run in gateway.runs(query.since)]
-    except UpstreamUnavailable as exc:
-        async with database.session() as session:
-            if not await AgentRunRepository(session).any_stored():
-                raise AgentUsageUnavailable(f"The agents service is unavailable: {exc}") from exc
-        logger.warning("agents service unavailable, reporting from stored runs: %s", exc)
-    else:
-        if runs:
-            async with database.transaction() as session:
-                await AgentRunRepository(session).upsert(runs)
-    async with database.session() as session:
-        rows = await AgentRunRepository(session).usage(query.since, query.until)
-    return [
-        AgentUsageOut(agent_id=agent_id, runs=count, token_usage=tokens) for agent_id, count, tokens in rows
-    ]
+class AgentUsageService:
+    def __init__(self, stores: ReportingStores, gateway: AgentRunsGateway) -> None:
+        self.stores = stores
+        self.gateway = gateway
+
+    async def usage(self, query: TimeRange) -> list[AgentUsage]:
+        """Refresh the stored runs from the agents service, then report from what is stored.
+
+        While the agents service is down, the report comes from the runs stored before; with none
+        stored, the outage is the answer (the gateway's `AgentsUnavailable`).
+        """
+        try:
+            runs = [run async for run in self.gateway.runs(query.since)]
+        except UpstreamUnavailable as exc:
+            async with self.stores.reading() as stored:
+                reported_before = await stored.agent_runs.any_stored()
+            if not reported_before:
+                raise
+            logger.warning("agents service unavailable, reporting from stored runs: %s", exc.reason)
+        else:
+            if runs:
+                async with self.stores.writing() as stored:
+                    await stored.agent_runs.upsert(runs)
+        async with self.stores.reading() as stored:
+            rows = await stored.agent_runs.usage(query.since, query.until)
+        return [
+            AgentUsage(agent_id=agent_id, runs=count, token_usage=tokens) for agent_id, count, tokens in rows
+        ]
