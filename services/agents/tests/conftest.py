@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from sqlalchemy import MetaData
-from starlette.applications import Starlette
 
 from starling_agents.app import create_app
 from starling_agents.models import AgentsBase
-from starling_agents.settings import AgentsSettings
+from starling_testkit import AppFactory
 
 
 @pytest.fixture
-def app_factory() -> Callable[[AgentsSettings], Starlette]:
+def app_factory() -> AppFactory:
     return create_app
 
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
@@ -18,6 +16,8 @@ from starling_agents.settings import AgentsSettings
 from starling_core.db import Database
 from starling_core.ratelimit import RateLimitBackend
 from starling_core.settings import ServiceSettings
+
+from .asgi_ws import websocket_connect
 
 FINISHED = ("completed", "failed", "cancelled")
 SAMPLE_TEXT = (
@@ -31,22 +31,27 @@ SAMPLE_TEXT = (
 
 def build_app(
     settings: ServiceSettings,
-    connection: AsyncConnection,
+    database: Database,
     *,
     llm_transport: httpx.AsyncBaseTransport | None = None,
     rate_limit_backend: RateLimitBackend | None = None,
     **overrides: Any,
 ) -> Starlette:
-    """The app with `overrides` on the kit's settings, writing through the test's transaction."""
-    assert isinstance(settings, AgentsSettings)
-    app = create_app(
-        settings.model_copy(update=overrides),
+    """The app with `overrides` on the kit's settings, on `database` (the kit's `app_database`, which
+    writes through the test's transaction; two apps given one stand for two processes)."""
+    return create_app(
+        agents_settings(settings, **overrides),
+        database=database,
         llm_transport=llm_transport,
         sleep=no_sleep,
         rate_limit_backend=rate_limit_backend,
     )
-    app.state.database = Database.for_connection(connection)
-    return app
+
+
+def agents_settings(settings: ServiceSettings, **overrides: Any) -> AgentsSettings:
+    """The kit's settings (an `AgentsSettings`, read from `create_app`'s annotation) with `overrides`."""
+    assert isinstance(settings, AgentsSettings)
+    return settings.model_copy(update=overrides)
 
 
 async def no_sleep(seconds: float) -> None:
@@ -66,16 +71,18 @@ def client_for(app: ASGIApp, token: str | None = None) -> httpx.AsyncClient:
     )
 
 
-async def wait_until_finished(client: httpx.AsyncClient, app: Starlette, run_id: str) -> dict[str, Any]:
-    """Poll the run, waking on the workers' `processed` event, never on a timer."""
-    processed: asyncio.Event = app.state.workers.processed
-    for _ in range(50):
-        processed.clear()
-        response = await client.get(f"/api/v1/agents/runs/{run_id}")
-        assert response.status_code == 200, response.text
-        run: dict[str, Any] = response.json()
-        if run["status"] in FINISHED:
-            return run
-        # Bounded so that a stuck worker fails the test instead of hanging the suite.
-        await asyncio.wait_for(processed.wait(), timeout=10)
-    raise AssertionError(f"run {run_id} did not finish")
+async def wait_until_finished(client: httpx.AsyncClient, served: ASGIApp, run_id: str) -> dict[str, Any]:
+    """The run once it ended, as `client` reads it: its events are followed until `done`, never a timer.
+
+    Every wait for an event is bounded, so a stuck worker fails the test instead of hanging the suite.
+    """
+    token = client.headers["Authorization"].removeprefix("Bearer ")
+    async with websocket_connect(served, f"/api/v1/agents/runs/{run_id}/events?token={token}") as ws:
+        assert await ws.accepted()
+        events = await ws.receive_until_closed()
+    assert events[-1]["type"] == "done", events
+    response = await client.get(f"/api/v1/agents/runs/{run_id}")
+    assert response.status_code == 200, response.text
+    run: dict[str, Any] = response.json()
+    assert run["status"] in FINISHED
+    return run

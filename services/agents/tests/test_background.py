@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from starling_core.settings import ServiceSettings
+from starling_testkit import BoundDatabase
 from starling_testkit.tokens import TokenFactory
 
 from .factories import add_builtins, add_run
@@ -14,7 +16,7 @@ from .helpers import SAMPLE_TEXT, build_app, client_for, started, wait_until_fin
 
 
 async def test_a_background_run_is_queued_then_completed(
-    app: Starlette, auth_client: httpx.AsyncClient
+    started_app: ASGIApp, auth_client: httpx.AsyncClient
 ) -> None:
     response = await auth_client.post(
         "/api/v1/agents/run", json={"agent_id": "summarizer", "input_text": SAMPLE_TEXT, "background": True}
@@ -25,7 +27,7 @@ async def test_a_background_run_is_queued_then_completed(
     assert queued["output"] is None
     assert response.headers["Location"] == f"/api/v1/agents/runs/{queued['run_id']}"
 
-    finished = await wait_until_finished(auth_client, app, queued["run_id"])
+    finished = await wait_until_finished(auth_client, started_app, queued["run_id"])
     assert finished["status"] == "completed"
     assert finished["output"]
     assert finished["token_usage"] > 0
@@ -40,14 +42,14 @@ async def test_a_run_left_running_by_a_previous_process_is_completed_at_start_up
 
     async with started(app) as served, client_for(served, token_factory()) as client:
         for run in (interrupted, left_queued):
-            finished = await wait_until_finished(client, app, run.run_id)
+            finished = await wait_until_finished(client, served, run.run_id)
             assert finished["status"] == "completed"
 
 
 async def test_a_queued_run_is_cancelled_and_stays_cancelled(
-    app_settings: ServiceSettings, db_connection: AsyncConnection, token_factory: TokenFactory
+    app_settings: ServiceSettings, app_database: BoundDatabase, token_factory: TokenFactory
 ) -> None:
-    app = build_app(app_settings, db_connection, workers=0)  # nobody takes the run: it stays queued
+    app = build_app(app_settings, app_database, workers=0)  # nobody takes the run: it stays queued
     async with started(app) as served, client_for(served, token_factory()) as client:
         body = {"agent_id": "summarizer", "input_text": SAMPLE_TEXT, "background": True}
         run_id = (await client.post("/api/v1/agents/run", json=body)).json()["run_id"]
@@ -61,9 +63,9 @@ async def test_a_queued_run_is_cancelled_and_stays_cancelled(
 
 
 async def test_only_the_owner_or_an_admin_cancels(
-    app_settings: ServiceSettings, db_connection: AsyncConnection, token_factory: TokenFactory
+    app_settings: ServiceSettings, app_database: BoundDatabase, token_factory: TokenFactory
 ) -> None:
-    app = build_app(app_settings, db_connection, workers=0)
+    app = build_app(app_settings, app_database, workers=0)
     async with started(app) as served, client_for(served, token_factory()) as owner:
         body = {"agent_id": "summarizer", "input_text": SAMPLE_TEXT, "background": True}
         run_id = (await owner.post("/api/v1/agents/run", json=body)).json()["run_id"]

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.types import ASGIApp
 
+from starling_agents.app import agents_state
 from starling_core.settings import ServiceSettings
+from starling_testkit import BoundDatabase
 from starling_testkit.tokens import TokenFactory
 
 from .asgi_ws import websocket_connect
-from .helpers import SAMPLE_TEXT, build_app, client_for, started
+from .helpers import SAMPLE_TEXT, agents_settings, build_app, client_for, started
 
 
 def events_url(run_id: str, token: str | None) -> str:
@@ -42,9 +43,9 @@ async def test_a_finished_run_sends_status_output_and_done_at_once(
 
 
 async def test_a_live_run_streams_its_events_until_it_ends(
-    app_settings: ServiceSettings, db_connection: AsyncConnection, token_factory: TokenFactory
+    app_settings: ServiceSettings, app_database: BoundDatabase, token_factory: TokenFactory
 ) -> None:
-    app = build_app(app_settings, db_connection, workers=0)  # the run waits, queued, for the cancel below
+    app = build_app(app_settings, app_database, workers=0)  # the run waits, queued, for the cancel below
     token = token_factory()
     async with started(app) as served, client_for(served, token) as client:
         body = {"agent_id": "summarizer", "input_text": SAMPLE_TEXT, "background": True}
@@ -96,13 +97,12 @@ async def test_an_admin_follows_anyones_run(
 
 
 async def test_a_run_ended_in_another_process_is_seen_by_rereading_it(
-    app_settings: ServiceSettings, db_connection: AsyncConnection, token_factory: TokenFactory
+    app_settings: ServiceSettings, app_database: BoundDatabase, token_factory: TokenFactory
 ) -> None:
     # Two apps stand for two `serve` processes: one database, each its own in-memory events. The
     # WebSocket follows the run in one while the other cancels it, so no event reaches it.
-    here = build_app(app_settings, db_connection, workers=0, events_poll=0.01)
-    there = build_app(app_settings, db_connection, workers=0)
-    there.state.database = here.state.database  # one connection takes one user at a time
+    here = build_app(app_settings, app_database, workers=0, events_poll=0.01)
+    there = build_app(app_settings, app_database, workers=0)
     token = token_factory()
     async with (
         started(here) as served_here,
@@ -121,15 +121,14 @@ async def test_a_run_ended_in_another_process_is_seen_by_rereading_it(
 
 
 async def test_a_run_completed_in_another_process_sends_its_output_once(
-    app_settings: ServiceSettings, db_connection: AsyncConnection, token_factory: TokenFactory
+    app_settings: ServiceSettings, app_database: BoundDatabase, token_factory: TokenFactory
 ) -> None:
-    here = build_app(app_settings, db_connection, workers=0, events_poll=0.01)
-    there = build_app(app_settings, db_connection, workers=0)
-    there.state.database = here.state.database
+    here = build_app(app_settings, app_database, workers=0, events_poll=0.01)
     token = token_factory()
     async with (
         started(here) as served_here,
-        started(there),
+        # The other process: its services, as its lifespan builds them, on the same database.
+        agents_state(agents_settings(app_settings, workers=0), app_database) as there,
         client_for(served_here, token) as client,
     ):
         body = {"agent_id": "summarizer", "input_text": SAMPLE_TEXT, "background": True}
@@ -138,7 +137,7 @@ async def test_a_run_completed_in_another_process_sends_its_output_once(
             assert await ws.accepted()
             assert await ws.receive_json() == {"type": "status", "status": "queued"}
             # The other process's worker takes the run: its events stay in that process.
-            await there.state.runs.process(run_id)
+            await there["runs"].process(run_id)
             events = await ws.receive_until_closed()
         output = (await client.get(f"/api/v1/agents/runs/{run_id}")).json()["output"]
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from starling_agents.errors import AgentExists
+from starling_agents.models import Agent
 from starling_agents.repository import AgentRepository, RunRepository
 
 from .factories import T0, add_builtins, add_run
@@ -17,6 +20,18 @@ async def test_agents_are_listed_by_id(db_session: AsyncSession) -> None:
         "classifier",
         "summarizer",
     ]
+
+
+async def test_a_taken_agent_id_is_agent_exists_and_the_session_stays_usable(
+    db_session: AsyncSession,
+) -> None:
+    await add_builtins(db_session)
+    agents = AgentRepository(db_session)
+    with pytest.raises(AgentExists, match="Agent summarizer already exists"):
+        await agents.add(
+            Agent(agent_id="summarizer", name="Again", kind="summarizer", config={}, created_at=T0)
+        )
+    assert [agent.agent_id for agent in await agents.all()] == ["classifier", "summarizer"]
 
 
 async def test_created_at_comes_back_in_utc(db_session: AsyncSession) -> None:

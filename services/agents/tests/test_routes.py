@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from starling_core.ratelimit import MemoryRateLimitBackend
 from starling_core.settings import ServiceSettings
+from starling_testkit import BoundDatabase
 from starling_testkit.tokens import TokenFactory
 
 from .helpers import SAMPLE_TEXT, build_app, client_for, started
@@ -163,14 +163,14 @@ async def test_running_needs_agent_run(client: httpx.AsyncClient, token_factory:
 
 
 async def test_an_llm_agent_runs_through_the_endpoint(
-    app_settings: ServiceSettings, db_connection: AsyncConnection, token_factory: TokenFactory
+    app_settings: ServiceSettings, app_database: BoundDatabase, token_factory: TokenFactory
 ) -> None:
     def upstream(request: httpx.Request) -> httpx.Response:
         content = json.loads(request.content)["messages"][-1]["content"]
         answer = {"choices": [{"message": {"content": content.upper()}}], "usage": {"total_tokens": 9}}
         return httpx.Response(200, json=answer)
 
-    app = build_app(app_settings, db_connection, llm_transport=httpx.MockTransport(upstream))
+    app = build_app(app_settings, app_database, llm_transport=httpx.MockTransport(upstream))
     async with (
         started(app) as served,
         client_for(served, token_factory(scopes=["agent:run", "agent:admin"])) as c,
@@ -181,10 +181,10 @@ async def test_an_llm_agent_runs_through_the_endpoint(
 
 
 async def test_an_llm_failure_is_a_failed_run_with_its_reason(
-    app_settings: ServiceSettings, db_connection: AsyncConnection, token_factory: TokenFactory
+    app_settings: ServiceSettings, app_database: BoundDatabase, token_factory: TokenFactory
 ) -> None:
     app = build_app(
-        app_settings, db_connection, llm_transport=httpx.MockTransport(lambda r: httpx.Response(503))
+        app_settings, app_database, llm_transport=httpx.MockTransport(lambda r: httpx.Response(503))
     )
     async with (
         started(app) as served,
@@ -298,9 +298,9 @@ async def test_a_binary_file_is_415_saying_why(auth_client: httpx.AsyncClient) -
 
 
 async def test_a_file_over_the_limit_is_413(
-    app_settings: ServiceSettings, db_connection: AsyncConnection, token_factory: TokenFactory
+    app_settings: ServiceSettings, app_database: BoundDatabase, token_factory: TokenFactory
 ) -> None:
-    app = build_app(app_settings, db_connection, max_input_chars=10)
+    app = build_app(app_settings, app_database, max_input_chars=10)
     async with started(app) as served, client_for(served, token_factory()) as c:
         files = {"file": ("long.txt", "é" * 11, "text/plain")}
         response = await c.post("/api/v1/agents/run", data={"agent_id": "summarizer"}, files=files)
@@ -326,11 +326,11 @@ async def test_an_upload_without_agent_or_file_is_422(auth_client: httpx.AsyncCl
 
 
 async def test_the_61st_run_in_a_minute_is_rate_limited(
-    app_settings: ServiceSettings, db_connection: AsyncConnection, token_factory: TokenFactory
+    app_settings: ServiceSettings, app_database: BoundDatabase, token_factory: TokenFactory
 ) -> None:
     # A clock that stands still, so the 61 requests cannot straddle two windows.
     limiter = MemoryRateLimitBackend(clock=lambda: 1_800_000_000.0)
-    app = build_app(app_settings, db_connection, rate_limit_backend=limiter)
+    app = build_app(app_settings, app_database, rate_limit_backend=limiter)
     async with started(app) as served, client_for(served, token_factory()) as caller:
         for _ in range(60):
             assert (await run(caller, "classifier", "good")).status_code == 200

@@ -8,25 +8,17 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from starling_agents.errors import AgentExists, AgentNotFound, RunFinished, RunNotFound
 from starling_agents.events import RunEvents
 from starling_agents.models import utcnow
-from starling_agents.repository import AgentRepository, RunRepository
+from starling_agents.repository import AgentsStores, RunRepository
 from starling_agents.runners import Outcome
 from starling_agents.schemas import AgentCreate, RunIn, RunsQuery
-from starling_agents.service import (
-    Actor,
-    AgentExecutor,
-    AgentExists,
-    AgentNotFound,
-    AgentsService,
-    RunFinished,
-    RunNotFound,
-    RunsService,
-)
-from starling_core.db import Database
+from starling_agents.service import Actor, AgentExecutor, AgentsService, RunsService
 from starling_core.pagination import InvalidCursor
+from starling_testkit import BoundDatabase
 
 from .factories import add_builtins, add_run
 
@@ -51,19 +43,20 @@ class ScriptedExecutor:
 
 
 class Harness:
-    def __init__(self, connection: AsyncConnection, executor: ScriptedExecutor, lease: float = 30.0) -> None:
+    def __init__(self, database: BoundDatabase, executor: ScriptedExecutor, lease: float = 30.0) -> None:
+        self.database = database
         self.enqueued: list[str] = []
         self.events = RunEvents()
         self.executor = executor
         self.runs = RunsService(
-            Database.for_connection(connection), executor, self.events, self.enqueued.append, lease=lease
+            AgentsStores(database), executor, self.events, self.enqueued.append, lease=lease
         )
 
 
 @pytest.fixture
-async def harness(db_connection: AsyncConnection, db_session: AsyncSession) -> Harness:
+async def harness(app_database: BoundDatabase, db_session: AsyncSession) -> Harness:
     await add_builtins(db_session)
-    return Harness(db_connection, ScriptedExecutor(Outcome(output="done", token_usage=5)))
+    return Harness(app_database, ScriptedExecutor(Outcome(output="done", token_usage=5)))
 
 
 async def test_a_synchronous_run_is_stored_finished(harness: Harness) -> None:
@@ -123,7 +116,7 @@ async def test_a_cancel_during_the_run_is_not_overwritten_by_its_result(harness:
 
 async def test_a_run_held_by_another_process_is_not_run_here(harness: Harness) -> None:
     run = await harness.runs.start(OWNER, RunIn(agent_id="summarizer", input_text="Hi.", background=True))
-    async with harness.runs.database.transaction() as session:
+    async with harness.database.transaction() as session:
         now = utcnow()
         assert await RunRepository(session).claim(
             run.run_id, "another-process", now, now + timedelta(seconds=30)
@@ -136,7 +129,7 @@ async def test_a_run_held_by_another_process_is_not_run_here(harness: Harness) -
 async def test_a_run_this_process_holds_is_taken_again_on_a_retry(harness: Harness) -> None:
     # A worker whose run met a database outage retries it while still holding its lease.
     run = await harness.runs.start(OWNER, RunIn(agent_id="summarizer", input_text="Hi.", background=True))
-    async with harness.runs.database.transaction() as session:
+    async with harness.database.transaction() as session:
         now = utcnow()
         assert await RunRepository(session).claim(
             run.run_id, harness.runs.holder, now, now + timedelta(seconds=30)
@@ -146,18 +139,18 @@ async def test_a_run_this_process_holds_is_taken_again_on_a_retry(harness: Harne
 
 
 async def test_a_long_run_keeps_renewing_its_lease(
-    db_connection: AsyncConnection, db_session: AsyncSession
+    app_database: BoundDatabase, db_session: AsyncSession
 ) -> None:
     await add_builtins(db_session)
     release = asyncio.Event()
     renewed: list[object] = []
     executor = ScriptedExecutor(Outcome(output="done", token_usage=1), during=release.wait)
-    harness = Harness(db_connection, executor, lease=0.06)  # renewed every 20 ms
+    harness = Harness(app_database, executor, lease=0.06)  # renewed every 20 ms
     run = await harness.runs.start(OWNER, RunIn(agent_id="summarizer", input_text="Hi.", background=True))
     processing = asyncio.create_task(harness.runs.process(run.run_id))
 
     async def lease() -> object:
-        async with harness.runs.database.session() as session:
+        async with harness.database.session() as session:
             stored = await RunRepository(session).get(run.run_id)
             assert stored is not None
             return stored.lease_expires_at
@@ -210,14 +203,14 @@ async def test_a_forged_cursor_is_refused(harness: Harness) -> None:
         await harness.runs.list_page(OWNER, RunsQuery(cursor="eyJ4IjoxfQ"))
 
 
-async def test_built_ins_are_inserted_once(db_session: AsyncSession) -> None:
-    agents = AgentsService(AgentRepository(db_session))
+async def test_built_ins_are_inserted_once(app_database: BoundDatabase) -> None:
+    agents = AgentsService(AgentsStores(app_database))
     assert await agents.ensure_builtins() == ["summarizer", "classifier"]
     assert await agents.ensure_builtins() == []
 
 
-async def test_an_agent_id_is_taken_once(db_session: AsyncSession) -> None:
-    agents = AgentsService(AgentRepository(db_session))
+async def test_an_agent_id_is_taken_once(app_database: BoundDatabase) -> None:
+    agents = AgentsService(AgentsStores(app_database))
     data = AgentCreate.model_validate({"agent_id": "short", "name": "Short", "kind": "summarizer"}).root
     created = await agents.create(data)
     assert created.config == {"max_sentences": 3}

@@ -10,7 +10,6 @@ from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from starling_core.db import Base, UTCDateTime, new_metadata
-from starling_core.ratelimit import rate_limit_table
 
 KINDS = ("summarizer", "classifier", "llm")
 STATUSES = ("queued", "running", "completed", "failed", "cancelled")
@@ -28,9 +27,6 @@ def utcnow() -> datetime:
 class AgentsBase(Base):
     __abstract__ = True
     metadata = new_metadata()  # this service's tables only
-
-
-rate_limit_counters = rate_limit_table(AgentsBase.metadata)
 
 
 class Agent(AgentsBase):

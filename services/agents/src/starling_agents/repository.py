@@ -1,13 +1,18 @@
-"""The agents service's SQL: the catalogue, runs and their guarded status changes."""
+"""All of the agents service's SQL: the catalogue, runs and their guarded status changes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
+from starling_agents.errors import AgentExists
 from starling_agents.models import Agent, Run
+from starling_core.db import Database
 from starling_core.repository import Repository
 
 
@@ -16,6 +21,15 @@ class AgentRepository(Repository[Agent]):
 
     async def all(self) -> Sequence[Agent]:
         return await self.scalars(select(Agent).order_by(Agent.agent_id))
+
+    async def add(self, instance: Agent) -> Agent:
+        """Insert the agent; `AgentExists` when its id is taken, the session still usable."""
+        try:
+            async with self.session.begin_nested():
+                self.session.add(instance)
+        except IntegrityError as exc:
+            raise AgentExists(instance.agent_id) from exc
+        return instance
 
 
 class RunRepository(Repository[Run]):
@@ -47,6 +61,11 @@ class RunRepository(Repository[Run]):
                 or_(Run.created_at > created_at, and_(Run.created_at == created_at, Run.run_id > run_id))
             )
         return await self.scalars(statement)
+
+    async def stored(self, run_id: str) -> Run | None:
+        """The run as the database holds it now: a guarded UPDATE is not tracked by the session."""
+        found: Run | None = await self.session.get(Run, run_id, populate_existing=True)
+        return found
 
     async def claimable_ids(self, now: datetime) -> list[str]:
         """Runs no process holds, oldest first: queued ones, and running ones whose lease ran out."""
@@ -98,3 +117,32 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
 
 def _held_by(holder: str) -> ColumnElement[bool]:
     return and_(Run.status == "running", Run.lease_holder == holder)
+
+
+@dataclass(frozen=True)
+class AgentsRepositories:
+    """The service's repositories, on one session."""
+
+    agents: AgentRepository
+    runs: RunRepository
+
+
+class AgentsStores:
+    """The repositories on a plain session for reads, or on one in a transaction for writes.
+
+    The service opens them itself, around its statements only: an agent's run (an LLM call) must not
+    hold a transaction, which on SQLite is the process's write turn.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[AgentsRepositories]:
+        async with self.database.session() as session:
+            yield AgentsRepositories(AgentRepository(session), RunRepository(session))
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[AgentsRepositories]:
+        async with self.database.transaction() as session:
+            yield AgentsRepositories(AgentRepository(session), RunRepository(session))

@@ -1,69 +1,60 @@
-"""Thin endpoints: parse the input, call the service layer, shape the answer."""
+"""Thin endpoints: parse the input, call the service layer, shape the answer.
+
+What they use comes from the app's lifespan as each request's typed state (`AgentsState`); what the
+services refuse is a `DomainError` (errors.py) that core answers with its status.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from typing import TypedDict
 
 from starlette.datastructures import UploadFile
-from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from starling_agents.errors import (
+    FileIsBinary,
+    FileNotUTF8,
+    FileTooLong,
+    InputTooLong,
+    MissingFields,
+    RunNotFound,
+    UnsupportedFileType,
+)
 from starling_agents.events import RunEvents, final_events, follow, status_event
 from starling_agents.models import UNFINISHED
-from starling_agents.repository import AgentRepository
 from starling_agents.schemas import AgentCreate, AgentOut, AgentSummary, RunForm, RunIn, RunOut, RunsQuery
-from starling_agents.service import (
-    Actor,
-    AgentExists,
-    AgentNotFound,
-    AgentsService,
-    RunFinished,
-    RunNotFound,
-    RunsService,
-)
-from starling_core.auth import AGENT_ADMIN, AGENT_READ, AGENT_RUN, current_user, requires_scopes
+from starling_agents.service import Actor, AgentsService, RunsService
+from starling_agents.workers import RunWorkers
+from starling_core.auth import Scopes, current_user, requires_scopes
 from starling_core.db import DatabaseUnavailable
-from starling_core.errors import RequestValidationError
 from starling_core.operations import operation, route
-from starling_core.pagination import InvalidCursor, Page
+from starling_core.pagination import Page
 from starling_core.validation import read_json, unstorable, validate
+
+AGENT_RUN = "agent:run"
+AGENT_READ = "agent:read"
+AGENT_ADMIN = "agent:admin"
+SCOPES = Scopes(user=(AGENT_RUN, AGENT_READ), admin=(AGENT_ADMIN,))
 
 TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/x-markdown"})
 NOT_FOUND_CLOSE_CODE = 4404
 
 
-@contextmanager
-def _errors() -> Iterator[None]:
-    """The service's refusals as HTTP errors."""
-    try:
-        yield
-    except (AgentNotFound, RunNotFound) as exc:
-        raise HTTPException(404, detail=str(exc)) from None
-    except (AgentExists, RunFinished) as exc:
-        raise HTTPException(409, detail=str(exc)) from None
-    except InvalidCursor as exc:
-        error = {"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}
-        raise RequestValidationError([error]) from None
+class AgentsState(TypedDict):
+    """What the lifespan builds once and every request reads: `request.state["runs"]`."""
+
+    agents: AgentsService
+    runs: RunsService
+    run_events: RunEvents
+    workers: RunWorkers  # the background runs' tasks, started and stopped by the lifespan
+    max_input_chars: int  # STARLING_AGENTS_MAX_INPUT_CHARS
+    events_poll: float  # STARLING_AGENTS_EVENTS_POLL
 
 
-@asynccontextmanager
-async def _catalogue(request: Request) -> AsyncIterator[AgentsService]:
-    """The catalogue on one transaction, committed when the block ends."""
-    with _errors():
-        async with request.app.state.database.transaction() as session:
-            yield AgentsService(AgentRepository(session))
-
-
-def _runs(conn: HTTPConnection) -> RunsService:
-    runs: RunsService = conn.app.state.runs
-    return runs
-
-
-def _actor(conn: HTTPConnection) -> Actor:
+def _actor(conn: HTTPConnection[AgentsState]) -> Actor:
     user = current_user(conn)
     return Actor(sub=user.sub, is_admin=AGENT_ADMIN in user.scopes)
 
@@ -72,17 +63,15 @@ def _actor(conn: HTTPConnection) -> Actor:
 
 
 @operation(response=list[AgentSummary], errors=[401, 403], scopes=[AGENT_READ], tags=["agents"])
-async def list_agents(request: Request) -> list[AgentSummary]:
+async def list_agents(request: Request[AgentsState]) -> list[AgentSummary]:
     """Every agent, by id."""
-    async with _catalogue(request) as agents:
-        return [AgentSummary.model_validate(agent) for agent in await agents.all()]
+    return [AgentSummary.model_validate(agent) for agent in await request.state["agents"].all()]
 
 
 @operation(response=AgentOut, errors=[401, 403, 404], scopes=[AGENT_READ], tags=["agents"])
-async def get_agent(request: Request) -> AgentOut:
+async def get_agent(request: Request[AgentsState]) -> AgentOut:
     """One agent, its config included."""
-    async with _catalogue(request) as agents:
-        return AgentOut.model_validate(await agents.get(request.path_params["agent_id"]))
+    return AgentOut.model_validate(await request.state["agents"].get(request.path_params["agent_id"]))
 
 
 @operation(
@@ -93,17 +82,15 @@ async def get_agent(request: Request) -> AgentOut:
     scopes=[AGENT_ADMIN],
     tags=["agents"],
 )
-async def create_agent(request: Request, body: AgentCreate) -> AgentOut:
+async def create_agent(request: Request[AgentsState], body: AgentCreate) -> AgentOut:
     """Add an agent; its config is validated by the rules of its kind."""
-    async with _catalogue(request) as agents:
-        return AgentOut.model_validate(await agents.create(body.root))
+    return AgentOut.model_validate(await request.state["agents"].create(body.root))
 
 
 @operation(status_code=204, errors=[401, 403, 404], scopes=[AGENT_ADMIN], tags=["agents"])
-async def delete_agent(request: Request) -> None:
+async def delete_agent(request: Request[AgentsState]) -> None:
     """Remove an agent; its past runs stay readable."""
-    async with _catalogue(request) as agents:
-        await agents.delete(request.path_params["agent_id"])
+    await request.state["agents"].delete(request.path_params["agent_id"])
 
 
 # --- runs ------------------------------------------------------------------------------------------
@@ -118,25 +105,10 @@ async def delete_agent(request: Request) -> None:
     scopes=[AGENT_RUN],
     tags=["runs"],
 )
-async def run_agent(request: Request) -> RunOut | Response:
+async def run_agent(request: Request[AgentsState]) -> RunOut | Response:
     """Run an agent on a JSON `input_text` or an uploaded text `file`: now, or in the background (202)."""
-    limit: int = request.app.state.settings.max_input_chars
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        data = await _run_from_form(request, limit)
-    else:
-        data = validate(RunIn, await read_json(request), location="body")
-        if len(data.input_text) > limit:
-            raise RequestValidationError(
-                [
-                    {
-                        "loc": ["body", "input_text"],
-                        "msg": f"String should have at most {limit} characters",
-                        "type": "string_too_long",
-                    }
-                ]
-            )
-    with _errors():
-        run = await _runs(request).start(_actor(request), data)
+    data = await _run_input(request, request.state["max_input_chars"])
+    run = await request.state["runs"].start(_actor(request), data)
     out = RunOut.model_validate(run)
     if data.background:
         location = f"/api/v1/agents/runs/{run.run_id}"
@@ -144,7 +116,17 @@ async def run_agent(request: Request) -> RunOut | Response:
     return out
 
 
-async def _run_from_form(request: Request, limit: int) -> RunIn:
+async def _run_input(request: Request[AgentsState], limit: int) -> RunIn:
+    """The run asked for, as JSON or as an upload, its text at most `limit` characters."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        return await _run_from_form(request, limit)
+    data = validate(RunIn, await read_json(request), location="body")
+    if len(data.input_text) > limit:
+        raise InputTooLong(limit)
+    return data
+
+
+async def _run_from_form(request: Request[AgentsState], limit: int) -> RunIn:
     async with request.form() as form:
         upload = form.get("file")
         fields = {key: value for key, value in form.items() if not isinstance(value, UploadFile)}
@@ -152,54 +134,46 @@ async def _run_from_form(request: Request, limit: int) -> RunIn:
         if not isinstance(upload, UploadFile):
             missing.append("file")
         if missing:
-            raise RequestValidationError(
-                [{"loc": ["body", name], "msg": "Field required", "type": "missing"} for name in missing]
-            )
+            raise MissingFields(missing)
         assert isinstance(upload, UploadFile)
         content_type = (upload.content_type or "").split(";")[0].strip().lower()
         if content_type not in TEXT_TYPES:
-            raise HTTPException(
-                415,
-                detail=f"Unsupported file type {content_type or 'unknown'!r}: "
-                "send a text/plain or text/markdown file",
-            )
+            raise UnsupportedFileType(content_type)
         raw = await upload.read()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise HTTPException(415, detail="The file is not UTF-8 text") from None
+        raise FileNotUTF8 from None
     if "\x00" in text:
-        raise HTTPException(415, detail="The file is binary (it contains NUL bytes), not text")
+        raise FileIsBinary
     if len(text) > limit:
-        raise HTTPException(413, detail=f"The file has {len(text)} characters; the limit is {limit}")
+        raise FileTooLong(len(text), limit)
     return validate(RunIn, {**fields, "input_text": text}, location="body")
 
 
 @operation(query=RunsQuery, response=Page[RunOut], errors=[401, 403, 422], scopes=[AGENT_READ], tags=["runs"])
-async def list_runs(request: Request, query: RunsQuery) -> Page[RunOut]:
+async def list_runs(request: Request[AgentsState], query: RunsQuery) -> Page[RunOut]:
     """The caller's runs (everyone's with agent:admin), oldest first, a page at a time."""
-    with _errors():
-        runs, next_cursor = await _runs(request).list_page(_actor(request), query)
+    runs, next_cursor = await request.state["runs"].list_page(_actor(request), query)
     return Page[RunOut](items=[RunOut.model_validate(run) for run in runs], next_cursor=next_cursor)
 
 
 @operation(response=RunOut, errors=[401, 403, 404], scopes=[AGENT_READ], tags=["runs"])
-async def get_run(request: Request) -> RunOut:
+async def get_run(request: Request[AgentsState]) -> RunOut:
     """One run: the caller's own, or any with agent:admin."""
-    with _errors():
-        return RunOut.model_validate(await _runs(request).get(_actor(request), request.path_params["run_id"]))
+    run = await request.state["runs"].get(_actor(request), request.path_params["run_id"])
+    return RunOut.model_validate(run)
 
 
 @operation(response=RunOut, errors=[401, 403, 404, 409], scopes=[AGENT_RUN], tags=["runs"])
-async def cancel_run(request: Request) -> RunOut:
+async def cancel_run(request: Request[AgentsState]) -> RunOut:
     """Cancel a queued or running run."""
-    with _errors():
-        run = await _runs(request).cancel(_actor(request), request.path_params["run_id"])
+    run = await request.state["runs"].cancel(_actor(request), request.path_params["run_id"])
     return RunOut.model_validate(run)
 
 
 @requires_scopes(AGENT_READ)
-async def run_events(websocket: WebSocket) -> None:
+async def run_events(websocket: WebSocket[AgentsState]) -> None:
     """Stream a run's events: its status, its output when there is one, and `done` when it ends."""
     run_id = websocket.path_params["run_id"]
     if unstorable(run_id, ("path", "run_id")):
@@ -207,11 +181,11 @@ async def run_events(websocket: WebSocket) -> None:
         await websocket.accept()
         await websocket.close(code=NOT_FOUND_CLOSE_CODE, reason="Run not found")
         return
-    events: RunEvents = websocket.app.state.run_events
+    runs, actor = websocket.state["runs"], _actor(websocket)
     # Subscribed before the run is read, so an event published in between is not lost.
-    with events.subscribe(run_id) as queue:
+    with websocket.state["run_events"].subscribe(run_id) as queue:
         try:
-            run = await _runs(websocket).get(_actor(websocket), run_id)
+            run = await runs.get(actor, run_id)
         except RunNotFound as exc:
             await websocket.accept()
             await websocket.close(code=NOT_FOUND_CLOSE_CODE, reason=str(exc))
@@ -220,7 +194,7 @@ async def run_events(websocket: WebSocket) -> None:
 
         async def reread() -> tuple[str, str | None] | None:
             try:
-                stored = await _runs(websocket).get(_actor(websocket), run_id)
+                stored = await runs.get(actor, run_id)
             except DatabaseUnavailable:
                 return None  # read again at the next poll
             return stored.status, stored.output
@@ -231,7 +205,7 @@ async def run_events(websocket: WebSocket) -> None:
                 for event in final_events(run.status, run.output):
                     await websocket.send_json(event)
             else:
-                poll = websocket.app.state.settings.events_poll
+                poll = websocket.state["events_poll"]
                 async for event in follow(queue, reread, status=run.status, unfinished=UNFINISHED, poll=poll):
                     await websocket.send_json(event)
             await websocket.close()

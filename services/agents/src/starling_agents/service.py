@@ -1,4 +1,8 @@
-"""Use cases: the agent catalogue, running agents (now or in the background), reading and cancelling runs."""
+"""Use cases: the agent catalogue, running agents (now or in the background), reading and cancelling runs.
+
+Both services are built once, in the app's lifespan, on the repository layer's `AgentsStores`, and
+open their own sessions and transactions; they return the stored `Agent` and `Run`.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy.exc import IntegrityError
-
 from starling_agents import runners
+from starling_agents.errors import AgentExists, AgentNotFound, RunFinished, RunNotFound
 from starling_agents.events import RunEvents, done_event, output_event, status_event
 from starling_agents.gateways import ChatCompletionsGateway
 from starling_agents.models import UNFINISHED, Agent, Run, utcnow
-from starling_agents.repository import AgentRepository, RunRepository
+from starling_agents.repository import AgentsStores, RunRepository
 from starling_agents.runners import Outcome
 from starling_agents.schemas import (
     AnyAgentIn,
@@ -28,7 +31,7 @@ from starling_agents.schemas import (
     SummarizerConfig,
     parse_config,
 )
-from starling_core.db import Database, DatabaseUnavailable
+from starling_core.db import DatabaseUnavailable
 from starling_core.pagination import InvalidCursor, decode_cursor, encode_cursor
 
 logger = logging.getLogger("starling.agents")
@@ -57,26 +60,6 @@ BUILTIN_AGENTS: tuple[dict[str, Any], ...] = (
 )
 
 
-class AgentNotFound(Exception):
-    def __init__(self, agent_id: str) -> None:
-        super().__init__(f"Agent {agent_id} not found")
-
-
-class AgentExists(Exception):
-    def __init__(self, agent_id: str) -> None:
-        super().__init__(f"Agent {agent_id} already exists")
-
-
-class RunNotFound(Exception):
-    def __init__(self, run_id: str) -> None:
-        super().__init__(f"Run {run_id} not found")
-
-
-class RunFinished(Exception):
-    def __init__(self, run: Run) -> None:
-        super().__init__(f"Run {run.run_id} is already {run.status}")
-
-
 @dataclass(frozen=True)
 class Actor:
     sub: str
@@ -87,21 +70,22 @@ class Actor:
 
 
 class AgentsService:
-    def __init__(self, agents: AgentRepository) -> None:
-        self.agents = agents
+    def __init__(self, stores: AgentsStores) -> None:
+        self.stores = stores
 
     async def all(self) -> Sequence[Agent]:
-        return await self.agents.all()
+        async with self.stores.reading() as repositories:
+            return await repositories.agents.all()
 
     async def get(self, agent_id: str) -> Agent:
-        agent = await self.agents.get(agent_id)
+        async with self.stores.reading() as repositories:
+            agent = await repositories.agents.get(agent_id)
         if agent is None:
             raise AgentNotFound(agent_id)
         return agent
 
     async def create(self, data: AnyAgentIn) -> Agent:
-        if await self.agents.get(data.agent_id) is not None:
-            raise AgentExists(data.agent_id)
+        """Add the agent; `AgentExists` when its id is taken."""
         agent = Agent(
             agent_id=data.agent_id,
             name=data.name,
@@ -110,21 +94,27 @@ class AgentsService:
             config=data.config.model_dump(mode="json", exclude_none=True),
             created_at=utcnow(),
         )
-        try:
-            return await self.agents.add(agent)
-        except IntegrityError as exc:  # created concurrently between the check and the insert
-            raise AgentExists(data.agent_id) from exc
+        async with self.stores.writing() as repositories:
+            return await repositories.agents.add(agent)
 
     async def delete(self, agent_id: str) -> None:
-        await self.agents.delete(await self.get(agent_id))
+        async with self.stores.writing() as repositories:
+            agent = await repositories.agents.get(agent_id)
+            if agent is None:
+                raise AgentNotFound(agent_id)
+            await repositories.agents.delete(agent)
 
     async def ensure_builtins(self) -> list[str]:
         """Insert the built-in agents that are absent; the ids inserted."""
         added = []
-        for builtin in BUILTIN_AGENTS:
-            if await self.agents.get(builtin["agent_id"]) is None:
-                await self.agents.add(Agent(**builtin, created_at=utcnow()))
-                added.append(builtin["agent_id"])
+        async with self.stores.writing() as repositories:
+            for builtin in BUILTIN_AGENTS:
+                if await repositories.agents.get(builtin["agent_id"]) is None:
+                    try:
+                        await repositories.agents.add(Agent(**builtin, created_at=utcnow()))
+                    except AgentExists:
+                        continue  # a sibling process starting at the same moment inserted it
+                    added.append(builtin["agent_id"])
         return added
 
 
@@ -154,18 +144,18 @@ class AgentExecutor:
 
 
 class RunsService:
-    """Runs span several transactions (an LLM call must not hold one open), so this takes the database."""
+    """Runs span several transactions (an LLM call must not hold one open): each step opens its own."""
 
     def __init__(
         self,
-        database: Database,
+        stores: AgentsStores,
         executor: Executor,
         events: RunEvents,
         enqueue: Callable[[str], None],
         *,
         lease: float = 30.0,
     ) -> None:
-        self.database = database
+        self.stores = stores
         self.executor = executor
         self.events = events
         self.enqueue = enqueue
@@ -175,9 +165,11 @@ class RunsService:
 
     async def start(self, actor: Actor, data: RunIn) -> Run:
         """Run now and return the finished run, or queue it (`background`) and return it queued."""
-        async with self.database.session() as session:
-            agent = await AgentsService(AgentRepository(session)).get(data.agent_id)
-            kind, config = agent.kind, dict(agent.config)
+        async with self.stores.reading() as repositories:
+            agent = await repositories.agents.get(data.agent_id)
+        if agent is None:
+            raise AgentNotFound(data.agent_id)
+        kind, config = agent.kind, dict(agent.config)
         now = utcnow()
         run = Run(
             agent_id=agent.agent_id,
@@ -194,8 +186,8 @@ class RunsService:
         # read before writing fails at once (SQLITE_BUSY_SNAPSHOT, no waiting helps) when another
         # writer committed in between, which concurrent runs do all the time. An agent deleted
         # meanwhile is harmless: runs outlive their agent, and a worker fails such a run cleanly.
-        async with self.database.transaction() as session:
-            await RunRepository(session).add(run)
+        async with self.stores.writing() as repositories:
+            await repositories.runs.add(run)
         if data.background:
             self.enqueue(run.run_id)
             return run
@@ -205,14 +197,14 @@ class RunsService:
 
     async def process(self, run_id: str) -> None:
         """A worker's job: take a queued run (or one whose holder died), run it, store the outcome."""
-        async with self.database.transaction() as session:
-            runs = RunRepository(session)
+        async with self.stores.writing() as repositories:
+            runs = repositories.runs
             now = utcnow()
             if not await runs.claim(run_id, self.holder, now, self._lease_from(now)):
                 return  # cancelled, finished, or held by another process
             run = await runs.get(run_id)
             assert run is not None
-            agent = await AgentRepository(session).get(run.agent_id)
+            agent = await repositories.agents.get(run.agent_id)
             text = run.input_text
             kind, config = (agent.kind, dict(agent.config)) if agent is not None else (None, {})
         self.events.publish(run_id, status_event("running"))
@@ -245,9 +237,9 @@ class RunsService:
                 except TimeoutError:
                     pass  # a third of the lease went by: renew it
                 try:
-                    async with self.database.transaction() as session:
+                    async with self.stores.writing() as repositories:
                         lease_until = self._lease_from(utcnow())
-                        if not await RunRepository(session).renew(run_id, self.holder, lease_until):
+                        if not await repositories.runs.renew(run_id, self.holder, lease_until):
                             return  # cancelled, or taken over: nothing left to hold
                 except DatabaseUnavailable as exc:
                     logger.warning("lease on run %s not renewed: %s", run_id, exc)
@@ -261,19 +253,19 @@ class RunsService:
 
     async def claimable(self) -> list[str]:
         """Runs no process holds, for the workers' scan."""
-        async with self.database.session() as session:
-            return await RunRepository(session).claimable_ids(utcnow())
+        async with self.stores.reading() as repositories:
+            return await repositories.runs.claimable_ids(utcnow())
 
     async def get(self, actor: Actor, run_id: str) -> Run:
-        async with self.database.session() as session:
-            return await _visible_run(RunRepository(session), actor, run_id)
+        async with self.stores.reading() as repositories:
+            return await _visible_run(repositories.runs, actor, run_id)
 
     async def list_page(self, actor: Actor, query: RunsQuery) -> tuple[list[Run], str | None]:
         """One page in (created_at, run_id) order and the cursor of the next, None on the last page."""
         after = _decode_key(query.cursor) if query.cursor else None
-        async with self.database.session() as session:
+        async with self.stores.reading() as repositories:
             runs = list(
-                await RunRepository(session).page(
+                await repositories.runs.page(
                     limit=query.limit + 1,
                     owner=None if actor.is_admin else actor.sub,
                     status=query.status,
@@ -288,23 +280,21 @@ class RunsService:
         return runs[: query.limit], encode_cursor({"created_at": last.created_at, "run_id": last.run_id})
 
     async def cancel(self, actor: Actor, run_id: str) -> Run:
-        async with self.database.session() as session:
-            run = await _visible_run(RunRepository(session), actor, run_id)
-            if run.status not in UNFINISHED:
-                raise RunFinished(run)
+        async with self.stores.reading() as repositories:
+            run = await _visible_run(repositories.runs, actor, run_id)
+        if run.status not in UNFINISHED:
+            raise RunFinished(run.run_id, run.status)
         # Writing first, for the reason given in `start`; the guarded UPDATE decides a race with a worker.
-        async with self.database.transaction() as session:
-            runs = RunRepository(session)
-            cancelled = await runs.transition(
+        async with self.stores.writing() as repositories:
+            cancelled = await repositories.runs.transition(
                 run_id, from_statuses=UNFINISHED, status="cancelled", finished_at=utcnow()
             )
-            stored = await runs.get(run_id)
-            assert stored is not None
-            if not cancelled:
-                raise RunFinished(stored)
-            run = stored
+            stored = await repositories.runs.stored(run_id)
+        assert stored is not None
+        if not cancelled:
+            raise RunFinished(stored.run_id, stored.status)
         self.events.publish(run_id, done_event("cancelled"))
-        return run
+        return stored
 
     async def _execute(self, kind: str, config: dict[str, Any], text: str) -> Outcome:
         try:
@@ -315,10 +305,9 @@ class RunsService:
 
     async def _finish(self, run_id: str, outcome: Outcome) -> Run:
         status = "failed" if outcome.failed else "completed"
-        async with self.database.transaction() as session:
-            runs = RunRepository(session)
+        async with self.stores.writing() as repositories:
             # Only a run still `running` is finished: a cancel that came meanwhile stands.
-            stored = await runs.transition(
+            finished = await repositories.runs.transition(
                 run_id,
                 from_statuses=("running",),
                 status=status,
@@ -327,10 +316,9 @@ class RunsService:
                 error=outcome.error,
                 finished_at=utcnow(),
             )
-            run = await runs.get(run_id)
-            assert run is not None
-            await session.refresh(run)
-        if stored:
+            run = await repositories.runs.stored(run_id)
+        assert run is not None
+        if finished:
             if run.output is not None:
                 self.events.publish(run_id, output_event(run.output))
             self.events.publish(run_id, done_event(run.status))

@@ -31,8 +31,6 @@ class RunWorkers:
         self.scan_every = scan_every
         self._waiting: set[str] = set()  # in the queue: a scan does not add them twice
         self.queue: asyncio.Queue[str] = asyncio.Queue()
-        # Set each time a worker has dealt with a run: tests wait on it instead of sleeping.
-        self.processed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._retries: set[asyncio.TimerHandle] = set()
         self._scanner: asyncio.Task[None] | None = None
@@ -85,7 +83,6 @@ class RunWorkers:
                 logger.exception("background run %s failed unexpectedly", run_id)
             finally:
                 self.queue.task_done()
-                self.processed.set()
 
     async def _scan(self, find: Find) -> None:
         while not self._stopping.is_set():
