@@ -3,7 +3,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 
 import httpx
@@ -22,6 +22,7 @@ from starling_core.auth import (
     authentication_middleware,
     current_user,
     requires_scopes,
+    websocket_subprotocol,
 )
 from starling_core.errors import exception_handlers
 from starling_core.tokens import JWTConfig, issue_token
@@ -76,7 +77,7 @@ class Runs(HTTPEndpoint):
 
 @requires_scopes(AGENT_READ)
 async def run_events(websocket: WebSocket) -> None:
-    await websocket.accept()
+    await websocket.accept(subprotocol=websocket_subprotocol(websocket))
     await websocket.send_json({"sub": websocket.user.identity})
     await websocket.close()
 
@@ -220,7 +221,7 @@ def test_declared_scopes_list_the_users_then_the_administrators() -> None:
     assert Scopes().all == ()
 
 
-async def websocket_session(path: str, query: str = "") -> list[Message]:
+async def websocket_session(path: str, query: str = "", protocols: Sequence[str] = ()) -> list[Message]:
     # Starlette's TestClient warns that it wants httpx2, which Starling does not install, so the
     # WebSocket conversation is spoken in ASGI directly: the client connects, sends nothing, and
     # disconnects if the app waits for more; the messages the app sent are returned.
@@ -234,8 +235,9 @@ async def websocket_session(path: str, query: str = "") -> list[Message]:
         "path": path,
         "raw_path": path.encode(),
         "query_string": query.encode(),
-        "headers": [(b"host", b"testserver")],
-        "subprotocols": [],
+        "headers": [(b"host", b"testserver")]
+        + ([(b"sec-websocket-protocol", ", ".join(protocols).encode())] if protocols else []),
+        "subprotocols": list(protocols),
     }
     incoming: list[Message] = [{"type": "websocket.connect"}]
     sent: list[Message] = []
@@ -281,3 +283,40 @@ async def test_websocket_with_token_and_scope_is_accepted() -> None:
     assert messages[0]["type"] == "websocket.accept"
     assert json.loads(messages[1]["text"]) == {"sub": "user-1"}
     assert messages[-1] == {"type": "websocket.close", "code": 1000, "reason": ""}
+
+
+@pytest.mark.parametrize(
+    "header",
+    [f"Bearer {token(AGENT_READ, expires_in=-10)}", "Bearer garbage", "Basic dXNlcjpwdw==", "Bearer"],
+    ids=["expired", "garbage", "other-scheme", "no-token"],
+)
+async def test_a_public_route_ignores_a_stale_or_broken_authorization_header(
+    client: httpx.AsyncClient, header: str
+) -> None:
+    response = await client.get("/public", headers={"Authorization": header})
+    assert response.status_code == 200
+    assert response.json() == {"authenticated": False}
+
+
+async def test_a_protected_route_says_why_a_token_was_refused(client: httpx.AsyncClient) -> None:
+    response = await client.get("/agents", headers=bearer(token(AGENT_READ, expires_in=-10)))
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Token has expired"}
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_a_websocket_token_can_travel_in_the_bearer_subprotocol_not_the_url() -> None:
+    messages = await websocket_session("/events", protocols=["bearer", token(AGENT_READ)])
+
+    assert messages[0] == {"type": "websocket.accept", "subprotocol": "bearer", "headers": []}
+    assert json.loads(messages[1]["text"]) == {"sub": "user-1"}
+
+
+@pytest.mark.parametrize(
+    "protocols",
+    [["bearer"], ["bearer", "garbage"], ["bearer", token(AGENT_READ, expires_in=-10)]],
+    ids=["no-token", "garbage", "expired"],
+)
+async def test_a_bad_bearer_subprotocol_is_closed_with_1008(protocols: list[str]) -> None:
+    messages = await websocket_session("/events", protocols=protocols)
+    assert messages[-1]["code"] == 1008

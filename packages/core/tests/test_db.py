@@ -224,7 +224,7 @@ async def test_requests_after_the_server_ended_every_connection_succeed(pg_engin
     finally:
         await database.dispose()
         async with pg_engine.begin() as connection:
-            await connection.execute(text("DELETE FROM rate_limit_counters"))
+            await connection.execute(text("DELETE FROM rate_limit_buckets"))
     assert [response.status_code for response in again] == [404] * 4
     assert health.status_code == 200
 

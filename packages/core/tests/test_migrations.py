@@ -23,7 +23,7 @@ async def test_upgrade_creates_the_tables_and_is_idempotent(tmp_path: Path) -> N
         await upgrade(database, SCRIPTS)
         async with database.engine.connect() as connection:
             tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
-        assert set(tables) == {"alembic_version", "items", "rate_limit_counters"}
+        assert set(tables) == {"alembic_version", "items", "rate_limit_buckets"}
     finally:
         await database.dispose()
 
@@ -38,7 +38,7 @@ async def test_differences_name_what_the_database_lacks_until_it_is_upgraded(tmp
         await database.dispose()
     assert sorted((change[0], change[1].name) for change in before) == [
         ("add_table", "items"),
-        ("add_table", "rate_limit_counters"),
+        ("add_table", "rate_limit_buckets"),
     ]
     assert after == []
 

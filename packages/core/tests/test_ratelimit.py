@@ -11,7 +11,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -37,7 +37,6 @@ from .itemsapp import ItemSettings
 
 SECRET = "starling-tests-secret-".ljust(64, "x")
 CONFIG = JWTConfig(signing_key=SECRET, verifying_key=SECRET, issuer="starling-users")
-# 20 seconds before the end of a minute window, so that every count in a test lands in one window.
 START = 1_000_000.0
 
 
@@ -106,16 +105,19 @@ async def test_exactly_the_limit_of_concurrent_requests_gets_through(new_backend
 
 
 async def test_refused_request_says_when_to_retry(new_backend: NewBackend) -> None:
-    app = limited_app(Rate(1, 60), new_backend(Clock(START)))
+    clock = Clock()
+    app = limited_app(Rate(1, 60), new_backend(clock))
     async with client_for(app) as client:
         await client.get("/api/items")
+        clock.now += 15
         response = await client.get("/api/items")
 
+    # one request a minute: the next one is due 60 s after the first, 45 s from now
     assert response.status_code == 429
-    assert response.headers["Retry-After"] == "20"
+    assert response.headers["Retry-After"] == "45"
     assert response.headers["RateLimit-Limit"] == "1"
     assert response.headers["RateLimit-Remaining"] == "0"
-    assert response.headers["RateLimit-Reset"] == "20"
+    assert response.headers["RateLimit-Reset"] == "45"
 
 
 async def test_allowed_responses_carry_ratelimit_headers(new_backend: NewBackend) -> None:
@@ -127,7 +129,47 @@ async def test_allowed_responses_carry_ratelimit_headers(new_backend: NewBackend
     assert first.headers["RateLimit-Limit"] == "60"
     assert first.headers["RateLimit-Remaining"] == "59"
     assert second.headers["RateLimit-Remaining"] == "58"
-    assert second.headers["RateLimit-Reset"] == "20"
+    # the allowance is whole again two intervals (1 s each at 60/minute) from now
+    assert second.headers["RateLimit-Reset"] == "2"
+
+
+async def test_no_burst_of_twice_the_limit_around_a_minute_boundary(new_backend: NewBackend) -> None:
+    # A fixed window let 60 through just before a minute ended and 60 more just after it.
+    clock = Clock(START + 59.5)
+    app = limited_app(Rate(60, 60), new_backend(clock))
+    async with client_for(app) as client:
+        before = [(await client.get("/api/items")).status_code for _ in range(60)]
+        clock.now += 1.0  # the next minute has begun
+        after = [(await client.get("/api/items")).status_code for _ in range(60)]
+
+    assert before.count(200) == 60
+    assert after.count(200) == 1  # one interval (1 s) has passed: one more request, not 60
+
+
+async def test_the_allowance_refills_at_the_steady_rate(new_backend: NewBackend) -> None:
+    clock = Clock()
+    app = limited_app(Rate(6, 60), new_backend(clock))
+    async with client_for(app) as client:
+        spent = [(await client.get("/api/items")).status_code for _ in range(7)]
+        clock.now += 10  # 6 a minute is one every 10 s
+        refilled = [(await client.get("/api/items")).status_code for _ in range(2)]
+        clock.now += 60
+        whole = [(await client.get("/api/items")).status_code for _ in range(7)]
+
+    assert spent == [200] * 6 + [429]
+    assert refilled == [200, 429]
+    assert whole == [200] * 6 + [429]
+
+
+async def test_requests_with_a_bad_token_are_limited_by_address(new_backend: NewBackend) -> None:
+    # A stale or forged token leaves the caller anonymous: counted by its address, not let through
+    # uncounted, so guessing tokens is limited too.
+    app = limited_app(Rate(60, 60), new_backend(Clock()))
+    async with client_for(app) as client:
+        forged = {"Authorization": "Bearer not-a-token"}
+        statuses = [(await client.get("/api/items", headers=forged)).status_code for _ in range(70)]
+
+    assert statuses == [200] * 60 + [429] * 10  # `ok` needs no token; a protected route would be 401
 
 
 async def test_each_subject_has_its_own_count(new_backend: NewBackend) -> None:
@@ -157,13 +199,13 @@ async def test_anonymous_callers_are_counted_by_address(new_backend: NewBackend)
     assert other_address.status_code == 200
 
 
-async def test_a_new_window_starts_a_new_count(new_backend: NewBackend) -> None:
+async def test_a_refused_caller_may_try_again_once_its_interval_has_passed(new_backend: NewBackend) -> None:
     clock = Clock()
     app = limited_app(Rate(1, 60), new_backend(clock))
     async with client_for(app) as client:
         await client.get("/api/items")
         refused = await client.get("/api/items")
-        clock.now += 20
+        clock.now += 60
         allowed = await client.get("/api/items")
 
     assert refused.status_code == 429
@@ -191,7 +233,7 @@ async def test_prefix_covers_the_path_and_below_it_but_not_a_longer_name(new_bac
     assert longer == [200, 200]
 
 
-async def test_memory_backend_keeps_only_the_current_window() -> None:
+async def test_memory_backend_forgets_callers_whose_allowance_is_whole_again() -> None:
     clock = Clock()
     backend = MemoryRateLimitBackend(clock)
     rate = Rate(5, 60)
@@ -202,7 +244,7 @@ async def test_memory_backend_keeps_only_the_current_window() -> None:
     result = await backend.hit("caller-0", rate)
 
     assert (result.allowed, result.remaining) == (True, 4)
-    assert len(backend._windows[rate][1]) == 1
+    assert len(backend._tats) == 1
 
 
 async def test_memory_backend_follows_a_frozen_time_time(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,10 +253,10 @@ async def test_memory_backend_follows_a_frozen_time_time(monkeypatch: pytest.Mon
     await backend.hit("caller", Rate(1, 60))
     refused = await backend.hit("caller", Rate(1, 60))
 
-    monkeypatch.setattr(time, "time", lambda: START + 20)
+    monkeypatch.setattr(time, "time", lambda: START + 60)
     allowed = await backend.hit("caller", Rate(1, 60))
 
-    assert (refused.allowed, refused.reset_after) == (False, 20)
+    assert (refused.allowed, refused.reset_after) == (False, 60)
     assert allowed.allowed
 
 
@@ -244,10 +286,12 @@ async def test_parse_rate_refuses_junk(text: str) -> None:
 
 
 async def count_rows(connection: AsyncConnection) -> int:
-    return int((await connection.execute(text("SELECT count(*) FROM rate_limit_counters"))).scalar_one())
+    return int((await connection.execute(text("SELECT count(*) FROM rate_limit_buckets"))).scalar_one())
 
 
-async def test_database_backend_keeps_only_the_current_window(db_connection: AsyncConnection) -> None:
+async def test_database_backend_forgets_callers_whose_allowance_is_whole_again(
+    db_connection: AsyncConnection,
+) -> None:
     clock = Clock()
     backend = DatabaseRateLimitBackend(BoundDatabase(db_connection), clock)
     rate = Rate(5, 60)
@@ -279,18 +323,19 @@ async def test_database_backend_counts_a_changed_rate_afresh(db_connection: Asyn
     assert (refused.allowed, other_window.allowed) == (False, True)
 
 
-async def test_database_backend_is_one_count_across_processes(db_url: str) -> None:
+async def test_database_backend_is_one_count_across_processes(db_url: str, db_engine: AsyncEngine) -> None:
     # Two engines stand in for two processes: each has its own pool and commits for real, so the
     # count is shared only through the database. A caller no other test uses, deleted afterwards.
     processes = [Database.from_url(db_url, pool_size=10) for _ in range(2)]
-    backends = [DatabaseRateLimitBackend(database) for database in processes]
+    clock = Clock()  # one instant for all 90: the order the database serialises them in decides alone
+    backends = [DatabaseRateLimitBackend(database, clock) for database in processes]
     caller = f"processes-{uuid.uuid4().hex}"
     try:
         results = await asyncio.gather(*(backends[n % 2].hit(caller, Rate(60, 3600)) for n in range(90)))
     finally:
         async with processes[0].transaction() as session:
             await session.execute(
-                text("DELETE FROM rate_limit_counters WHERE key LIKE :key"), {"key": f"%{caller}"}
+                text("DELETE FROM rate_limit_buckets WHERE key LIKE :key"), {"key": f"%{caller}"}
             )
         for database in processes:
             await database.dispose()
@@ -339,6 +384,6 @@ async def test_a_missing_counters_table_stops_the_start_up(tmp_path: Path) -> No
         database_url=f"sqlite+aiosqlite:///{tmp_path}/bare.db", rate_limit_backend="database"
     )
     app = create_app(settings, routes=[])  # no migrations: nothing creates the table
-    with pytest.raises(RuntimeError, match=r"rate_limit_counters.*STARLING_RATE_LIMIT_BACKEND=memory"):
+    with pytest.raises(RuntimeError, match=r"rate_limit_buckets.*STARLING_RATE_LIMIT_BACKEND=memory"):
         async with LifespanManager(app):
             pass

@@ -13,10 +13,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection
-from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from starling_core.errors import error_response
 from starling_core.tokens import InvalidToken, JWTConfig, TokenClaims, decode_token
 
 
@@ -64,43 +62,66 @@ class TokenUser(BaseUser):
         return self.claims.scopes
 
 
+# The WebSocket subprotocol that carries a bearer token: a client offers `bearer` and the token as two
+# protocols (`Sec-WebSocket-Protocol: bearer, <jwt>`), and the server accepts `bearer`. Browsers can set
+# this header where they cannot set Authorization, and it stays out of URLs and access logs.
+BEARER_SUBPROTOCOL = "bearer"
+# Where a token that failed verification leaves its reason: the request goes on anonymous, so a public
+# route ignores a stale header, and a protected one answers 401 with this reason.
+AUTH_ERROR_KEY = "starling.auth_error"
+
+
 class JWTBackend(AuthenticationBackend):
+    """A verified bearer token makes the caller a `TokenUser`; anything else leaves it anonymous.
+
+    A missing, malformed, expired or wrongly signed token never fails a request here: a route that
+    needs no token (registration, login, `/health`) serves it, and the rate limiter counts the caller
+    by address. Routes that need a token refuse it with 401 (`check_scopes`, `current_user`).
+    """
+
     def __init__(self, config: JWTConfig) -> None:
         self.config = config
 
     async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, BaseUser] | None:
-        if conn.scope["type"] == "websocket":
-            # Browsers cannot set headers on a WebSocket, so the token rides in the query string. A bad
-            # one leaves the connection anonymous: AuthenticationMiddleware would close it with 1000,
-            # and `requires_scopes` closes it with the 1008 the contract asks for.
-            token = conn.query_params.get("token")
-            if not token:
+        try:
+            token = _bearer_token(conn)
+            if token is None:
                 return None
-            try:
-                claims = decode_token(self.config, token)
-            except InvalidToken:
-                return None
-        else:
-            header = conn.headers.get("authorization")
-            if header is None:
-                return None
-            scheme, _, token = header.partition(" ")
-            token = token.strip()
-            if scheme.lower() != "bearer" or not token:
-                raise AuthenticationError("Malformed Authorization header: expected 'Bearer <token>'")
-            try:
-                claims = decode_token(self.config, token)
-            except InvalidToken as exc:
-                raise AuthenticationError(str(exc)) from exc
+            claims = decode_token(self.config, token)
+        except (InvalidToken, AuthenticationError) as exc:
+            conn.scope[AUTH_ERROR_KEY] = str(exc)
+            return None
         return AuthCredentials(sorted(claims.scopes)), TokenUser(claims)
 
 
-def on_auth_error(conn: HTTPConnection, exc: AuthenticationError) -> Response:
-    return error_response(401, str(exc), {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+def _bearer_token(conn: HTTPConnection) -> str | None:
+    if conn.scope["type"] == "websocket":
+        offered = [item.strip() for item in conn.headers.get("sec-websocket-protocol", "").split(",")]
+        if BEARER_SUBPROTOCOL in offered:
+            following = offered.index(BEARER_SUBPROTOCOL) + 1
+            if following < len(offered) and offered[following]:
+                return offered[following]
+            raise AuthenticationError("The bearer subprotocol needs the token as the next protocol")
+        # Still accepted for clients that cannot set the header; access logs redact it.
+        return conn.query_params.get("token") or None
+    header = conn.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationError("Malformed Authorization header: expected 'Bearer <token>'")
+    return token
+
+
+def websocket_subprotocol(websocket: WebSocket[Any]) -> str | None:
+    """The subprotocol to accept a WebSocket with: `bearer` when the client sent its token that way."""
+    offered = [item.strip() for item in websocket.headers.get("sec-websocket-protocol", "").split(",")]
+    return BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in offered else None
 
 
 def authentication_middleware(config: JWTConfig) -> Middleware:
-    return Middleware(AuthenticationMiddleware, backend=JWTBackend(config), on_error=on_auth_error)
+    return Middleware(AuthenticationMiddleware, backend=JWTBackend(config))
 
 
 def requires_scopes(*scopes: str) -> Callable[[Callable[_P, Awaitable[_R]]], Callable[_P, Awaitable[_R]]]:
@@ -130,7 +151,7 @@ def requires_scopes(*scopes: str) -> Callable[[Callable[_P, Awaitable[_R]]], Cal
 def check_scopes(conn: HTTPConnection[Any], scopes: Sequence[str]) -> None:
     """Raise 401 when `conn` is anonymous, 403 naming what is missing when it lacks a scope."""
     if not conn.user.is_authenticated:
-        raise _not_authenticated()
+        raise _not_authenticated(conn)
     missing = [scope for scope in scopes if scope not in conn.auth.scopes]
     if missing:
         raise HTTPException(403, detail=f"Missing required scope: {', '.join(missing)}")
@@ -139,11 +160,14 @@ def check_scopes(conn: HTTPConnection[Any], scopes: Sequence[str]) -> None:
 def current_user(request: HTTPConnection[Any]) -> TokenUser:
     user = request.scope.get("user")
     if not isinstance(user, TokenUser):
-        raise _not_authenticated()
+        raise _not_authenticated(request)
     return user
 
 
-def _not_authenticated() -> HTTPException:
+def _not_authenticated(conn: HTTPConnection[Any]) -> HTTPException:
+    reason = conn.scope.get(AUTH_ERROR_KEY)
+    if reason is not None:
+        return HTTPException(401, detail=reason, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     return HTTPException(
         401,
         detail="Not authenticated: send an Authorization: Bearer <token> header",

@@ -1,9 +1,14 @@
-"""Per-caller fixed-window rate limiting, exact under concurrent requests.
+"""Per-caller rate limiting with no burst at a window's edge, exact under concurrent requests.
 
-Two backends count the hits. `MemoryRateLimitBackend` counts in this process; it is exact and costs
-nothing, but N processes let a caller through N times. `DatabaseRateLimitBackend` keeps one count in
-the service's database, shared by every process and replica, at the price of one write per limited
-request, in core's table `rate_limit_counters` (created by core's migrations, which every service applies).
+The limit is a token bucket kept as one number per caller, GCRA's "theoretical arrival time" (TAT):
+`60/minute` lets a caller spend up to 60 requests at once and then one a second, so no two windows'
+worth ever pass together (a fixed window let 120 through in 2 s around its boundary). A request is
+allowed when the caller's TAT is at most `window - interval` ahead of now, and moves it one interval on.
+
+Two backends keep the TATs. `MemoryRateLimitBackend` keeps them in this process; it is exact and costs
+nothing, but N processes let a caller through N times. `DatabaseRateLimitBackend` keeps them in the
+service's database, shared by every process and replica, at the price of one write per limited request,
+in core's table `rate_limit_buckets` (created by core's migrations, which every service applies).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import Table, delete, inspect
+from sqlalchemy import Table, case, delete, inspect, select
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
@@ -61,94 +66,130 @@ class RateLimitResult:
     allowed: bool
     limit: int
     remaining: int
-    reset_after: float  # seconds until the window resets
+    # allowed: seconds until the caller's allowance is whole again; refused: until it may try again
+    reset_after: float
 
 
 class RateLimitBackend(Protocol):
     async def hit(self, key: str, rate: Rate) -> RateLimitResult: ...
 
 
+_MICROS = 1_000_000
+
+
+def _span(rate: Rate) -> int:
+    return rate.window * _MICROS
+
+
+def _interval(rate: Rate) -> int:
+    # Rounded down, so that `limit` intervals always fit in the window: exactly `limit` at once pass.
+    return _span(rate) // rate.limit
+
+
+def _allowed(tat: int, now: int, rate: Rate) -> RateLimitResult:
+    """The answer for a request that moved the caller's TAT to `tat`."""
+    remaining = (_span(rate) - (tat - now)) // _interval(rate)
+    return RateLimitResult(True, rate.limit, int(remaining), (tat - now) / _MICROS)
+
+
+def _refused(tat: int, now: int, rate: Rate) -> RateLimitResult:
+    """The answer for a request refused while the caller's TAT is `tat`."""
+    retry = tat - (_span(rate) - _interval(rate)) - now
+    return RateLimitResult(False, rate.limit, 0, retry / _MICROS)
+
+
+def _bucket_key(key: str, rate: Rate) -> str:
+    # The rate is part of the key, so that a changed rate never inherits the old rate's state.
+    return f"{rate.limit}/{rate.window}s:{key}"
+
+
 class MemoryRateLimitBackend:
-    """Counts in this process only; replicas that must share one count need a shared backend."""
+    """Keeps the TATs in this process only; replicas that must share one count need a shared backend."""
 
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self._clock = clock or _now
-        # Windows are aligned to the clock, so every caller of a rate shares one window: when it
-        # ends, the counts of the whole window go at once and memory holds only the current one.
-        self._windows: dict[Rate, tuple[int, dict[str, int]]] = {}
+        self._tats: dict[str, int] = {}
+        self._pruned_at = 0
 
     async def hit(self, key: str, rate: Rate) -> RateLimitResult:
         # No await from the read to the write: concurrent requests on the loop cannot both take
         # the last slot.
-        now = self._clock()
-        index = int(now // rate.window)
-        window = self._windows.get(rate)
-        if window is None or window[0] != index:
-            window = self._windows[rate] = (index, {})
-        counts = window[1]
-        used = counts.get(key, 0)
-        reset_after = (index + 1) * rate.window - now
-        if used >= rate.limit:
-            return RateLimitResult(False, rate.limit, 0, reset_after)
-        counts[key] = used + 1
-        return RateLimitResult(True, rate.limit, rate.limit - used - 1, reset_after)
+        now = int(self._clock() * _MICROS)
+        self._prune(now, rate)
+        stored = _bucket_key(key, rate)
+        tat = max(self._tats.get(stored, now), now)
+        if tat - now > _span(rate) - _interval(rate):
+            return _refused(tat, now, rate)
+        self._tats[stored] = tat + _interval(rate)
+        return _allowed(tat + _interval(rate), now, rate)
+
+    def _prune(self, now: int, rate: Rate) -> None:
+        # A TAT in the past is a whole allowance, the same as no entry: once a window they go.
+        if now - self._pruned_at >= _span(rate):
+            self._tats = {key: tat for key, tat in self._tats.items() if tat > now}
+            self._pruned_at = now
 
 
-_COUNTERS = schema.rate_limit_counters
+_BUCKETS = schema.rate_limit_buckets
 
 
 class DatabaseRateLimitBackend:
-    """One count per caller in the database, shared by every process and replica that uses it.
+    """One TAT per caller in the database, shared by every process and replica that uses it.
 
-    Each hit is one upsert that adds 1 and returns the new count, committed on its own. The database
-    serialises upserts of one key (PostgreSQL locks the row, SQLite the file), so with the limit at
-    60 exactly 60 callers read a count of 60 or less, across processes as within one.
+    Each hit is one upsert that moves the TAT on only while the caller is within its allowance, and
+    returns the new TAT, or nothing when the request is refused (then one read says when to retry). The
+    database serialises upserts of one key (PostgreSQL locks the row, SQLite the file), so with the limit
+    at 60 exactly 60 concurrent requests pass, across processes as within one.
     """
 
     def __init__(self, database: Database, clock: Callable[[], float] | None = None) -> None:
         self._database = database
         self._clock = clock or _now
-        self._pruned_before = 0
+        self._pruned_at = 0
 
     async def hit(self, key: str, rate: Rate) -> RateLimitResult:
-        now = self._clock()
-        start = int(now // rate.window) * rate.window
-        database = self._database
+        now = int(self._clock() * _MICROS)
+        stored = _stored_key(_bucket_key(key, rate))
+        interval = _interval(rate)
+        current = case((_BUCKETS.c.tat > now, _BUCKETS.c.tat), else_=now)
         upsert = (
-            _insert(database.engine.dialect.name)(_COUNTERS)
-            .values(key=_stored_key(f"{rate.window}s:{key}"), window_start=start, hits=1)
+            _insert(self._database.engine.dialect.name)(_BUCKETS)
+            .values(key=stored, tat=now + interval)
             .on_conflict_do_update(
-                index_elements=[_COUNTERS.c.key, _COUNTERS.c.window_start],
-                set_={"hits": _COUNTERS.c.hits + 1},
+                index_elements=[_BUCKETS.c.key],
+                set_={"tat": current + interval},
+                where=current - now <= _span(rate) - interval,
             )
-            .returning(_COUNTERS.c.hits)
+            .returning(_BUCKETS.c.tat)
         )
         prune = None
-        if start > self._pruned_before:
-            # Once per window and process: finished windows go, so the table holds about one
-            # window's callers. Another process doing the same at the same time is harmless.
-            prune = delete(_COUNTERS).where(_COUNTERS.c.window_start < start)
-            self._pruned_before = start
+        if now - self._pruned_at >= _span(rate):
+            # Once a window and process: a TAT in the past is a whole allowance, the same as no row,
+            # so the table holds about one window's callers. Another process doing the same is harmless.
+            prune = delete(_BUCKETS).where(_BUCKETS.c.tat < now)
+            self._pruned_at = now
         # The upsert needs no transaction around it (on PostgreSQL: one round trip in autocommit).
-        async with database.standalone() as connection:
+        async with self._database.standalone() as connection:
             if prune is not None:
                 await connection.execute(prune)
-            hits: int = (await connection.execute(upsert)).scalar_one()
-        reset_after = start + rate.window - now
-        if hits > rate.limit:
-            return RateLimitResult(False, rate.limit, 0, reset_after)
-        return RateLimitResult(True, rate.limit, rate.limit - hits, reset_after)
+            moved = (await connection.execute(upsert)).scalar_one_or_none()
+            if moved is not None:
+                return _allowed(int(moved), now, rate)
+            tat = (
+                await connection.execute(select(_BUCKETS.c.tat).where(_BUCKETS.c.key == stored))
+            ).scalar_one()
+        return _refused(int(tat), now, rate)
 
     async def check_table(self, database: Database) -> None:
-        """Fail at start-up, not on every limited request, when the counters' table is missing."""
+        """Fail at start-up, not on every limited request, when the buckets' table is missing."""
         try:
             async with database.engine.connect() as connection:
-                exists = await connection.run_sync(lambda sync: inspect(sync).has_table(_COUNTERS.name))
+                exists = await connection.run_sync(lambda sync: inspect(sync).has_table(_BUCKETS.name))
         except DatabaseUnavailable:
             return  # a service starts while its database is down, and answers 503 until it is back
         if not exists:
             raise RuntimeError(
-                f"The database rate limiter needs the {_COUNTERS.name!r} table: migrate the database "
+                f"The database rate limiter needs the {_BUCKETS.name!r} table: migrate the database "
                 "(STARLING_<SERVICE>_AUTO_MIGRATE=true, or starling-migrate <service> upgrade), "
                 "or set STARLING_RATE_LIMIT_BACKEND=memory"
             )

@@ -3,18 +3,17 @@ applied by every service beside its own (see `starling_core.migrations`)."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Integer, String, Table
+from sqlalchemy import BigInteger, Column, String, Table
 
 from starling_core.db import new_metadata
 
 metadata = new_metadata()
 
-# The rate limiter's shared counts (`STARLING_RATE_LIMIT_BACKEND=database`).
-rate_limit_counters = Table(
-    "rate_limit_counters",
+# The rate limiter's shared state (`STARLING_RATE_LIMIT_BACKEND=database`): per caller and rate, the
+# theoretical arrival time of its next request, in microseconds since the epoch (see ratelimit.py).
+rate_limit_buckets = Table(
+    "rate_limit_buckets",
     metadata,
-    # "<window seconds>s:<caller>", so that a changed rate never adds to the old rate's counts
-    Column("key", String(255), primary_key=True),
-    Column("window_start", BigInteger, primary_key=True),  # seconds since the epoch
-    Column("hits", Integer, nullable=False),
+    Column("key", String(255), primary_key=True),  # "<limit>/<window>s:<caller>"
+    Column("tat", BigInteger, nullable=False),
 )
