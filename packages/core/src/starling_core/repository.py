@@ -1,15 +1,20 @@
-"""A typed repository base: the queries every table needs, written once."""
+"""A typed repository base (the queries every table needs, written once) and `Stores`, which hands a
+service's repositories out on a session for reads or in a transaction for writes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
+from starling_core.db import Database
+
 M = TypeVar("M", bound=DeclarativeBase)
+R = TypeVar("R")
 
 
 class Repository(Generic[M]):
@@ -41,3 +46,27 @@ class Repository(Generic[M]):
 
     def select(self) -> Select[M]:
         return select(self.model)
+
+
+class Stores(Generic[R]):
+    """A service's repositories, built by `on(session)`: on a plain session to read, in a transaction
+    to write (committed when the block ends, rolled back if it raises).
+
+    A service opens them itself, around its statements only, so that slow work between them (a
+    password hash, an outbound call) never holds a transaction, which on SQLite is the process's one
+    write turn: `async with self.stores.writing() as users: await users.add(user)`.
+    """
+
+    def __init__(self, database: Database, on: Callable[[AsyncSession], R]) -> None:
+        self.database = database
+        self.on = on
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[R]:
+        async with self.database.session() as session:
+            yield self.on(session)
+
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[R]:
+        async with self.database.transaction() as session:
+            yield self.on(session)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from starling_agents.errors import AgentExists
 from starling_agents.models import Agent, Run
 from starling_core.db import Database
-from starling_core.repository import Repository
+from starling_core.repository import Repository, Stores
 
 
 class AgentRepository(Repository[Agent]):
@@ -126,23 +126,17 @@ class AgentsRepositories:
     agents: AgentRepository
     runs: RunRepository
 
+    @classmethod
+    def on(cls, session: AsyncSession) -> AgentsRepositories:
+        return cls(AgentRepository(session), RunRepository(session))
 
-class AgentsStores:
-    """The repositories on a plain session for reads, or on one in a transaction for writes.
+
+class AgentsStores(Stores[AgentsRepositories]):
+    """The repositories on a plain session for reads, or in a transaction for writes.
 
     The service opens them itself, around its statements only: an agent's run (an LLM call) must not
     hold a transaction, which on SQLite is the process's write turn.
     """
 
     def __init__(self, database: Database) -> None:
-        self.database = database
-
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AgentsRepositories]:
-        async with self.database.session() as session:
-            yield AgentsRepositories(AgentRepository(session), RunRepository(session))
-
-    @asynccontextmanager
-    async def writing(self) -> AsyncIterator[AgentsRepositories]:
-        async with self.database.transaction() as session:
-            yield AgentsRepositories(AgentRepository(session), RunRepository(session))
+        super().__init__(database, AgentsRepositories.on)

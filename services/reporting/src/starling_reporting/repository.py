@@ -3,8 +3,7 @@ the stores the services open them through, and the publisher that stores extract
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -14,7 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starling_core.db import Database
-from starling_core.repository import Repository
+from starling_core.repository import Repository, Stores
 from starling_reporting.models import AgentRun, ExtractionCheckpoint, Order, OrderItem
 from starling_reporting.schemas import AgentRunIn, OrderIn
 
@@ -192,21 +191,11 @@ class ReportingRepositories:
         return cls(OrderRepository(session), CheckpointRepository(session), AgentRunRepository(session))
 
 
-class ReportingStores:
-    """The repositories on a plain session for reads, or on one in a transaction for writes."""
+class ReportingStores(Stores[ReportingRepositories]):
+    """The repositories on a plain session for reads, or in a transaction for writes."""
 
     def __init__(self, database: Database) -> None:
-        self.database = database
-
-    @asynccontextmanager
-    async def reading(self) -> AsyncIterator[ReportingRepositories]:
-        async with self.database.session() as session:
-            yield ReportingRepositories.on(session)
-
-    @asynccontextmanager
-    async def writing(self) -> AsyncIterator[ReportingRepositories]:
-        async with self.database.transaction() as session:
-            yield ReportingRepositories.on(session)
+        super().__init__(database, ReportingRepositories.on)
 
 
 class DatabaseOrdersPublisher:
