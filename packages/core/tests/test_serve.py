@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from starling_core.serve import listening_socket, parse_args
+from starling_core.protocol import GuardedH11Protocol
+from starling_core.serve import DEFAULT_CONCURRENCY, listening_socket, parse_args
 
 DEADLINE = 30.0
 MIGRATIONS = Path(__file__).parent / "migrations_fixture"
@@ -277,3 +278,10 @@ def test_arguments_become_the_config() -> None:
     config = parse_args(["svc.main:app", "--host", "0.0.0.0", "--port", "8001", "--processes", "3"])
 
     assert (config.app, config.host, config.port, config.processes) == ("svc.main:app", "0.0.0.0", 8001, 3)
+
+
+def test_children_cut_off_slow_heads_and_cap_their_connections() -> None:
+    options = parse_args(["starling_users.main:app"]).uvicorn_options
+    assert options["http"] is GuardedH11Protocol
+    assert options["limit_concurrency"] == DEFAULT_CONCURRENCY
+    assert parse_args(["a:b", "--limit-concurrency", "50"]).uvicorn_options["limit_concurrency"] == 50

@@ -31,6 +31,7 @@ from starling_core.ratelimit import (
     parse_rate,
 )
 from starling_core.requestid import RequestIDMiddleware
+from starling_core.secureheaders import SecurityHeadersMiddleware
 from starling_core.settings import ServiceSettings
 from starling_core.tokens import JWTConfig
 
@@ -93,8 +94,11 @@ def create_app(
     # limit refuses before any work is done; authentication runs before the limiter so a caller is
     # counted by token subject rather than by address.
     stack = [
+        Middleware(SecurityHeadersMiddleware),
         Middleware(RequestIDMiddleware),
-        Middleware(BodySizeLimitMiddleware, max_body_size=settings.max_body_size),
+        Middleware(
+            BodySizeLimitMiddleware, max_body_size=settings.max_body_size, body_timeout=settings.body_timeout
+        ),
         authentication_middleware(jwt_config),
         Middleware(
             RateLimitMiddleware,

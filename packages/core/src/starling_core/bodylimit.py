@@ -1,10 +1,15 @@
-"""Refuse request bodies over a size limit with a JSON 413.
+"""Refuse request bodies over a size limit with a JSON 413, and bodies that arrive too slowly with a 408.
 
 Starlette's own limit answers in plain text; every Starling error carries a JSON `detail`, so this
 small middleware checks `Content-Length` up front and counts streamed (chunked) bodies as they arrive.
+Each part of a body must arrive within `body_timeout` seconds of the previous one (a client sending a
+byte a second would otherwise hold a connection and a worker's attention for good); once the body is
+complete, waiting on `receive` (for a disconnect) has no deadline.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -17,10 +22,16 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, detail=f"Request body is larger than the limit of {limit} bytes")
 
 
+class BodyTimeout(HTTPException):
+    def __init__(self, seconds: float) -> None:
+        super().__init__(408, detail=f"Request body timeout: nothing arrived for {seconds:g} s")
+
+
 class BodySizeLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_body_size: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_size: int, body_timeout: float = 30.0) -> None:
         self.app = app
         self.max_body_size = max_body_size
+        self.body_timeout = body_timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,12 +44,21 @@ class BodySizeLimitMiddleware:
             return
 
         received = 0
+        complete = False
 
         async def receive_limited() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:
+                return await receive()
+            try:
+                async with asyncio.timeout(self.body_timeout):
+                    message = await receive()
+            except TimeoutError:
+                # Raised inside the endpoint's body read, so the exception handlers answer 408.
+                raise BodyTimeout(self.body_timeout) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > self.max_body_size:
                     # Raised inside the endpoint's body read, so the exception handlers answer 413.
                     raise BodyTooLarge(self.max_body_size)

@@ -101,9 +101,10 @@ async def client_disconnect_handler(request: Request, exc: Exception) -> Respons
 async def server_error_handler(request: Request, exc: Exception) -> Response:
     # ServerErrorMiddleware has already decided this is a 500; the traceback goes to the log only.
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    # This response is sent outside the request-id middleware, so it carries the id itself.
+    # It is sent outside every middleware, so it carries the request id and nosniff itself.
     request_id = request.scope.get("state", {}).get("request_id")
-    return error_response(500, "Internal server error", {"X-Request-ID": request_id} if request_id else None)
+    headers = {"X-Content-Type-Options": "nosniff", **({"X-Request-ID": request_id} if request_id else {})}
+    return error_response(500, "Internal server error", headers)
 
 
 def exception_handlers() -> dict[Any, ExceptionHandler]:

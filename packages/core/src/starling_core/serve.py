@@ -43,6 +43,8 @@ from typing import Any
 
 import uvicorn
 
+from starling_core.protocol import GuardedH11Protocol
+
 logger = logging.getLogger("uvicorn.error")
 
 STOP_TIMEOUT = 30.0
@@ -232,6 +234,11 @@ class Supervisor:
             signal.signal(sig, handler)
 
 
+# Per process: far above what a 2-core process serves at once, low enough that a flood of idle
+# connections meets a 503 long before the process runs out of file descriptors or memory.
+DEFAULT_CONCURRENCY = 1000
+
+
 def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
     parser = argparse.ArgumentParser(
         prog="python -m starling_core.serve",
@@ -245,6 +252,12 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
     parser.add_argument("--no-access-log", dest="access_log", action="store_false")
+    parser.add_argument(
+        "--limit-concurrency",
+        type=_positive,
+        default=DEFAULT_CONCURRENCY,
+        help=f"connections and tasks a process takes before answering 503 (default: {DEFAULT_CONCURRENCY})",
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error(f"--port must be between 0 and 65535, got {args.port}")
@@ -253,7 +266,13 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
         host=args.host,
         port=args.port,
         processes=args.processes,
-        uvicorn_options={"log_level": args.log_level, "access_log": args.access_log},
+        uvicorn_options={
+            "log_level": args.log_level,
+            "access_log": args.access_log,
+            # a deadline on each request's head (slowloris), and a cap on what one process takes on
+            "http": GuardedH11Protocol,
+            "limit_concurrency": args.limit_concurrency,
+        },
     )
 
 

@@ -56,6 +56,8 @@ class ServiceSettings(BaseSettings):
     database_url: str = ""
     auto_migrate: bool = True
     max_body_size: int = 1024 * 1024
+    # Seconds a request body may go without a byte arriving before the request is answered 408.
+    body_timeout: float = Field(default=30.0, gt=0, validation_alias=_shared("body_timeout"))
 
     @model_validator(mode="after")
     def _defaults_and_production_guard(self) -> ServiceSettings:

@@ -1,0 +1,80 @@
+"""uvicorn's HTTP/1.1 protocol with a deadline for each request's head: a client that opens a connection
+and sends nothing, or sends its headers a byte at a time, is answered 408 and cut off.
+
+uvicorn closes an idle keep-alive connection after `--timeout-keep-alive`, but a new connection, and a
+request head still arriving, have no deadline at all: 500 connections that sent nothing stayed open for
+good (slowloris). This subclass of uvicorn's own `H11Protocol`, selected with uvicorn's documented
+`--http` option, starts a timer when a connection opens and after each response, and stops it when the
+head's blank line arrives. Bodies get their deadline in `BodySizeLimitMiddleware`, where the request is
+an ASGI one.
+
+    uvicorn starling_users.main:app --http starling_core.protocol:GuardedH11Protocol --limit-concurrency 1000
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+# Seconds a client has to send a request's head (the request line and every header), from the moment
+# the connection opens or the previous response ends. STARLING_HEADER_TIMEOUT overrides it.
+HEADER_TIMEOUT = float(os.environ.get("STARLING_HEADER_TIMEOUT", "10"))
+_END_OF_HEAD = b"\r\n\r\n"
+_TIMEOUT_BODY = json.dumps({"detail": "Request header timeout"}).encode()
+_TIMEOUT_RESPONSE = (
+    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+    b"content-length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\n\r\n" + _TIMEOUT_BODY
+)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """`H11Protocol` that answers 408 and closes when a request's head takes over `HEADER_TIMEOUT`."""
+
+    header_timeout = HEADER_TIMEOUT
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._guarded = transport
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._tail = b""
+        super().connection_made(transport)
+        self._await_head()
+
+    def data_received(self, data: bytes) -> None:
+        if self._head_deadline is not None:
+            seen = self._tail + data
+            if _END_OF_HEAD in seen:
+                self._head_deadline.cancel()
+                self._head_deadline = None
+            else:
+                self._tail = seen[-(len(_END_OF_HEAD) - 1) :]
+        super().data_received(data)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self._guarded.is_closing():
+            self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+        super().connection_lost(exc)
+
+    def _await_head(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+        self._tail = b""
+        loop = asyncio.get_running_loop()
+        self._head_deadline = loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        # A pipelined request whose head was already read is being answered: not a slow head.
+        if self.cycle is not None and not self.cycle.response_complete:
+            return
+        if not self._guarded.is_closing():
+            self._guarded.write(_TIMEOUT_RESPONSE)
+            self._guarded.close()

@@ -1,0 +1,150 @@
+"""What cuts off abuse: a deadline on a request's head (over a real socket) and on its body, and the
+headers every response carries."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Message
+
+from starling_core.app import create_app
+from starling_core.db import Database
+from starling_core.protocol import GuardedH11Protocol
+
+from .itemsapp import ItemSettings
+
+
+class QuickHeadProtocol(GuardedH11Protocol):
+    header_timeout = 0.3
+
+
+async def echo(request: Request) -> Response:
+    return JSONResponse({"size": len(await request.body())})
+
+
+async def boom(request: Request) -> Response:
+    raise RuntimeError("secret internals")
+
+
+@pytest.fixture
+async def database() -> AsyncIterator[Database]:
+    database = Database.from_url("sqlite+aiosqlite://")
+    yield database
+    await database.dispose()
+
+
+def small_app(database: Database, **settings: object) -> Starlette:
+    return create_app(
+        ItemSettings(**settings),  # type: ignore[arg-type]
+        database=database,
+        routes=[Route("/echo", echo, methods=["POST"]), Route("/boom", boom)],
+    )
+
+
+@pytest.fixture
+async def server(database: Database) -> AsyncIterator[tuple[str, int]]:
+    app = small_app(database)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, http=QuickHeadProtocol, log_level="warning")
+    served = uvicorn.Server(config)
+    task = asyncio.create_task(served.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not served.started:  # noqa: ASYNC110 - uvicorn offers a flag, no event, for "started"
+                await asyncio.sleep(0.01)
+        yield "127.0.0.1", served.servers[0].sockets[0].getsockname()[1]
+    finally:
+        served.should_exit = True
+        await task
+
+
+async def read_all(reader: asyncio.StreamReader) -> bytes:
+    async with asyncio.timeout(5):  # the server must close the connection itself, well before this
+        return await reader.read()
+
+
+async def test_a_connection_that_sends_nothing_is_answered_408_and_closed(server: tuple[str, int]) -> None:
+    reader, writer = await asyncio.open_connection(*server)
+    try:
+        answer = await read_all(reader)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert answer.endswith(b'{"detail": "Request header timeout"}')
+
+
+async def test_a_head_sent_a_byte_at_a_time_is_cut_off(server: tuple[str, int]) -> None:
+    reader, writer = await asyncio.open_connection(*server)
+    head = b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
+    sent = 0
+
+    async def trickle() -> None:
+        nonlocal sent
+        for byte in head:  # ten bytes a second: the whole head would take 3.5 s
+            writer.write(bytes([byte]))
+            await writer.drain()
+            sent += 1
+            await asyncio.sleep(0.1)
+
+    trickling = asyncio.create_task(trickle())
+    try:
+        answer = await read_all(reader)
+    finally:
+        trickling.cancel()
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert sent < len(head)  # cut off before the head was complete
+
+
+async def test_requests_within_the_deadline_are_served_on_one_kept_alive_connection(
+    server: tuple[str, int],
+) -> None:
+    host, port = server
+    async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
+        first = await client.get("/health")
+        second = await client.post("/echo", content=b"x" * 10)
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert second.json() == {"size": 10}
+
+
+async def test_a_body_that_stops_arriving_is_answered_408(database: Database) -> None:
+    app = small_app(database, body_timeout=0.2)
+    sent: list[Message] = []
+    parts = [{"type": "http.request", "body": b"{", "more_body": True}]
+
+    async def receive() -> Message:
+        if parts:
+            return parts.pop(0)
+        await asyncio.Event().wait()  # the client never sends the rest
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/echo", "raw_path": b"/echo", "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"t"), (b"transfer-encoding", b"chunked")],
+        "client": ("127.0.0.1", 1), "server": ("t", 80), "state": {},
+    }  # fmt: skip
+    async with asyncio.timeout(5):
+        await app(scope, receive, send)
+
+    assert sent[0]["status"] == 408
+    assert b"Request body timeout" in sent[1]["body"]
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/health"), ("GET", "/nowhere"), ("GET", "/boom")])
+async def test_every_response_says_nosniff(database: Database, method: str, path: str) -> None:
+    app = small_app(database)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.request(method, path)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
