@@ -87,11 +87,16 @@ KIT_CONFTEST = (
 
 import pytest
 from starling_core.app import create_app
+from starling_core.settings import ServiceSettings
+
+
+def build(settings: ServiceSettings, *, database=None):
+    return create_app(settings, routes=[], database=database)
 
 
 @pytest.fixture
 def app_factory():
-    return lambda settings: create_app(settings, routes=[])
+    return build
 
 
 @pytest.fixture(scope="session")

@@ -96,21 +96,31 @@ def _users(url: str, client: httpx.Client) -> Headers:
     return {"Authorization": f"Bearer {seed.token(url, BENCH_EMAIL, BENCH_PASSWORD, client=client)}"}
 
 
-def _agents(url: str, client: httpx.Client) -> Headers:
-    from starling_core.auth import ROLE_SCOPES
+def declared_scopes(url: str, client: httpx.Client) -> list[str]:
+    """Every scope the service at `url` checks, read from its OpenAPI document: a tool needs no list."""
+    document = client.get(f"{url}/openapi.json").raise_for_status().json()
+    return sorted(
+        {
+            scope
+            for operations in document["paths"].values()
+            for operation in operations.values()
+            for requirement in operation.get("security", [])
+            for scope in requirement.get("bearer", [])
+        }
+    )
 
-    return {"Authorization": f"Bearer {_token(ROLE_SCOPES['user'])}"}
+
+def _agents(url: str, client: httpx.Client) -> Headers:
+    return {"Authorization": f"Bearer {_token(declared_scopes(url, client))}"}
 
 
 def _reporting(url: str, client: httpx.Client) -> Headers:
-    """Orders ingested (idempotently, so a second server finds them), then read by a user."""
-    from starling_core.auth import ROLE_SCOPES
-
-    writer = {"Authorization": f"Bearer {_token(ROLE_SCOPES['admin'])}"}
+    """Orders ingested (idempotently, so a second server finds them), then read."""
+    caller = {"Authorization": f"Bearer {_token(declared_scopes(url, client))}"}
     client.post(
-        f"{url}/api/v1/orders", json={"orders": seed.demo_orders(ORDERS)}, headers=writer
+        f"{url}/api/v1/orders", json={"orders": seed.demo_orders(ORDERS)}, headers=caller
     ).raise_for_status()
-    return {"Authorization": f"Bearer {_token(ROLE_SCOPES['user'])}"}
+    return caller
 
 
 @dataclass(frozen=True)
