@@ -8,8 +8,10 @@ the CI matrix and in `affected` without an edit here.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import re
 import sys
 import tomllib
 from pathlib import Path
@@ -291,6 +293,89 @@ def serve_banner(urls: dict[str, str], env: dict[str, str], took: float) -> str:
             f'  curl -s {urls["users"]}/users/me -H "Authorization: Bearer $TOKEN"',
         ]
     return "\n".join(lines)
+
+
+# What `nox -s new` prints for STARLING_USERS_ROLE_SCOPES: the grants in force (that variable, or the users
+# service's defaults) with the new service's scopes added, `<name>:read` for users and both for admins.
+NEW_SERVICE_GRANTS = """
+import json, sys
+from starling_users.settings import UsersSettings
+grants = UsersSettings().role_scopes
+read, admin = sys.argv[1:]
+for role, scopes in {"user": [read], "admin": [read, admin]}.items():
+    grants[role] = list(dict.fromkeys(grants[role] + scopes))
+print(json.dumps(grants))
+"""
+
+
+@nox.session(default=False)
+def new(session: nox.Session) -> None:
+    """Make services/<name> from the service template with copier, lock it, and say what comes next.
+
+    `nox -s new -- inventory [--port 8010] [--description "..."]`. The port is otherwise the next one after
+    every port the services declare in `[tool.starling.serve]` (and after 8004, kept for `assessments`).
+    """
+    parser = argparse.ArgumentParser(prog="nox -s new --")
+    parser.add_argument("name", help="lowercase letters, digits and underscores: services/<name>")
+    parser.add_argument("--port", type=int, help="the port it is served on by default")
+    parser.add_argument("--description", help="one line on what it is for")
+    try:
+        args = parser.parse_args(session.posargs)
+    except SystemExit:
+        session.error("usage: nox -s new -- <name> [--port PORT] [--description TEXT]")
+    name: str = args.name
+    if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+        session.error(f"{name!r}: a service name is lowercase letters, digits and underscores, from a letter")
+    if name in MEMBERS or (ROOT / "services" / name).exists():
+        where = MEMBERS[name].path if name in MEMBERS else Path("services", name)
+        session.error(f"{name!r} exists already: {where}")
+    declared = {**processes.DEFAULT_PORTS, "assessments": 8004}
+    for member in MEMBERS.values():
+        config = tomllib.loads((ROOT / member.path / "pyproject.toml").read_text())
+        if port := config.get("tool", {}).get("starling", {}).get("serve", {}).get("port"):
+            declared[member.name] = int(port)
+    port = args.port or max(declared.values()) + 1
+    if taken := [other for other, used in declared.items() if used == port]:
+        session.error(f"port {port} is taken by {taken[0]}; choose another with --port")
+
+    # copier, and the users service to read the grants in force from
+    if "users" in MEMBERS:
+        sync(session, "--package", MEMBERS["users"].distribution, "--group", "template")
+    else:
+        sync(session, "--only-group", "template")
+    data = {"name": name, "port": str(port)} | ({"description": args.description} if args.description else {})
+    # The template is a folder of this checkout, not a repository of its own: copier renders it as it is in
+    # the working tree, offline, and records its path and the answers in services/<name>/.copier-answers.yml.
+    session.chdir(ROOT)
+    session.run(
+        "copier",
+        "copy",
+        "--quiet",
+        "--defaults",
+        *[arg for key, value in data.items() for arg in ("--data", f"{key}={value}")],
+        "packages/devtools/template",
+        f"services/{name}",
+    )
+    session.run("uv", "lock")  # the new member enters the lock, with nothing else changed
+    grants = ""
+    if "users" in MEMBERS:
+        output = session.run("python", "-c", NEW_SERVICE_GRANTS, f"{name}:read", f"{name}:admin", silent=True)
+        grants = str(output).strip()
+    lines = [
+        f"\nservices/{name}: starling-{name}, import starling_{name}, port {port},",
+        f"scopes {name}:read (users) and {name}:admin (administrators). Next:",
+        f'  uv run nox -s lint typecheck "tests({name})" "tests_postgres({name})"',
+        f"  uv run --package starling-{name} starling-migrate {name} revision -m '...'  # models.py changed",
+        f"  uv run --package starling-{name} starling-migrate {name} upgrade",
+        f"  git add services/{name} uv.lock",
+    ]
+    if grants:
+        lines += [
+            "",
+            "The users service grants scopes by role; these beside the grants in force, for `nox -s serve`:",
+            f"  export STARLING_USERS_ROLE_SCOPES='{grants}'",
+        ]
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def run_tool(session: nox.Session, module: str) -> None:
