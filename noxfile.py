@@ -195,12 +195,13 @@ def affected(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check over the whole tree, then the architecture rules (import-linter)."""
+    """ruff over the whole tree, the architecture rules (import-linter) and the workflow (zizmor)."""
     sync(session, "--only-group", "dev")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     # built from the members found: a new service is held to the same rules with no edit
     session.run("python", "-m", "starling_devtools.architecture")
+    session.run("zizmor", "--offline", "--config", ".github/zizmor.yml", ".github/workflows")
 
 
 @nox.session

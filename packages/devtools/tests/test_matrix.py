@@ -124,7 +124,13 @@ def test_the_workflow_runs_the_generated_matrix_through_nox(workflow: dict[str, 
     assert "--github-output" in build_step["run"]
     assert jobs["session"]["strategy"]["matrix"] == "${{ fromJSON(needs.matrix.outputs.matrix) }}"
     commands = " ".join(step.get("run", "") for step in jobs["session"]["steps"])
-    assert 'nox -s "${{ matrix.session }}" -- ${{ matrix.args }} --junitxml=' in commands
+    assert 'nox -s "$SESSION" -- $SHARD_ARGS --junitxml="$REPORT"' in commands
+    suite_step = next(step for step in jobs["session"]["steps"] if "$SHARD_ARGS" in step.get("run", ""))
+    assert suite_step["env"] == {
+        "SESSION": "${{ matrix.session }}",
+        "SHARD_ARGS": "${{ matrix.args }}",
+        "REPORT": "junit/${{ matrix.id }}.xml",
+    }
     assert jobs["summary"]["needs"] == "session"
     assert jobs["summary"]["if"] == "always()"
 
