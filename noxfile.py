@@ -225,27 +225,26 @@ DEMO_ADMIN = {
 def serve(session: nox.Session) -> None:
     """Every service on its port with SQLite under .data/, seeded with demo data; Ctrl-C stops them all.
 
-    SIGTERM and SIGHUP stop them the same way. STARLING_SERVE_PORTS="users=18001,agents=18002" moves
-    services to other ports; each service's own STARLING_<NAME>_DATABASE_URL still applies.
+    SIGTERM and SIGHUP stop them the same way. A service's port is its `[tool.starling.serve] port`, or
+    users 8001, agents 8002, reporting 8003; STARLING_SERVE_PORTS="users=18001,agents=18002" moves them.
+    Each service's own STARLING_<NAME>_DATABASE_URL still applies.
     """
     names = sorted(name for name, member in MEMBERS.items() if member.is_service)
     if not names:
         session.log("No services yet: add one under services/ and it is served here.")
         return
     try:
-        ports = processes.parse_ports(os.environ.get(processes.PORTS_VARIABLE, ""))
+        asked = processes.parse_ports(os.environ.get(processes.PORTS_VARIABLE, ""))
     except ValueError as error:
         session.error(str(error))
-    if unknown := sorted(set(ports) - set(names)):
+    if unknown := sorted(set(asked) - set(names)):
         session.error(f"{processes.PORTS_VARIABLE} names no service: {unknown} (services: {names})")
+    ports = {name: asked.get(name) or serve_port(name, index) for index, name in enumerate(names)}
     with processes.StopSignals() as signals:
         # the services and what they depend on, nothing else: no pytest, no test kit, no dev tools
         sync(session, *[arg for name in names for arg in ("--package", MEMBERS[name].distribution)])
-        env = serve_env(names, ports)
-        found = [
-            processes.Service(name, ports.get(name, processes.DEFAULT_PORTS.get(name, 8100 + index)), env)
-            for index, name in enumerate(names)
-        ]
+        env = serve_env(ports)
+        found = [processes.Service(name, ports[name], env) for name in names]
 
         def ready(started: list[processes.Running], took: float) -> None:
             urls = {item.service.name: item.url for item in started}
@@ -271,12 +270,19 @@ def serve(session: nox.Session) -> None:
             print("all services stopped", file=sys.stderr, flush=True)
 
 
-def serve_env(names: list[str], ports: dict[str, int]) -> dict[str, str]:
+def serve_port(name: str, index: int) -> int:
+    """Where a service is served by default: its `[tool.starling.serve] port` (which `nox -s new` writes),
+    else the port it has always had, else one from 8100 up."""
+    config = tomllib.loads((ROOT / MEMBERS[name].path / "pyproject.toml").read_text())
+    declared = config.get("tool", {}).get("starling", {}).get("serve", {}).get("port")
+    return int(declared) if declared else processes.DEFAULT_PORTS.get(name, 8100 + index)
+
+
+def serve_env(ports: dict[str, int]) -> dict[str, str]:
     """The demo admin, and reporting pointed at agents wherever agents is served (unless set already)."""
     env = {key: os.environ.get(key, value) for key, value in DEMO_ADMIN.items()}
-    if "agents" in names and "STARLING_REPORTING_AGENTS_URL" not in os.environ:
-        port = ports.get("agents", processes.DEFAULT_PORTS["agents"])
-        env["STARLING_REPORTING_AGENTS_URL"] = f"http://127.0.0.1:{port}"
+    if "agents" in ports and "STARLING_REPORTING_AGENTS_URL" not in os.environ:
+        env["STARLING_REPORTING_AGENTS_URL"] = f"http://127.0.0.1:{ports['agents']}"
     return env
 
 
