@@ -341,7 +341,9 @@ def new(session: nox.Session) -> None:
         config = tomllib.loads((ROOT / member.path / "pyproject.toml").read_text())
         if port := config.get("tool", {}).get("starling", {}).get("serve", {}).get("port"):
             declared[member.name] = int(port)
-    port = args.port or max(declared.values()) + 1
+    # A port kept for this very name (8004 for assessments) is its default, not another's port.
+    reserved = declared.pop(name, None)
+    port = args.port or reserved or max(declared.values()) + 1
     if taken := [other for other, used in declared.items() if used == port]:
         session.error(f"port {port} is taken by {taken[0]}; choose another with --port")
 
