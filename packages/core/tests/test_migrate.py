@@ -13,10 +13,12 @@ from sqlalchemy import create_engine, inspect
 from starling_core.migrate import main
 
 MODELS = """
+from datetime import datetime
+
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from starling_core.db import Base, new_metadata
+from starling_core.db import Base, UTCDateTime, new_metadata
 
 
 class ProbeBase(Base):
@@ -28,6 +30,7 @@ class Widget(ProbeBase):
     __tablename__ = "widgets"
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 """
 
 SETTINGS = """
@@ -63,6 +66,8 @@ def test_a_first_revision_is_generated_applied_and_then_nothing_is_left(
     (first,) = (service / "migrations" / "versions").glob("*.py")
     assert first.name == "0001_widgets.py"
     assert "op.create_table(" in first.read_text()
+    # core's column type as the column it is stored in: the file imports nothing of the application
+    assert 'sa.Column("created_at", sa.DateTime(timezone=True), nullable=False)' in first.read_text()
     assert 'revision = "0001"' in first.read_text()
 
     assert main(["probe", "upgrade"]) == 0

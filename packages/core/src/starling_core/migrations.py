@@ -24,7 +24,7 @@ from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection
 
 from starling_core import schema
-from starling_core.db import Database, create_engine, is_sqlite
+from starling_core.db import Database, UTCDateTime, create_engine, is_sqlite
 
 ENVIRONMENT = Path(__file__).parent / "environment"
 CORE_VERSIONS = Path(__file__).parent / "versions"
@@ -104,7 +104,17 @@ def _run(connection: Connection, target_metadata: Sequence[MetaData], /, **optio
         # SQLite cannot ALTER most things in place; batch mode rebuilds the table instead.
         render_as_batch=is_sqlite(connection.engine.url),
         compare_type=True,
+        render_item=_render_item,
         **options,
     )
     with context.begin_transaction():
         context.run_migrations()
+
+
+def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    """A generated revision writes core's `UTCDateTime` as the column it is stored in. Rendered as itself,
+    it would be `starling_core.db.UTCDateTime(...)` with no import: a file that fails to run. And a
+    history that imports no application type keeps working when that type changes."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False  # Alembic's own rendering
