@@ -57,7 +57,7 @@ async def test_login_rehashes_a_password_hashed_with_old_parameters() -> None:
     stronger = Passwords(PasswordHasher(time_cost=2, memory_cost=2048, parallelism=1))
     assert stronger.needs_rehash(old_hash)
 
-    await UsersService(users, stronger).authenticate("ada@example.com", PASSWORD)
+    await UsersService(users, stronger).login("ada@example.com", PASSWORD)
 
     new_hash = users.rows[user.id].password_hash
     assert new_hash != old_hash

@@ -7,7 +7,7 @@ import pytest
 
 from starling_core.tokens import JWTConfig, decode_token
 from starling_testkit import BoundDatabase
-from starling_testkit.tokens import TokenFactory
+from starling_testkit.tokens import ADMIN_SUB, TokenFactory
 from starling_users.app import create_app
 from starling_users.routes import USERS_ADMIN
 from starling_users.settings import UsersSettings
@@ -72,8 +72,9 @@ async def test_login_with_json_issues_a_bearer_token_with_the_role_scopes(client
     assert response.status_code == 200
     body = response.json()
     assert body["token_type"] == "bearer"
-    assert body["expires_in"] == 1800
+    assert body["expires_in"] == 900
     assert body["scope"] == " ".join(USER_SCOPES)
+    assert body["refresh_token"]
     assert response.headers["cache-control"] == "no-store"
     me = await client.get("/users/me", headers=bearer(body["access_token"]))
     assert me.status_code == 200
@@ -160,13 +161,14 @@ async def test_me_with_a_bad_token_is_401(client: httpx.AsyncClient) -> None:
     assert response.status_code == 401
 
 
-async def test_me_after_the_user_was_deleted_is_404(client: httpx.AsyncClient) -> None:
+async def test_me_after_the_user_was_deleted_is_401(client: httpx.AsyncClient) -> None:
     user = await register(client)
     token = await login(client)
     assert (await client.delete(f"/users/{user['id']}", headers=bearer(token))).status_code == 204
     response = await client.get("/users/me", headers=bearer(token))
-    assert response.status_code == 404
-    assert response.json() == {"detail": f"User {user['id']} not found"}
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Token has been revoked: log in again"}
+    assert response.headers["www-authenticate"].startswith("Bearer")
 
 
 # --- GET /users/{id} ------------------------------------------------------------------------------
@@ -211,7 +213,8 @@ async def test_get_user_without_a_token_is_401(client: httpx.AsyncClient) -> Non
 async def test_list_pages_through_every_user_in_creation_order(
     client: httpx.AsyncClient, admin_client: httpx.AsyncClient
 ) -> None:
-    created = [await register(client, email=f"user{n}@example.com") for n in range(5)]
+    # The administrator's own row comes first: it was stored before these.
+    created = [{"id": ADMIN_SUB}] + [await register(client, email=f"user{n}@example.com") for n in range(5)]
     seen: list[str] = []
     cursor: str | None = None
     for _ in range(3):
@@ -338,11 +341,11 @@ async def test_delete_unknown_user_as_admin_is_404(admin_client: httpx.AsyncClie
 # --- tokens from elsewhere, and the document ------------------------------------------------------
 
 
-async def test_token_for_a_subject_without_a_row_is_404_on_me(
+async def test_token_for_a_subject_without_a_row_is_401_on_me(
     client: httpx.AsyncClient, token_factory: TokenFactory
 ) -> None:
-    response = await client.get("/users/me", headers=bearer(token_factory("ghost")))
-    assert response.status_code == 404
+    response = await client.get("/users/me", headers=bearer(token_factory("ghost", ver=0)))
+    assert response.status_code == 401
 
 
 async def test_openapi_documents_every_users_route(client: httpx.AsyncClient) -> None:
@@ -372,9 +375,22 @@ async def test_an_anonymous_update_is_401_before_its_body_is_read(client: httpx.
 async def test_openapi_shows_the_login_as_json_and_as_the_oauth2_form(client: httpx.AsyncClient) -> None:
     login_operation = (await client.get("/openapi.json")).json()["paths"]["/auth/token"]["post"]
     content = login_operation["requestBody"]["content"]
-    assert content["application/json"]["schema"] == {"$ref": "#/components/schemas/LoginIn"}
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+
+    def choices(media_type: str) -> list[dict[str, str]]:
+        reference = content[media_type]["schema"]["$ref"].rsplit("/", 1)[-1]
+        listed: list[dict[str, str]] = schemas[reference]["anyOf"]
+        return listed
+
+    assert choices("application/json") == [
+        {"$ref": "#/components/schemas/LoginIn"},
+        {"$ref": "#/components/schemas/RefreshIn"},
+    ]
     for form in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        assert content[form]["schema"] == {"$ref": "#/components/schemas/LoginForm"}
+        assert choices(form) == [
+            {"$ref": "#/components/schemas/LoginForm"},
+            {"$ref": "#/components/schemas/RefreshForm"},
+        ]
     assert {"200", "400", "401", "413", "422"} <= set(login_operation["responses"])
 
 

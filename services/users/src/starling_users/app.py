@@ -13,8 +13,9 @@ from starling_core.tokens import JWTConfig
 from starling_users.passwords import Passwords
 from starling_users.repository import DatabaseUserStores
 from starling_users.routes import SCOPES, UsersState, routes
-from starling_users.service import AccessTokens, PasswordHashing, UsersService
+from starling_users.service import PasswordHashing, UsersService
 from starling_users.settings import UsersSettings
+from starling_users.tokens import AccessTokens
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 logger = logging.getLogger("starling.users")
@@ -44,7 +45,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(database: Database) -> AsyncIterator[UsersState]:
-        users = UsersService(DatabaseUserStores(database), passwords or Passwords.from_settings(settings))
+        users = UsersService(
+            DatabaseUserStores(database),
+            passwords or Passwords.from_settings(settings),
+            refresh_expires_in=settings.refresh_token_expires_in,
+        )
         tokens = AccessTokens(
             JWTConfig.from_settings(settings),
             expires_in=settings.token_expires_in,

@@ -30,6 +30,35 @@ class InvalidCredentials(DomainError):
     headers = MappingProxyType({"WWW-Authenticate": "Bearer"})
 
 
+class InvalidRefreshToken(DomainError):
+    """The same for an unknown, expired, reused or revoked refresh token."""
+
+    status_code = 401
+    detail_text = "Invalid refresh token"
+    headers = MappingProxyType({"WWW-Authenticate": "Bearer"})
+
+
+class TokenRevoked(DomainError):
+    """A validly signed access token whose user is gone, or that a later change of the user ended."""
+
+    status_code = 401
+    detail_text = "Token has been revoked: log in again"
+    headers = MappingProxyType({"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
 class RoleChangeForbidden(DomainError):
     status_code = 403
-    detail_text = "Only an administrator (scope users:admin) can change a role"
+    detail_text = "Only an administrator can change a role"
+
+
+class AdministratorRequired(DomainError):
+    status_code = 403
+    detail_text = "Only an administrator can list users"
+
+
+class LastAdministrator(DomainError):
+    status_code = 409
+    detail_text = (
+        "This is the only administrator: promote another user to administrator before demoting "
+        "or deleting this one"
+    )

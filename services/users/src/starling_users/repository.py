@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from starling_core.db import Database
 from starling_core.repository import Repository
 from starling_users.errors import EmailTaken
-from starling_users.models import User
+from starling_users.models import ADMIN, RefreshToken, User
 
 
 class UserRepository(Repository[User]):
@@ -23,6 +24,21 @@ class UserRepository(Repository[User]):
             select(User).where(User.email_normalized == email_normalized)
         )
         return found
+
+    async def hold(self, user_id: str) -> User | None:
+        """The user, its row locked until the transaction ends (FOR UPDATE; SQLite writes one transaction
+        at a time anyway): a change or deletion of the user waits, and so does another login's hold."""
+        found: User | None = await self.session.get(User, user_id, with_for_update=True)
+        return found
+
+    async def lock_admins(self) -> list[str]:
+        """The administrators' ids, their rows locked until the transaction ends (FOR UPDATE).
+
+        Two transactions that each demote or delete an administrator take these locks in the same
+        order, so the second waits for the first and then counts without the one the first removed.
+        """
+        statement = select(User.id).where(User.role == ADMIN).order_by(User.id).with_for_update()
+        return list((await self.session.scalars(statement)).all())
 
     async def add(self, instance: User) -> User:
         # In a savepoint: a duplicate email undoes this insert only, and the session stays usable.
@@ -42,16 +58,19 @@ class UserRepository(Repository[User]):
             raise EmailTaken from exc
         return instance
 
-    async def replace_password_hash(self, user_id: str, old: str, new: str) -> bool:
-        """Set the user's hash to `new` if it is still `old`; True if it was."""
-        statement = (
+    async def end_tokens(self, user: User) -> None:
+        """Move the user's token version on and forget their refresh tokens: every token issued to them
+        so far stops working here."""
+        # Counted by the database, so two concurrent changes move it on twice rather than once.
+        version = await self.session.scalar(
             update(User)
-            .where(User.id == user_id, User.password_hash == old)
-            .values(password_hash=new)
+            .where(User.id == user.id)
+            .values(token_version=User.token_version + 1)
+            .returning(User.token_version)
             .execution_options(synchronize_session=False)
         )
-        result = await self.session.execute(statement)
-        return bool(getattr(result, "rowcount", 0))
+        set_committed_value(user, "token_version", version)
+        await self.session.execute(delete(RefreshToken).where(RefreshToken.user_id == user.id))
 
     async def page(self, *, limit: int, after: tuple[datetime, str] | None = None) -> Sequence[User]:
         """Up to `limit` users in (created_at, id) order, starting after the key `after`."""
@@ -62,6 +81,37 @@ class UserRepository(Repository[User]):
                 or_(User.created_at > created_at, and_(User.created_at == created_at, User.id > user_id))
             )
         return await self.scalars(statement)
+
+    # --- refresh tokens ---------------------------------------------------------------------------
+
+    async def add_refresh_token(self, token: RefreshToken) -> None:
+        self.session.add(token)
+        await self.session.flush()
+
+    async def refresh_token(self, digest: str) -> RefreshToken | None:
+        found: RefreshToken | None = await self.session.scalar(
+            select(RefreshToken).where(RefreshToken.digest == digest)
+        )
+        return found
+
+    async def rotate_refresh_token(self, token_id: str, at: datetime) -> bool:
+        """Mark the token exchanged at `at` unless it already was; True if this call marked it."""
+        result = await self.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.id == token_id, RefreshToken.rotated_at.is_(None))
+            .values(rotated_at=at)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def revoke_refresh_family(self, family_id: str) -> None:
+        await self.session.execute(delete(RefreshToken).where(RefreshToken.family_id == family_id))
+
+    async def purge_refresh_tokens(self, user_id: str, *, expired_at: datetime) -> None:
+        """Forget the user's refresh tokens that expired by `expired_at`: none of them can be used again."""
+        await self.session.execute(
+            delete(RefreshToken).where(RefreshToken.user_id == user_id, RefreshToken.expires_at <= expired_at)
+        )
 
 
 class DatabaseUserStores:

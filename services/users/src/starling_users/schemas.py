@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel, StringConstraints
 
-from starling_users.models import normalize_email
+from starling_users.emails import MAX_EMAIL_LENGTH, email_key
 
-MAX_EMAIL_LENGTH = 254
-
-# Deliberately simple: one "@", no spaces, a dot in the domain. Deliverability is not ours to judge.
+# Shown in the schema so clients see the shape; email-validator (`emails.email_key`) is the real rule.
 _EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s.]+"
-_EMAIL = re.compile(_EMAIL_PATTERN)
 
 
 def _check_email(value: str) -> str:
-    if not _EMAIL.fullmatch(value):
-        raise ValueError("value is not a valid email address")
-    # Lower-casing can lengthen a string ("İ" becomes two characters); the normalized copy has the
-    # same column width, which PostgreSQL enforces.
-    if len(normalize_email(value)) > MAX_EMAIL_LENGTH:
-        raise ValueError(f"value is longer than {MAX_EMAIL_LENGTH} characters once lower-cased")
+    email_key(value)  # raises ValueError, saying why, for an address that is not valid
     return value
 
 
@@ -33,7 +24,6 @@ Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=3, max_length=MAX_EMAIL_LENGTH),
     AfterValidator(_check_email),
-    # Checked by _check_email for its clearer message; shown in the schema so clients see the rule.
     Field(json_schema_extra={"pattern": f"^{_EMAIL_PATTERN}$"}),
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=1024)]
@@ -82,8 +72,36 @@ class LoginForm(BaseModel):
     scope: str = ""
 
 
+RefreshTokenValue = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+
+
+class RefreshIn(BaseModel):
+    """A refresh: the refresh token a login or the previous refresh answered."""
+
+    grant_type: Literal["refresh_token"] = "refresh_token"
+    refresh_token: RefreshTokenValue
+
+
+class RefreshForm(BaseModel):
+    """The OAuth2 refresh-token grant's form fields."""
+
+    grant_type: Literal["refresh_token"]
+    refresh_token: RefreshTokenValue
+    scope: str = ""
+
+
+class TokenRequest(RootModel[LoginIn | RefreshIn]):
+    """A JSON login ({"email", "password"}) or refresh ({"refresh_token"})."""
+
+
+class TokenForm(RootModel[LoginForm | RefreshForm]):
+    """The OAuth2 password grant or its refresh-token grant."""
+
+
 class TokenOut(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
     expires_in: int
     scope: str
+    # Opaque; exchanged at POST /auth/token (grant_type=refresh_token) for a new pair, once.
+    refresh_token: str

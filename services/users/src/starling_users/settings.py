@@ -9,6 +9,9 @@ from pydantic_settings import SettingsConfigDict
 from starling_core.settings import ServiceSettings
 from starling_users.models import ROLES
 
+# A refresh token unused for this long (seconds) expires: 14 days.
+REFRESH_TOKEN_EXPIRES_IN = 14 * 24 * 3600
+
 # argon2-cffi's own defaults (RFC 9106, low-memory profile); tests lower them to stay fast.
 _ARGON2 = profiles.RFC_9106_LOW_MEMORY
 
@@ -33,7 +36,10 @@ class UsersSettings(ServiceSettings):
     admin_email: str | None = None
     admin_password: SecretStr | None = None
     admin_name: str = "Administrator"
-    token_expires_in: int = Field(default=1800, ge=1)
+    # Access tokens are short: another service accepts one until it expires, whatever happened to its
+    # user meanwhile (the users service itself checks each against the user's row). Refresh tokens renew them.
+    token_expires_in: int = Field(default=900, ge=1)
+    refresh_token_expires_in: int = Field(default=REFRESH_TOKEN_EXPIRES_IN, ge=1)
     # Role -> the scopes a token issued at login carries; `STARLING_USERS_ROLE_SCOPES` is a JSON object.
     # Granting a new service's scopes is a change of this setting, nothing else.
     role_scopes: dict[str, list[str]] = Field(
