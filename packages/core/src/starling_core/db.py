@@ -132,6 +132,9 @@ def is_sqlite(url: str | URL) -> bool:
 def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     """An async engine with the settings Starling relies on for each backend."""
     url = make_url(url)
+    # A statement's parameters never reach an error message or a log: they may be a password hash,
+    # a refresh token's digest or a user's email.
+    kwargs.setdefault("hide_parameters", True)
     if is_sqlite(url):
         database = url.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
