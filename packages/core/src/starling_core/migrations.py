@@ -14,10 +14,11 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from alembic import command, context
 from alembic.autogenerate import compare_metadata
+from alembic.autogenerate.api import AutogenContext
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData
@@ -111,7 +112,7 @@ def _run(connection: Connection, target_metadata: Sequence[MetaData], /, **optio
         context.run_migrations()
 
 
-def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """A generated revision writes core's `UTCDateTime` as the column it is stored in. Rendered as itself,
     it would be `starling_core.db.UTCDateTime(...)` with no import: a file that fails to run. And a
     history that imports no application type keeps working when that type changes."""
