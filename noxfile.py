@@ -219,6 +219,8 @@ DEMO_ADMIN = {
     "STARLING_USERS_ADMIN_EMAIL": "admin@starling.dev",
     "STARLING_USERS_ADMIN_PASSWORD": "starling-admin",
 }
+# seconds `nox -s serve` waits for every service's /health before it gives up and stops them all
+SERVE_HEALTHY_WITHIN = 60.0
 
 
 @nox.session(default=False)
@@ -263,8 +265,15 @@ def serve(session: nox.Session) -> None:
             print(serve_banner(urls, env, took), file=sys.stderr, flush=True)
 
         try:
+            # a fresh checkout compiles every module on first import: four services on 2 busy cores
+            # took more than 20 s
             processes.run_until_stopped(
-                found, signals=signals, python=str(Path(session.bin) / "python"), cwd=ROOT, ready=ready
+                found,
+                signals=signals,
+                python=str(Path(session.bin) / "python"),
+                cwd=ROOT,
+                timeout=SERVE_HEALTHY_WITHIN,
+                ready=ready,
             )
         finally:
             print("all services stopped", file=sys.stderr, flush=True)
