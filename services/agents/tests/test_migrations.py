@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from alembic.script import ScriptDirectory
 from asgi_lifespan import LifespanManager
 from sqlalchemy import inspect, text
 
@@ -13,7 +14,7 @@ from starling_agents.models import AgentsBase
 from starling_agents.settings import AgentsSettings
 from starling_core import schema
 from starling_core.db import Database
-from starling_core.migrations import differences, upgrade
+from starling_core.migrations import CORE_VERSIONS, differences, upgrade
 from starling_core.tokens import JWTConfig, issue_token
 
 
@@ -28,7 +29,10 @@ async def test_an_empty_database_migrated_matches_the_models_and_cores_tables(tm
             tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
             heads = set((await connection.scalars(text("SELECT version_num FROM alembic_version"))).all())
         assert tables == {"alembic_version", *AgentsBase.metadata.tables, *schema.metadata.tables}
-        assert heads == {"0003", "core_0001"}  # this service's history and core's, side by side
+        # this service's history and core's, side by side, each at its head
+        core = ScriptDirectory(str(CORE_VERSIONS), version_locations=[str(CORE_VERSIONS)])
+        core_head = core.get_current_head()
+        assert heads == {"0003", core_head}
     finally:
         await database.dispose()
 
