@@ -1,0 +1,45 @@
+"""`create_app`: the assessments service on Starling's standard app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from starling_assessments.repository import DatabaseAssessmentStores, DatabaseQuestionStores
+from starling_assessments.routes import SCOPES, AssessmentsState, routes
+from starling_assessments.service import AssessmentsService, LoggedEvents, Publisher, QuestionBank
+from starling_assessments.settings import AssessmentsSettings
+from starling_core import app as core
+from starling_core.db import Database
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(
+    settings: AssessmentsSettings | None = None,
+    *,
+    database: Database | None = None,
+    publisher: Publisher | None = None,
+) -> core.ServiceApp:
+    """The service; a `database` handed in is the caller's (the test kit's), else one from the settings.
+    `publisher` receives `assessment.completed` in each submission's transaction (by default: the log)."""
+    settings = settings or AssessmentsSettings()
+
+    @asynccontextmanager
+    async def lifespan(database: Database) -> AsyncIterator[AssessmentsState]:
+        yield {
+            "assessments": AssessmentsService(
+                DatabaseAssessmentStores(database), publisher or LoggedEvents()
+            ),
+            "bank": QuestionBank(DatabaseQuestionStores(database)),
+        }
+
+    return core.create_app(
+        settings,
+        routes=routes,
+        scopes=SCOPES,
+        lifespan=lifespan,
+        migrations=MIGRATIONS,
+        database=database,
+    )
