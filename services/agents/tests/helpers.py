@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,8 +11,11 @@ import httpx
 from asgi_lifespan import LifespanManager
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from starling_agents.app import create_app
+from starling_agents.followers import TASK_PREFIX
 from starling_agents.settings import AgentsSettings
 from starling_core.db import Database
 from starling_core.ratelimit import RateLimitBackend
@@ -86,3 +90,42 @@ async def wait_until_finished(client: httpx.AsyncClient, served: ASGIApp, run_id
     run: dict[str, Any] = response.json()
     assert run["status"] in FINISHED
     return run
+
+
+def follower_tasks(run_id: str) -> list[asyncio.Task[object]]:
+    """The tasks following `run_id` in this event loop (in-process apps and `live_server` share it)."""
+    return [task for task in asyncio.all_tasks() if task.get_name() == f"{TASK_PREFIX}{run_id}"]
+
+
+# --- over a real socket (`live_server`) ------------------------------------------------------------
+
+
+def live_events_url(base_url: str, run_id: str, token: str | None = None) -> str:
+    """The run's events on `live_server`, with the token in the URL or, without one, nowhere in it."""
+    query = f"?token={token}" if token else ""
+    return f"{base_url.replace('http://', 'ws://')}/api/v1/agents/runs/{run_id}/events{query}"
+
+
+def bearer(token: str) -> list[Subprotocol]:
+    """The subprotocols that carry `token` in the handshake's headers, not in its URL."""
+    return [Subprotocol("bearer"), Subprotocol(token)]
+
+
+async def background_run(base_url: str, token: str) -> str:
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"Bearer {token}"}) as client:
+        body = {"agent_id": "summarizer", "input_text": SAMPLE_TEXT, "background": True}
+        response = await client.post("/api/v1/agents/run", json=body)
+    assert response.status_code == 202
+    run_id: str = response.json()["run_id"]
+    return run_id
+
+
+@asynccontextmanager
+async def following_a_background_run(
+    base_url: str, token: str
+) -> AsyncIterator[tuple[str, ClientConnection]]:
+    """A new background run's id and a WebSocket following it, the token in the `bearer` subprotocol."""
+    run_id = await background_run(base_url, token)
+    async with connect(live_events_url(base_url, run_id), subprotocols=bearer(token)) as websocket:
+        assert websocket.subprotocol == "bearer"  # what a browser insists on
+        yield run_id, websocket

@@ -1,7 +1,8 @@
-"""The chat-completions gateway against respx: requests, retries and failure mapping.
+"""The chat-completions gateway against respx: requests, retries, failure mapping, and where keys go.
 
 The client is the real one from `starling_core.http.create_http_client` (its RetryTransport over
 httpx's own transport); respx answers below it, so retries run exactly as they do in production.
+Every host answers, so a request the policy should have stopped is seen, with its headers.
 """
 
 from __future__ import annotations
@@ -9,16 +10,28 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 import respx
 from pydantic import SecretStr
 
 from starling_agents.gateways import ChatCompletionsGateway
+from starling_agents.outbound import LLMKey, OutboundPolicy
 from starling_agents.runners import Outcome
 from starling_agents.schemas import LLMConfig
 from starling_core.http import create_http_client
 
-CONFIG = LLMConfig(model="tiny-1", base_url="http://llm.test", system_prompt="Be brief.")
+CONFIG = LLMConfig(model="tiny-1", base_url="http://llm.test", system_prompt="Be brief.", key_name="main")
 RETRIES = 2
+KEY, DEFAULT_KEY = "sk-test", "sk-default"
+LOOPBACK = ["http://127.0.0.1:8080", "http://localhost", "http://[::1]:11434"]
+# Loopback is allowed here on purpose: a key must stay with its own host even among allowed ones.
+POLICY = OutboundPolicy(
+    allowed_hosts=["llm.test", "fallback.test", "127.0.0.1:8080", "localhost", "[::1]"],
+    keys={
+        "main": LLMKey(key=SecretStr(KEY), host="llm.test"),
+        "default": LLMKey(key=SecretStr(DEFAULT_KEY), host="llm.test"),
+    },
+)
 
 
 def completion(content: str = "Hello there", total_tokens: int = 17) -> httpx.Response:
@@ -32,23 +45,21 @@ def completion(content: str = "Hello there", total_tokens: int = 17) -> httpx.Re
 async def complete(
     *answers: httpx.Response | Exception,
     config: LLMConfig = CONFIG,
-    default_base_url: str | None = None,
+    policy: OutboundPolicy = POLICY,
 ) -> tuple[Outcome, respx.Route]:
-    """Run one completion against an endpoint giving `answers` in turn (the last one repeats)."""
+    """Run one completion against endpoints giving `answers` in turn (the last one repeats).
+
+    Every host answers, so the route's calls are every request that was sent, wherever it went.
+    """
     delays: list[float] = []
 
     async def sleep(seconds: float) -> None:
         delays.append(seconds)
 
     with respx.mock(assert_all_called=False) as router:
-        route = router.post(url__regex=r"/v1/chat/completions$").mock(
-            side_effect=[*answers, *[answers[-1]] * (RETRIES + 1)]
-        )
+        route = router.route().mock(side_effect=[*answers, *[answers[-1]] * (RETRIES + 1)])
         async with create_http_client(retries=RETRIES, sleep=sleep, retry_non_idempotent=True) as client:
-            gateway = ChatCompletionsGateway(
-                client, api_key=SecretStr("sk-test"), default_base_url=default_base_url
-            )
-            return await gateway.complete(config, "What is Starling?"), route
+            return await ChatCompletionsGateway(client, policy).complete(config, "What is Starling?"), route
 
 
 async def test_a_completion_gives_the_output_and_the_reported_usage() -> None:
@@ -56,7 +67,7 @@ async def test_a_completion_gives_the_output_and_the_reported_usage() -> None:
     assert outcome == Outcome(output="Starling is a monorepo.", token_usage=42)
     request = upstream.calls[0].request
     assert str(request.url) == "http://llm.test/v1/chat/completions"
-    assert request.headers["Authorization"] == "Bearer sk-test"
+    assert request.headers["Authorization"] == f"Bearer {KEY}"
     assert json.loads(request.content) == {
         "model": "tiny-1",
         "messages": [
@@ -67,9 +78,8 @@ async def test_a_completion_gives_the_output_and_the_reported_usage() -> None:
 
 
 async def test_the_settings_base_url_serves_agents_that_name_none() -> None:
-    _, upstream = await complete(
-        completion(), config=LLMConfig(model="tiny-1"), default_base_url="http://fallback.test/"
-    )
+    policy = OutboundPolicy(default_base_url="http://fallback.test/")  # its host is allowed by default
+    _, upstream = await complete(completion(), config=LLMConfig(model="tiny-1"), policy=policy)
     assert str(upstream.calls[0].request.url) == "http://fallback.test/v1/chat/completions"
 
 
@@ -122,7 +132,64 @@ async def test_missing_usage_counts_zero_tokens() -> None:
 
 
 async def test_no_endpoint_configured_fails_without_a_request() -> None:
-    outcome, upstream = await complete(completion(), config=LLMConfig(model="tiny-1"))
+    nowhere = OutboundPolicy()
+    outcome, upstream = await complete(completion(), config=LLMConfig(model="tiny-1"), policy=nowhere)
     assert outcome.error is not None
     assert "STARLING_AGENTS_LLM_BASE_URL" in outcome.error
+    assert upstream.call_count == 0
+
+
+# --- where requests and keys go ---------------------------------------------------------------------
+
+
+async def test_an_agent_without_a_key_name_gets_the_default_key_on_its_host_only() -> None:
+    _, own_host = await complete(completion(), config=LLMConfig(model="m", base_url="http://llm.test"))
+    _, other_host = await complete(completion(), config=LLMConfig(model="m", base_url="http://fallback.test"))
+    assert own_host.calls[0].request.headers["Authorization"] == f"Bearer {DEFAULT_KEY}"
+    assert "Authorization" not in other_host.calls[0].request.headers
+
+
+@pytest.mark.parametrize("base_url", LOOPBACK)
+async def test_no_key_goes_to_an_allowed_loopback_endpoint(base_url: str) -> None:
+    outcome, upstream = await complete(completion(), config=LLMConfig(model="m", base_url=base_url))
+    assert outcome.error is None  # the host is allowed: the request went, without a key
+    [call] = upstream.calls
+    assert call.request.url.host in base_url
+    assert "Authorization" not in call.request.headers
+
+
+@pytest.mark.parametrize("base_url", LOOPBACK)
+async def test_an_agent_naming_a_key_for_another_host_fails_without_a_request(base_url: str) -> None:
+    outcome, upstream = await complete(completion(), config=CONFIG.model_copy(update={"base_url": base_url}))
+    assert outcome.error is not None
+    assert "may be sent only to 'llm.test'" in outcome.error
+    assert upstream.call_count == 0
+
+
+@pytest.mark.parametrize("base_url", ["http://evil.test", "http://169.254.169.254", "http://2130706433"])
+async def test_a_host_off_the_allow_list_fails_without_a_request(base_url: str) -> None:
+    outcome, upstream = await complete(completion(), config=LLMConfig(model="m", base_url=base_url))
+    assert outcome.error is not None
+    assert "is not allowed" in outcome.error
+    assert upstream.call_count == 0
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirect_is_not_followed_with_the_key(status: int) -> None:
+    moved = httpx.Response(status, headers={"Location": "http://127.0.0.1:8080/v1/chat/completions"})
+    outcome, upstream = await complete(moved)
+    assert outcome.error == f"LLM endpoint answered HTTP {status}: redirects are not followed"
+    assert [str(call.request.url.host) for call in upstream.calls] == ["llm.test"]
+
+
+async def test_a_key_bound_to_a_port_goes_to_that_port_only() -> None:
+    policy = OutboundPolicy(
+        allowed_hosts=["llm.test"], keys={"main": LLMKey(key=SecretStr(KEY), host="llm.test:8443")}
+    )
+    on_port = CONFIG.model_copy(update={"base_url": "https://llm.test:8443"})
+    outcome, upstream = await complete(completion(), config=on_port, policy=policy)
+    assert outcome.error is None
+    assert upstream.calls[0].request.headers["Authorization"] == f"Bearer {KEY}"
+    outcome, upstream = await complete(completion(), config=CONFIG, policy=policy)  # port 80
+    assert outcome.error is not None
     assert upstream.call_count == 0

@@ -170,7 +170,8 @@ async def test_an_llm_agent_runs_through_the_endpoint(
         answer = {"choices": [{"message": {"content": content.upper()}}], "usage": {"total_tokens": 9}}
         return httpx.Response(200, json=answer)
 
-    app = build_app(app_settings, app_database, llm_transport=httpx.MockTransport(upstream))
+    transport = httpx.MockTransport(upstream)
+    app = build_app(app_settings, app_database, llm_transport=transport, llm_allowed_hosts=("llm.test",))
     async with (
         started(app) as served,
         client_for(served, token_factory(scopes=["agent:run", "agent:admin"])) as c,
@@ -184,7 +185,10 @@ async def test_an_llm_failure_is_a_failed_run_with_its_reason(
     app_settings: ServiceSettings, app_database: BoundDatabase, token_factory: TokenFactory
 ) -> None:
     app = build_app(
-        app_settings, app_database, llm_transport=httpx.MockTransport(lambda r: httpx.Response(503))
+        app_settings,
+        app_database,
+        llm_transport=httpx.MockTransport(lambda r: httpx.Response(503)),
+        llm_allowed_hosts=("llm.test",),
     )
     async with (
         started(app) as served,

@@ -10,19 +10,34 @@ from pathlib import Path
 import httpx
 
 from starling_agents.events import RunEvents
+from starling_agents.followers import Followers
 from starling_agents.gateways import ChatCompletionsGateway
+from starling_agents.outbound import DEFAULT_KEY, HostRule, LLMKey, OutboundPolicy
+from starling_agents.redaction import redact_tokens_in_logs
 from starling_agents.repository import AgentsStores
 from starling_agents.routes import SCOPES, AgentsState, routes
 from starling_agents.service import AgentExecutor, AgentsService, RunsService
 from starling_agents.settings import AgentsSettings
 from starling_agents.workers import RunWorkers
-from starling_core.app import ServiceApp
+from starling_core.app import ServiceApp, default_rate_limit_backend
 from starling_core.app import create_app as create_service_app
-from starling_core.db import Database
+from starling_core.db import Database, is_sqlite
 from starling_core.http import Sleep, create_http_client
-from starling_core.ratelimit import RateLimitBackend
+from starling_core.ratelimit import MemoryRateLimitBackend, RateLimitBackend, parse_rate
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def outbound_policy(settings: AgentsSettings) -> OutboundPolicy:
+    """Where llm agents may call and with which keys; `STARLING_AGENTS_LLM_API_KEY` is the key named
+    `default`, bound to the host and port of `STARLING_AGENTS_LLM_BASE_URL`."""
+    keys = dict(settings.llm_keys)
+    if settings.llm_api_key is not None and settings.llm_base_url:
+        host = str(HostRule.of(httpx.URL(settings.llm_base_url)))
+        keys[DEFAULT_KEY] = LLMKey(key=settings.llm_api_key, host=host)
+    return OutboundPolicy(
+        allowed_hosts=settings.llm_allowed_hosts, keys=keys, default_base_url=settings.llm_base_url
+    )
 
 
 @asynccontextmanager
@@ -32,24 +47,32 @@ async def agents_state(
     *,
     llm_transport: httpx.AsyncBaseTransport | None = None,
     sleep: Sleep = asyncio.sleep,
+    rate_limit_backend: RateLimitBackend | None = None,
 ) -> AsyncIterator[AgentsState]:
-    """One process's services on `database`: the built-in agents ensured, the workers running."""
+    """One process's services on `database`: the built-in agents ensured, the workers running.
+
+    `rate_limit_backend` counts the WebSockets' hits; by default, the one core's middleware uses.
+    """
+    redact_tokens_in_logs()  # again: the server may have configured its logging after the app was made
+    outbound = outbound_policy(settings)
     # Completions are safe to send again (no side effect but cost), so the POST is retried too.
     async with create_http_client(
         timeout=settings.llm_timeout, transport=llm_transport, sleep=sleep, retry_non_idempotent=True
     ) as llm_client:
-        executor = AgentExecutor(
-            ChatCompletionsGateway(
-                llm_client, api_key=settings.llm_api_key, default_base_url=settings.llm_base_url
-            )
-        )
+        executor = AgentExecutor(ChatCompletionsGateway(llm_client, outbound))
         stores = AgentsStores(database)
-        agents = AgentsService(stores)
+        agents = AgentsService(stores, outbound)
         await agents.ensure_builtins()
         events = RunEvents()
         # A scan as often as a lease runs out: a dead process's runs wait at most about twice that.
         workers = RunWorkers(settings.workers, scan_every=settings.run_lease)
         runs = RunsService(stores, executor, events, workers.enqueue, lease=settings.run_lease)
+        followers = Followers(
+            rate_limit_backend or default_rate_limit_backend(settings, database),
+            parse_rate(settings.rate_limit),
+            poll=settings.events_poll,
+            idle_timeout=settings.events_idle_timeout,
+        )
         workers.start(runs.process, runs.claimable)
         try:
             yield {
@@ -58,7 +81,7 @@ async def agents_state(
                 "run_events": events,
                 "workers": workers,
                 "max_input_chars": settings.max_input_chars,
-                "events_poll": settings.events_poll,
+                "followers": followers,
             }
         finally:
             await workers.stop()
@@ -77,9 +100,21 @@ def create_app(
     The LLM transport, `sleep` (retry backoff) and the rate limiter are seams for tests.
     """
     agents_settings = settings if settings is not None else AgentsSettings()
+    redact_tokens_in_logs()
+    # A run's WebSocket counts against the same limit as the /api/ routes. Counts in memory are one
+    # count only in one backend object, so that one is made here and handed to core's middleware too;
+    # counts in the database are one count in any backend on it, so the lifespan makes its own there.
+    if rate_limit_backend is None and _counts_in_memory(agents_settings):
+        rate_limit_backend = MemoryRateLimitBackend()
 
     def lifespan(database: Database) -> AbstractAsyncContextManager[AgentsState]:
-        return agents_state(agents_settings, database, llm_transport=llm_transport, sleep=sleep)
+        return agents_state(
+            agents_settings,
+            database,
+            llm_transport=llm_transport,
+            sleep=sleep,
+            rate_limit_backend=rate_limit_backend,
+        )
 
     return create_service_app(
         agents_settings,
@@ -90,3 +125,9 @@ def create_app(
         database=database,
         rate_limit_backend=rate_limit_backend,
     )
+
+
+def _counts_in_memory(settings: AgentsSettings) -> bool:
+    # core's `default_rate_limit_backend` chooses so: "auto" is memory on SQLite, the database elsewhere
+    choice = settings.rate_limit_backend
+    return choice == "memory" or (choice == "auto" and is_sqlite(settings.database_url))

@@ -5,6 +5,7 @@ Core's handler answers every `DomainError` with `{"detail": ...}` and its status
 
 from __future__ import annotations
 
+from starling_agents.outbound import Refusal
 from starling_core.errors import DomainError, RequestValidationError
 
 
@@ -59,6 +60,15 @@ class MissingFields(RequestValidationError):
     def __init__(self, names: list[str]) -> None:
         super().__init__(
             [{"loc": ["body", name], "msg": "Field required", "type": "missing"} for name in names]
+        )
+
+
+class LLMEndpointRefused(RequestValidationError):
+    """An `llm` agent whose host is not on the allow-list, or whose key may not go there (outbound.py)."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        super().__init__(
+            [{"loc": ["body", "llm", "config", refusal.field], "msg": refusal.message, "type": refusal.type}]
         )
 
 

@@ -4,6 +4,10 @@ The httpx client comes from `starling_core.http.create_http_client` with `retry_
 a chat completion has no side effect beyond its cost, so a POST answered 429/5xx (or cut off) is
 sent again, a bounded number of times with backoff. Every failure becomes a failed `Outcome` with an
 `error` that says what went wrong; nothing raises out of `complete`.
+
+Where a request may go and which key it carries is the `OutboundPolicy`'s to say (outbound.py), asked
+before every request: a refused one fails the run unsent. Redirects are never followed, so a key
+never travels on to wherever an endpoint points.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import json
 
 import httpx
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, ValidationError
 
+from starling_agents.outbound import OutboundPolicy
 from starling_agents.runners import Outcome
 from starling_agents.schemas import LLMConfig
 
@@ -35,34 +40,31 @@ class _Completion(BaseModel):
 
 
 class ChatCompletionsGateway:
-    def __init__(
-        self,
-        client: httpx.AsyncClient,
-        *,
-        api_key: SecretStr | None = None,
-        default_base_url: str | None = None,
-    ) -> None:
+    def __init__(self, client: httpx.AsyncClient, policy: OutboundPolicy) -> None:
         self.client = client
-        self.api_key = api_key
-        self.default_base_url = default_base_url
+        self.policy = policy
 
     async def complete(self, config: LLMConfig, text: str) -> Outcome:
-        base_url = config.base_url or self.default_base_url
-        if not base_url:
+        url = self.policy.endpoint(config)
+        if url is None:
             return _failed("No LLM endpoint: set the agent's config.base_url or STARLING_AGENTS_LLM_BASE_URL")
+        refusal = self.policy.refusal(config)
+        if refusal is not None:
+            return _failed(refusal.message)
         messages = [{"role": "system", "content": config.system_prompt}] if config.system_prompt else []
         messages.append({"role": "user", "content": text})
         payload: dict[str, object] = {"model": config.model, "messages": messages}
         if config.temperature is not None:
             payload["temperature"] = config.temperature
-        headers = {"Authorization": f"Bearer {self.api_key.get_secret_value()}"} if self.api_key else {}
-        url = f"{base_url.rstrip('/')}/v1/chat/completions"
+        headers = self.policy.headers(url, config.key_name)
         try:
-            response = await self.client.post(url, json=payload, headers=headers)
+            response = await self.client.post(url, json=payload, headers=headers, follow_redirects=False)
         except httpx.TimeoutException:
             return _failed(f"LLM endpoint timed out ({url})")
         except httpx.TransportError as exc:
             return _failed(f"LLM endpoint unreachable ({url}): {type(exc).__name__}")
+        if response.is_redirect:
+            return _failed(f"LLM endpoint answered HTTP {response.status_code}: redirects are not followed")
         if response.is_error:
             # Retryable statuses reach here only once the retries are spent.
             return _failed(f"LLM endpoint answered HTTP {response.status_code}")

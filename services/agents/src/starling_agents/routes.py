@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
 from starling_agents.errors import (
     FileIsBinary,
@@ -23,12 +23,12 @@ from starling_agents.errors import (
     RunNotFound,
     UnsupportedFileType,
 )
-from starling_agents.events import RunEvents, final_events, follow, status_event
-from starling_agents.models import UNFINISHED
+from starling_agents.events import RunEvents
+from starling_agents.followers import NOT_FOUND_CLOSE_CODE, Followers, authorized, refuse
 from starling_agents.schemas import AgentCreate, AgentOut, AgentSummary, RunForm, RunIn, RunOut, RunsQuery
 from starling_agents.service import Actor, AgentsService, RunsService
 from starling_agents.workers import RunWorkers
-from starling_core.auth import Scopes, current_user, requires_scopes
+from starling_core.auth import Scopes, current_user
 from starling_core.db import DatabaseUnavailable
 from starling_core.operations import operation, route
 from starling_core.pagination import Page
@@ -40,7 +40,6 @@ AGENT_ADMIN = "agent:admin"
 SCOPES = Scopes(user=(AGENT_RUN, AGENT_READ), admin=(AGENT_ADMIN,))
 
 TEXT_TYPES = frozenset({"text/plain", "text/markdown", "text/x-markdown"})
-NOT_FOUND_CLOSE_CODE = 4404
 
 
 class AgentsState(TypedDict):
@@ -51,7 +50,7 @@ class AgentsState(TypedDict):
     run_events: RunEvents
     workers: RunWorkers  # the background runs' tasks, started and stopped by the lifespan
     max_input_chars: int  # STARLING_AGENTS_MAX_INPUT_CHARS
-    events_poll: float  # STARLING_AGENTS_EVENTS_POLL
+    followers: Followers  # the run WebSockets' rate limit, poll and idle timeout
 
 
 def _actor(conn: HTTPConnection[AgentsState]) -> Actor:
@@ -172,14 +171,15 @@ async def cancel_run(request: Request[AgentsState]) -> RunOut:
     return RunOut.model_validate(run)
 
 
-@requires_scopes(AGENT_READ)
 async def run_events(websocket: WebSocket[AgentsState]) -> None:
     """Stream a run's events: its status, its output when there is one, and `done` when it ends."""
+    followers = websocket.state["followers"]
+    if not (await followers.admit(websocket) and await authorized(websocket, [AGENT_READ])):
+        return
     run_id = websocket.path_params["run_id"]
     if unstorable(run_id, ("path", "run_id")):
         # No run has such an id (a NUL, say), and the database would refuse even to look for it.
-        await websocket.accept()
-        await websocket.close(code=NOT_FOUND_CLOSE_CODE, reason="Run not found")
+        await refuse(websocket, NOT_FOUND_CLOSE_CODE, "Run not found")
         return
     runs, actor = websocket.state["runs"], _actor(websocket)
     # Subscribed before the run is read, so an event published in between is not lost.
@@ -187,10 +187,8 @@ async def run_events(websocket: WebSocket[AgentsState]) -> None:
         try:
             run = await runs.get(actor, run_id)
         except RunNotFound as exc:
-            await websocket.accept()
-            await websocket.close(code=NOT_FOUND_CLOSE_CODE, reason=str(exc))
+            await refuse(websocket, NOT_FOUND_CLOSE_CODE, str(exc))
             return
-        await websocket.accept()
 
         async def reread() -> tuple[str, str | None] | None:
             try:
@@ -199,18 +197,7 @@ async def run_events(websocket: WebSocket[AgentsState]) -> None:
                 return None  # read again at the next poll
             return stored.status, stored.output
 
-        try:
-            await websocket.send_json(status_event(run.status))
-            if run.status not in UNFINISHED:
-                for event in final_events(run.status, run.output):
-                    await websocket.send_json(event)
-            else:
-                poll = websocket.state["events_poll"]
-                async for event in follow(queue, reread, status=run.status, unfinished=UNFINISHED, poll=poll):
-                    await websocket.send_json(event)
-            await websocket.close()
-        except WebSocketDisconnect:
-            return
+        await followers.follow(websocket, run, queue, reread)
 
 
 routes = [

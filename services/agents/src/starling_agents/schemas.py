@@ -47,20 +47,27 @@ class LLMConfig(BaseModel):
     base_url: str | None = Field(default=None, min_length=1, max_length=500)
     system_prompt: str | None = Field(default=None, max_length=20_000)
     temperature: float | None = Field(default=None, ge=0, le=2)
+    # The name of a key in STARLING_AGENTS_LLM_KEYS: the key itself stays in the settings.
+    key_name: str | None = Field(default=None, min_length=1, max_length=100)
 
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         # Checked by the client that will send to it, so an agent cannot be saved that can never run.
-        if value is None:
-            return None
-        try:
-            url = httpx.URL(value)
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"Invalid URL: {exc}") from None
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError("URL should be absolute, with an http or https scheme")
-        return value
+        return None if value is None else http_url(value)
+
+
+def http_url(value: str) -> str:
+    """`value` if httpx can send to it: absolute, http or https, with no credentials in it."""
+    try:
+        url = httpx.URL(value)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"Invalid URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError("URL should be absolute, with an http or https scheme")
+    if url.userinfo:
+        raise ValueError("URL should carry no credentials: an llm agent names its key in key_name")
+    return value
 
 
 class _AgentIn(BaseModel):

@@ -16,10 +16,11 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from starling_agents import runners
-from starling_agents.errors import AgentExists, AgentNotFound, RunFinished, RunNotFound
+from starling_agents.errors import AgentExists, AgentNotFound, LLMEndpointRefused, RunFinished, RunNotFound
 from starling_agents.events import RunEvents, done_event, output_event, status_event
 from starling_agents.gateways import ChatCompletionsGateway
 from starling_agents.models import UNFINISHED, Agent, Run, utcnow
+from starling_agents.outbound import OutboundPolicy
 from starling_agents.repository import AgentsStores, RunRepository
 from starling_agents.runners import Outcome
 from starling_agents.schemas import (
@@ -70,8 +71,10 @@ class Actor:
 
 
 class AgentsService:
-    def __init__(self, stores: AgentsStores) -> None:
+    def __init__(self, stores: AgentsStores, outbound: OutboundPolicy | None = None) -> None:
         self.stores = stores
+        # Where llm agents may send requests and with which key; by default nowhere.
+        self.outbound = outbound if outbound is not None else OutboundPolicy(allowed_hosts=())
 
     async def all(self) -> Sequence[Agent]:
         async with self.stores.reading() as repositories:
@@ -85,7 +88,10 @@ class AgentsService:
         return agent
 
     async def create(self, data: AnyAgentIn) -> Agent:
-        """Add the agent; `AgentExists` when its id is taken."""
+        """Add the agent; `AgentExists` when its id is taken, `LLMEndpointRefused` when it may not call
+        its endpoint (the same check is made again before every request)."""
+        if isinstance(data.config, LLMConfig) and (refusal := self.outbound.refusal(data.config)):
+            raise LLMEndpointRefused(refusal)
         agent = Agent(
             agent_id=data.agent_id,
             name=data.name,
