@@ -144,7 +144,8 @@ def test_every_sharded_package_is_a_member(
     assert set(shards) <= packages
 
 
-def test_the_workflow_is_a_valid_github_workflow(repo_root: Path) -> None:
+@pytest.mark.parametrize("name", ["ci.yml", "nightly.yml"])
+def test_each_workflow_is_a_valid_github_workflow(repo_root: Path, name: str) -> None:
     result = subprocess.run(
         [
             sys.executable,
@@ -152,13 +153,21 @@ def test_the_workflow_is_a_valid_github_workflow(repo_root: Path) -> None:
             "check_jsonschema",
             "--builtin-schema",
             "vendor.github-workflows",
-            str(repo_root / ".github/workflows/ci.yml"),
+            str(repo_root / ".github/workflows" / name),
         ],
         capture_output=True,
         text=True,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_nightly_workflow_runs_soak_and_fuzz_long(repo_root: Path) -> None:
+    nightly = yaml.safe_load((repo_root / ".github/workflows/nightly.yml").read_text())
+    runs = nightly["jobs"]["long"]["strategy"]["matrix"]["include"]
+
+    assert {run["session"] for run in runs} == {"soak", "fuzz"}
+    assert "schedule" in nightly[True]  # YAML 1.1 reads the key `on` as True
 
 
 def test_the_command_writes_the_matrix_for_github(
