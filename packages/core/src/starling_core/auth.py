@@ -136,8 +136,9 @@ def requires_scopes(*scopes: str) -> Callable[[Callable[_P, Awaitable[_R]]], Cal
             except HTTPException as refusal:
                 if isinstance(conn, WebSocket):
                     # Closing before accepting turns into an HTTP 403 at the handshake; accepting first
-                    # lets the client see the policy-violation close code and its reason.
-                    await conn.accept()
+                    # lets the client see the policy-violation close code and its reason. A browser drops
+                    # a connection whose offered `bearer` protocol is not selected, so it is selected.
+                    await conn.accept(subprotocol=websocket_subprotocol(conn))
                     await conn.close(code=status.WS_1008_POLICY_VIOLATION, reason=refusal.detail)
                     return cast(_R, None)  # a WebSocket endpoint returns None
                 raise
