@@ -8,6 +8,7 @@ from sqlalchemy import MetaData
 from starling_testkit import AppFactory
 
 from .itemsapp import ItemBase, build_app
+from .ledgerapp import LedgerBase
 
 
 @pytest.fixture
@@ -17,4 +18,9 @@ def app_factory() -> AppFactory:
 
 @pytest.fixture(scope="session")
 def db_metadata() -> MetaData:
-    return ItemBase.metadata
+    # the items app's tables, and the ledger's (the events tests' service)
+    combined = MetaData(naming_convention=ItemBase.metadata.naming_convention)
+    for source in (ItemBase.metadata, LedgerBase.metadata):
+        for table in source.sorted_tables:
+            table.to_metadata(combined)
+    return combined

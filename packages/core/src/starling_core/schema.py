@@ -3,9 +3,9 @@ applied by every service beside its own (see `starling_core.migrations`)."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, String, Table
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, Text
 
-from starling_core.db import new_metadata
+from starling_core.db import UTCDateTime, new_metadata
 
 metadata = new_metadata()
 
@@ -16,4 +16,35 @@ rate_limit_buckets = Table(
     metadata,
     Column("key", String(255), primary_key=True),  # "<limit>/<window>s:<caller>"
     Column("tat", BigInteger, nullable=False),
+)
+
+# Events a service published inside its write transactions (`starling_core.events.outbox`), in the order
+# they were written; the relay delivers them to the broker and marks them sent.
+outbox_events = Table(
+    "outbox_events",
+    metadata,
+    # SQLite numbers only an INTEGER PRIMARY KEY by itself
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(36), nullable=False, unique=True),
+    Column("topic", String(255), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("type", String(255), nullable=False),
+    Column("envelope", Text, nullable=False),  # the message value, JSON, exactly as it is sent
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", String(500), nullable=True),
+    Index("ix_outbox_events_sent_at_id", "sent_at", "id"),
+)
+
+# Events a consumer group has handled (`starling_core.events.inbox`): written in the handler's own
+# transaction, so a redelivered event is recognised and skipped.
+inbox_events = Table(
+    "inbox_events",
+    metadata,
+    Column("consumer", String(255), primary_key=True),
+    Column("event_id", String(36), primary_key=True),
+    Column("topic", String(255), nullable=False),
+    Column("handled_at", UTCDateTime, nullable=False),
+    Index("ix_inbox_events_handled_at", "handled_at"),
 )

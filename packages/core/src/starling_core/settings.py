@@ -53,6 +53,27 @@ class ServiceSettings(BaseSettings):
         default="auto", validation_alias=_shared("rate_limit_backend")
     )
 
+    # Events (starling_core.events): with no bootstrap servers, events wait in the outbox.
+    kafka_bootstrap_servers: str | None = Field(
+        default=None, validation_alias=_shared("kafka_bootstrap_servers")
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", validation_alias=_shared("kafka_security_protocol")
+    )
+    kafka_sasl_mechanism: str | None = Field(default=None, validation_alias=_shared("kafka_sasl_mechanism"))
+    kafka_sasl_username: str | None = Field(default=None, validation_alias=_shared("kafka_sasl_username"))
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None, validation_alias=_shared("kafka_sasl_password")
+    )
+    # Put before every topic and consumer group name: one cluster shared by several environments.
+    kafka_topic_prefix: str = Field(default="", validation_alias=_shared("kafka_topic_prefix"))
+    kafka_session_timeout_ms: int = Field(
+        default=10_000, validation_alias=_shared("kafka_session_timeout_ms")
+    )
+    kafka_heartbeat_interval_ms: int = Field(
+        default=3_000, validation_alias=_shared("kafka_heartbeat_interval_ms")
+    )
+
     database_url: str = ""
     auto_migrate: bool = True
     max_body_size: int = 1024 * 1024
