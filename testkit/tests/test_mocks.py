@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from starling_core.events import Event, Message, Publisher
 from starling_testkit import FakePublisher, StreamFailed, fake_stream, mock_of
 
 
@@ -44,11 +45,15 @@ async def test_fake_stream_yields_then_fails_half_way() -> None:
     assert [item async for item in fake_stream("ab")] == ["a", "b"]
 
 
-async def test_fake_publisher_records_and_fails_on_request() -> None:
-    publisher = FakePublisher()
+async def test_fake_publisher_is_a_publisher_that_records_and_fails_on_request() -> None:
+    publisher: Publisher = FakePublisher()
+    assert isinstance(publisher, FakePublisher)
+    event = Event[dict[str, int]](type="thing.done", key="k1", payload={"n": 1})
+    first = [Message("things", "k1", event.to_json()), Message("other", "k2", b"{}")]
     publisher.fail_on(2)
-    await publisher.publish([1, 2], checkpoint="c1")
+    await publisher.publish(first)
     with pytest.raises(ConnectionError):
-        await publisher.publish([3])
-    assert publisher.published == [1, 2]
-    assert publisher.calls[0] == (([1, 2],), {"checkpoint": "c1"})
+        await publisher.publish([Message("things", "k3", b"{}")])
+    assert publisher.published == first
+    assert publisher.calls == [first, [Message("things", "k3", b"{}")]]
+    assert publisher.events("things") == [event]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, TypeVar
 from unittest.mock import create_autospec
+
+from starling_core.events import Message, RawEvent
 
 T = TypeVar("T")
 
@@ -32,23 +34,27 @@ async def fake_stream(
 
 
 class FakePublisher:
-    """Records what is published; `fail_on(n)` makes the n-th call (1-based) raise instead."""
+    """A `starling_core.events.Publisher` that keeps what it is sent; `fail_on(n)` makes the n-th call
+    (1-based) raise instead. Hand it to a `Relay` to see what an app's outbox delivers."""
 
     def __init__(self) -> None:
-        self.published: list[Any] = []
-        self.calls: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self.published: list[Message] = []
+        self.calls: list[list[Message]] = []
         self._failures: dict[int, BaseException] = {}
 
     def fail_on(self, call: int, error: BaseException | None = None) -> None:
         self._failures[call] = error or ConnectionError(f"publisher failed on call {call}")
 
-    async def publish(self, items: Any, /, *args: Any, **kwargs: Any) -> None:
-        number = len(self.calls) + 1
-        if number in self._failures:
-            self.calls.append(((items, *args), kwargs))
-            raise self._failures[number]
-        self.calls.append(((items, *args), kwargs))
-        if isinstance(items, list | tuple):
-            self.published.extend(items)
-        else:
-            self.published.append(items)
+    async def publish(self, messages: Sequence[Message]) -> None:
+        self.calls.append(list(messages))
+        if len(self.calls) in self._failures:
+            raise self._failures[len(self.calls)]
+        self.published.extend(messages)
+
+    def events(self, topic: str | None = None) -> list[RawEvent]:
+        """The envelopes published (on `topic`), in order."""
+        return [
+            RawEvent.model_validate_json(message.value)
+            for message in self.published
+            if topic is None or message.topic == topic
+        ]
