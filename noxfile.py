@@ -81,18 +81,25 @@ def sync_suite(session: nox.Session, package: str) -> Path:
 def run_suite(session: nox.Session, package: str, *pytest_args: str) -> None:
     path = sync_suite(session, package)
     # Measured per package (see its pyproject.toml): on 2 cores, starting xdist workers costs more than
-    # a small suite's whole run, so such a suite runs in one process until it grows.
+    # a small suite's whole run. A suite that says nothing runs in one process, the faster choice
+    # everywhere it was measured; `-n auto` after `--` asks for workers.
     settings = test_settings(package)
+    workers = str(settings.get("workers", 0))
+    # `dist` also serves `-n auto` given after `--` to a suite that runs in one process by default.
+    dist = settings.get("dist", "load" if workers != "0" else None)
+    distribution = ["--dist", str(dist)] if dist else []
+    # `nox -s "tests(x)" -- tests/test_one.py::test_it` runs what was named, not the whole folder too.
+    targets = named_targets(session.posargs, path)
+    given = [arg for arg in session.posargs if arg not in targets] + [targets[arg] for arg in targets]
     # `starling-check` (the README's test command) sums every suite's report into its closing line.
     reports = os.environ.get(check.JUNIT_DIR_VARIABLE)
     report = [f"--junitxml={Path(reports) / junit.report_name(session.name)}"] if reports else []
     session.run(
         "pytest",
-        str(path / "tests"),
+        *([] if targets else [str(path / "tests")]),
         "-n",
-        str(settings.get("workers", "auto")),
-        "--dist",
-        str(settings.get("dist", "load")),
+        workers,
+        *distribution,
         "-p",
         "no:cacheprovider",
         # pytest-split reads the recorded durations when CI passes `--splits N --group i`
@@ -100,8 +107,23 @@ def run_suite(session: nox.Session, package: str, *pytest_args: str) -> None:
         str(path / ".test_durations"),
         *report,
         *pytest_args,
-        *session.posargs,
+        *given,
     )
+
+
+def named_targets(args: list[str], package_path: Path) -> dict[str, str]:
+    """The paths and node ids among `args` (`tests/test_x.py`, `.../test_x.py::test_y`), each as pytest
+    must be given it: as written when it exists from the root, else under the package's folder."""
+    targets: dict[str, str] = {}
+    for arg in args:
+        if arg.startswith("-"):
+            continue
+        where, _, rest = arg.partition("::")
+        if where and (ROOT / where).exists():
+            targets[arg] = arg
+        elif where and (ROOT / package_path / where).exists():
+            targets[arg] = str(package_path / where) + (f"::{rest}" if rest else "")
+    return targets
 
 
 @nox.session

@@ -13,6 +13,7 @@ INI = """
 asyncio_mode = auto
 asyncio_default_fixture_loop_scope = session
 filterwarnings = error
+starling_suite = true
 """
 
 # A package's conftest.py, as a team would write it: a model, an app factory, the metadata.

@@ -12,6 +12,8 @@ import time_machine
 
 
 class FrozenClock:
+    """The `frozen_clock` fixture: wall-clock time that moves only when the test moves it."""
+
     def __init__(self, traveller: time_machine.Traveller) -> None:
         self._traveller = traveller
 

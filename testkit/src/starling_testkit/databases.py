@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from starling_core.db import create_engine
-from starling_testkit import fastsqlite, postgres
+from starling_testkit import isolation, options, postgres
 
 DATABASE_URL_ENV = "STARLING_TEST_DATABASE_URL"
 RUN_DIR_ENV = "STARLING_TEST_RUN_DIR"
@@ -60,7 +60,7 @@ class SQLiteDatabase:
 
     async def create(self, metadata: MetaData) -> AsyncEngine:
         remove_sqlite(self.path)  # a file kept by --keep-db or a killed run must not leak rows
-        engine = create_engine(self.url, connect_args=fastsqlite.CONNECT_ARGS)
+        engine = create_engine(self.url, **isolation.ENGINE_OPTIONS)
         async with engine.begin() as connection:
             await connection.run_sync(metadata.create_all)
         return engine
@@ -104,7 +104,7 @@ class PostgresDatabase:
             # (~70 ms, a checkpoint each), so the schema goes straight into the database.
             if not self.made:
                 await self.make_empty()
-            engine = create_engine(self.url)
+            engine = create_engine(self.url, **isolation.ENGINE_OPTIONS)
             async with engine.begin() as connection:
                 await connection.run_sync(metadata.create_all)
             return engine
@@ -127,7 +127,7 @@ class PostgresDatabase:
             f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)',
             f'CREATE DATABASE "{self.name}" TEMPLATE "{template}"',
         )
-        return create_engine(self.url)
+        return create_engine(self.url, **isolation.ENGINE_OPTIONS)
 
     async def destroy(self) -> None:
         if not self.keep:
@@ -153,14 +153,14 @@ def _with_database(url: str, name: str) -> str:
 
 
 def wants_postgres(config: pytest.Config) -> bool:
-    return bool(os.environ.get(DATABASE_URL_ENV)) or config.getoption("--db") == "postgres"
+    return bool(os.environ.get(DATABASE_URL_ENV)) or options.database(config) == "postgres"
 
 
 def provider(config: pytest.Config, basetemp: Path) -> TestDatabase:
     worker = worker_id(config)
-    keep = bool(config.getoption("--keep-db"))
+    keep = options.keep_databases(config)
     given = os.environ.get(DATABASE_URL_ENV) or None
-    if given is None and config.getoption("--db") == "sqlite":
+    if given is None and options.database(config) == "sqlite":
         return SQLiteDatabase(basetemp, worker, keep)
     if given is not None and make_url(given).get_backend_name() == "sqlite":
         raise pytest.UsageError(f"{DATABASE_URL_ENV} must point at a PostgreSQL server")

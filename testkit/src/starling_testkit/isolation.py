@@ -1,11 +1,15 @@
-"""Each test's isolated transaction, on one connection the worker holds for the whole run.
+"""Each test's isolated transaction: BEGIN when it starts, one ROLLBACK when it ends.
 
-The textbook recipe checks a connection out of the pool for every test, begins, opens a SAVEPOINT
-for the session, and at the end rolls back the SAVEPOINT, the transaction and, on check-in, the
-connection once more. Every one of those is a round trip (on SQLite, several thread hops each), and
-only two of them are needed: BEGIN, and one ROLLBACK that undoes everything, SAVEPOINTs included.
-So the worker keeps one connection checked out, and sessions are closed after that ROLLBACK, when
-closing them has nothing left to say to the database.
+The textbook recipe checks a connection out with a pre-ping, begins, opens a SAVEPOINT for the
+session, and at the end rolls back the SAVEPOINT, the transaction and, on check-in, the connection
+once more. Only two of those round trips are needed: BEGIN, and one ROLLBACK that undoes everything,
+SAVEPOINTs included. So the kit's engine checks connections out without a pre-ping and returns them
+without a reset (both plain pool settings), and sessions are closed after the ROLLBACK, when closing
+them has nothing left to say to the database.
+
+A connection is checked out for each test, rather than held for the run: SQLAlchemy numbers
+SAVEPOINTs per connection object (sa_savepoint_1, _2, ...), so each test's names start again at 1,
+and asyncpg, which prepares every new statement text once more, reuses the prepared ones.
 """
 
 from __future__ import annotations
@@ -16,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, A
 
 from starling_testkit.guards import CheckoutTracker
 
-# SQLAlchemy numbers SAVEPOINTs per connection object (sa_savepoint_1, _2, ...). On a connection
-# held for the whole run the names would never repeat, and asyncpg prepares every new statement
-# text once more (one more round trip per SAVEPOINT), so the count starts again with each test.
-_SAVEPOINT_COUNTER = "_Connection__savepoint_seq"
+# The kit's engine: no round trip at checkout (pre-ping) nor at check-in (reset). A connection whose
+# server dropped it is seen without a round trip (see `_usable`); one returned inside a transaction
+# has had it rolled back by its `close()`, which is how the kit returns them.
+ENGINE_OPTIONS = {"pool_pre_ping": False, "pool_reset_on_return": None}
 
 
 @dataclass
@@ -31,25 +35,22 @@ class TestTransaction:
     __test__ = False  # not a test class, whatever pytest's name-based collection thinks
 
 
-class WorkerConnection:
-    """The worker's one connection, and the outer transaction each test runs inside."""
+class Isolation:
+    """Hands each test a connection inside an outer transaction, and undoes it afterwards."""
 
-    def __init__(self, engine: AsyncEngine, tracker: CheckoutTracker) -> None:
+    def __init__(self, engine: AsyncEngine, tracker: CheckoutTracker | None = None) -> None:
         self.engine = engine
         self.tracker = tracker
-        self.connection: AsyncConnection | None = None
         self.current: TestTransaction | None = None
 
     async def begin(self) -> TestTransaction:
-        connection = self.connection
-        if connection is not None and not _usable(connection):
-            await self._discard(connection)
-            connection = None
-        if connection is None:
-            connection = self.connection = await self._connect()
-        sync_connection = connection.sync_connection
-        if sync_connection is not None and hasattr(sync_connection, _SAVEPOINT_COUNTER):
-            setattr(sync_connection, _SAVEPOINT_COUNTER, 0)
+        connection = await self.engine.connect()
+        if not _usable(connection):
+            await connection.invalidate()  # its socket is gone: the pool must not hand it out again
+            await connection.close()
+            connection = await self.engine.connect()
+        if self.tracker is not None:
+            self.tracker.exempt(connection)  # the kit's, returned at teardown: not the test's leak
         self.current = TestTransaction(connection, await connection.begin())
         return self.current
 
@@ -60,7 +61,7 @@ class WorkerConnection:
             self.current.sessions.append(session)
 
     async def end(self, test: TestTransaction) -> None:
-        """Undo everything the test wrote, and leave the connection ready for the next one."""
+        """Undo everything the test wrote, and return the connection."""
         self.current = None
         connection = test.connection
         try:
@@ -77,34 +78,15 @@ class WorkerConnection:
                 for session in test.sessions:
                     await session.close()
             finally:
-                # A test that ended the outer transaction and began another, or broke the
-                # connection, leaves a state the next test must not inherit: it gets a new one.
-                if not _usable(connection) or connection.in_transaction():
-                    await self._discard(connection)
-
-    async def close(self) -> None:
-        if self.connection is not None:
-            await self._discard(self.connection)
-
-    async def _connect(self) -> AsyncConnection:
-        connection = await self.engine.connect()
-        # Held by the kit on purpose: not a leak of the test during which it was opened.
-        self.tracker.exempt(connection)
-        return connection
-
-    async def _discard(self, connection: AsyncConnection) -> None:
-        if connection is self.connection:
-            self.connection = None
-        if not connection.closed and not connection.invalidated and not _usable(connection):
-            await connection.invalidate()  # its socket is gone: a ROLLBACK on close would only fail
-        await connection.close()  # rolls back whatever is open and returns it to the pool
+                # Rolls back a transaction the test began after ending the outer one, if any.
+                await connection.close()
 
 
 def _usable(connection: AsyncConnection) -> bool:
-    """Whether the held connection can start the next test, checked without a round trip.
+    """Whether a connection from the pool can start the test, checked without a round trip.
 
-    The pool's pre-ping would cost one per test; a server that restarted or dropped the backend
-    has already closed the socket, which asyncpg notices on its own (SQLite has no server to lose).
+    A pre-ping would cost one per test; a server that restarted or dropped the backend has already
+    closed the socket, which asyncpg notices on its own (SQLite has no server to lose).
     """
     if connection.closed or connection.invalidated:
         return False

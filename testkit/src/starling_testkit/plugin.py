@@ -1,18 +1,19 @@
-"""The `starling` pytest plugin: isolated async database tests and ASGI clients for Starling apps.
+"""The `starling` pytest plugin: isolated async database tests and ASGI clients for any Starlette app.
 
-A package's conftest.py defines `app_factory` and `db_metadata`; everything here builds on those.
+A package's conftest.py defines `db_metadata` and either `app_factory` (an app built by starling_core)
+or `app` (any other app, wired to `app_database`); everything here builds on those. Installing the kit
+changes nothing else: what it does to every test of a suite (`suite.py`) is for suites that opt in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import gc
 import inspect
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_type_hints
@@ -33,7 +34,7 @@ from starling_core.app import ServiceApp
 from starling_core.db import Database
 from starling_core.settings import ServiceSettings
 from starling_core.tokens import JWTConfig
-from starling_testkit import databases, guards, isolation, postgres, queries
+from starling_testkit import databases, guards, isolation, options, postgres, queries
 from starling_testkit.binding import AppFactory, BoundDatabase
 from starling_testkit.clock import FrozenClock
 from starling_testkit.mocks import FakePublisher, fake_stream, mock_of
@@ -55,27 +56,24 @@ BASE_URL = "http://testserver"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("starling", "Starling test kit")
-    group.addoption(
-        "--db",
-        choices=("sqlite", "postgres"),
-        default="sqlite",
-        help="database the suite runs on (default: sqlite)",
-    )
-    group.addoption(
-        "--keep-db",
-        action="store_true",
-        default=False,
-        help="leave the test databases in place after the run, for inspection",
-    )
+    options.add_options(parser)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(parser: pytest.Parser) -> Generator[None]:
+    # After the project's own conftest.py files (and plugins) added their options: `--db` and
+    # `--keep-db` become the kit's only where they are still free.
+    yield
+    options.add_short_spellings(parser)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    # Every plugin is imported by now (SQLAlchemy, pydantic, hypothesis, faker...): a heap of
-    # objects that live until the process ends. Freezing them keeps each full garbage collection
-    # from walking them all again (~100 ms each, several during collection and the run).
-    gc.freeze()
+    if options.manages_suite(config):
+        from starling_testkit import suite
+
+        config.pluginmanager.register(suite, "starling-suite")
+        suite.freeze_heap()
     if not hasattr(config, "workerinput"):
         # The controller makes this run's shared directory; xdist workers inherit it. Never reuse
         # an inherited one: a nested run (pytester) must not share, or stop, its parent's cluster.
@@ -103,7 +101,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if made is None:
         return
     shared = Path(made)
-    keep = bool(config.getoption("--keep-db"))
+    keep = options.keep_databases(config)
     stopped = postgres.stop_cluster(shared, keep_data=keep)
     if keep and stopped:
         print(f"\nstarling: PostgreSQL data kept in {shared}")
@@ -111,13 +109,27 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         shutil.rmtree(shared, ignore_errors=True)
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The engine lives on the session loop; a test on any other loop would hand asyncpg connections
-    # across loops ("attached to a different loop"). So every async test runs on the session loop.
+    # across loops ("attached to a different loop"). So an async test that uses the kit's database
+    # runs on the session loop; in a suite that opted in, every async test does (see `suite`).
     session_loop = pytest.mark.asyncio(loop_scope="session")
+    every = options.manages_suite(config)
     for item in items:
-        if is_async_test(item):
+        if is_async_test(item) and (every or "db_engine" in getattr(item, "fixturenames", ())):
             item.add_marker(session_loop, append=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    # The documented way for a fixture to learn its test's outcome (see `_starling_unbound_writes`).
+    report = yield
+    reports: dict[str, pytest.TestReport] = item.stash.setdefault(_REPORTS, {})
+    reports[report.when] = report
+    return report
+
+
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 
 
 # --- what the package provides -------------------------------------------------------------------
@@ -125,15 +137,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture
 def app_factory() -> AppFactory:
+    """Yours to define: the app's `create_app`, called as `(settings, *, database)` (starling_core apps)."""
     pytest.fail(
         "starling: define an `app_factory` fixture in your conftest.py that returns a callable "
-        "(settings, *, database) -> Starlette, e.g. `return create_app`",
+        "(settings, *, database) -> Starlette, e.g. `return create_app`; for an app not built by "
+        "starling_core, define an `app` fixture that wires it to `app_database` instead",
         pytrace=False,
     )
 
 
 @pytest.fixture(scope="session")
 def db_metadata() -> MetaData:
+    """Yours to define: the `MetaData` of the tables the tests need, e.g. `Base.metadata`."""
     pytest.fail(
         "starling: define a `db_metadata` fixture in your conftest.py that returns the MetaData "
         "of your tables, e.g. `return Base.metadata`",
@@ -167,7 +182,7 @@ def db_url(_starling_database: databases.TestDatabase) -> str:
 async def db_engine(
     _starling_database: databases.TestDatabase, db_metadata: MetaData
 ) -> AsyncIterator[AsyncEngine]:
-    """The worker's engine, with the schema (the app's tables and core's) created once for the run."""
+    """The worker's engine, with the schema (your tables and core's) created once for the run."""
     engine = await _starling_database.create(with_core_tables(db_metadata))
     try:
         yield engine
@@ -177,40 +192,43 @@ async def db_engine(
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def _starling_worker_connection(
-    db_engine: AsyncEngine, _starling_checkouts: guards.CheckoutTracker
-) -> AsyncIterator[isolation.WorkerConnection]:
-    """The one connection this worker's tests run on, checked out once rather than once a test."""
-    worker = isolation.WorkerConnection(db_engine, _starling_checkouts)
-    try:
-        yield worker
-    finally:
-        await worker.close()
+async def _starling_session_loop() -> asyncio.AbstractEventLoop:
+    """The loop the engine and every test that uses it run on (see pytest_collection_modifyitems)."""
+    return asyncio.get_running_loop()
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def db_connection(
-    _starling_worker_connection: isolation.WorkerConnection,
-) -> AsyncIterator[AsyncConnection]:
-    """A connection inside an outer transaction that is rolled back when the test ends."""
-    test = await _starling_worker_connection.begin()
-    try:
-        yield test.connection
-    finally:
-        await _starling_worker_connection.end(test)
+@pytest.fixture(scope="session")
+def _starling_isolation(request: pytest.FixtureRequest, db_engine: AsyncEngine) -> isolation.Isolation:
+    # The leak guard's tracker, in a suite that opted in: the kit's own checkouts are not leaks.
+    suite = options.manages_suite(request.config)
+    tracker = request.getfixturevalue("_starling_checkouts") if suite else None
+    return isolation.Isolation(db_engine, tracker)
 
 
 @pytest.fixture
-def db_session(
-    db_connection: AsyncConnection, _starling_worker_connection: isolation.WorkerConnection
-) -> AsyncSession:
-    """A session in the test's transaction: its commits are SAVEPOINT releases, undone after the test."""
-    # Synchronous on purpose: building a session does no I/O, and db_connection's teardown closes
-    # it after the ROLLBACK, when closing costs no round trip (each async fixture costs ~0.2 ms).
+def db_connection(
+    _starling_isolation: isolation.Isolation, _starling_session_loop: asyncio.AbstractEventLoop
+) -> Iterator[AsyncConnection]:
+    """A connection inside the test's transaction, which is rolled back when the test ends."""
+    # Synchronous, driving the session loop itself between tests: an async fixture costs two more
+    # runs of the loop through pytest-asyncio (~0.15 ms a test, measured), for the same BEGIN and ROLLBACK.
+    loop = _starling_session_loop
+    test = loop.run_until_complete(_starling_isolation.begin())
+    try:
+        yield test.connection
+    finally:
+        loop.run_until_complete(_starling_isolation.end(test))
+
+
+@pytest.fixture
+def db_session(db_connection: AsyncConnection, _starling_isolation: isolation.Isolation) -> AsyncSession:
+    """An `AsyncSession` in the test's transaction: its commits are SAVEPOINT releases, undone after."""
+    # Building a session does no I/O, and db_connection's teardown closes it after the ROLLBACK,
+    # when closing costs no round trip.
     session = AsyncSession(
         bind=db_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
     )
-    _starling_worker_connection.add_session(session)
+    _starling_isolation.add_session(session)
     return session
 
 
@@ -219,12 +237,10 @@ def db_session(
 
 @pytest.fixture
 def app_settings(app_factory: AppFactory, db_url: str) -> ServiceSettings:
-    """Settings for the app under test, of the class `app_factory` declares for its first argument.
-
-    Rate limits count in memory: a test's counts roll back with it anyway, and on PostgreSQL the
-    database backend's upserts of one row inside one transaction slow down as the row's versions
-    pile up (each walks them), which a test making hundreds of requests would feel.
-    """
+    """Settings of the class `app_factory` takes: this worker's database, the kit's JWT key, no migration."""
+    # Rate limits count in memory: a test's counts roll back with it anyway, and on PostgreSQL the
+    # database backend's upserts of one row inside one transaction slow down as the row's versions
+    # pile up (each walks them), which a test making hundreds of requests would feel.
     return settings_class(app_factory)(
         env="test",
         database_url=db_url,
@@ -236,31 +252,48 @@ def app_settings(app_factory: AppFactory, db_url: str) -> ServiceSettings:
 
 @pytest.fixture
 def app_database(db_connection: AsyncConnection) -> BoundDatabase:
-    """The `Database` the app under test is given: its sessions run inside the test's transaction."""
+    """The seam: the `BoundDatabase` the app must use; its sessions are in the test's transaction."""
     return BoundDatabase(db_connection)
 
 
 @pytest.fixture
-def app(app_factory: AppFactory, app_settings: ServiceSettings, app_database: BoundDatabase) -> Starlette:
-    """The app from `app_factory`, writing through the test's own transaction."""
+def app(
+    app_factory: AppFactory,
+    app_settings: ServiceSettings,
+    app_database: BoundDatabase,
+    _starling_unbound_writes: None,
+) -> Starlette:
+    """The app under test: `app_factory(app_settings, database=app_database)`; override it for other apps."""
     return app_factory(app_settings, database=app_database)
 
 
 @pytest.fixture
+def _starling_unbound_writes(request: pytest.FixtureRequest, db_engine: AsyncEngine) -> Iterator[None]:
+    """While the test drives the app, a COMMIT on any engine but the kit's fails it (see guards)."""
+    guards.UNBOUND_WRITES.watch(db_engine)
+    try:
+        yield
+    finally:
+        refused = guards.UNBOUND_WRITES.stop()
+    call = request.node.stash.get(_REPORTS, {}).get("call")
+    if refused and (call is None or call.passed):  # the app swallowed the refusal: say it here
+        pytest.fail(refused[0], pytrace=False)
+
+
+@pytest.fixture
 def user_scopes(app: Starlette) -> tuple[str, ...]:
-    """The scopes `auth_client` and `token_factory()` hold: what a default user holds for the app under
-    test (its declared `Scopes.user`). Override it in a conftest.py for an app that declares none."""
+    """The scopes `auth_client` and `token_factory()` hold: the app's `Scopes.user`; overridable."""
     return app.scopes.user if isinstance(app, ServiceApp) else ()
 
 
 @pytest.fixture
 def admin_scopes(app: Starlette) -> tuple[str, ...]:
-    """The scopes `admin_client` holds: every scope the app under test declares. Overridable."""
+    """The scopes `admin_client` holds: every scope the app under test declares; overridable."""
     return app.scopes.all if isinstance(app, ServiceApp) else ()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def started_app(app: Starlette) -> AsyncIterator[ASGIApp]:
+async def started_app(app: Starlette, _starling_unbound_writes: None) -> AsyncIterator[ASGIApp]:
     """The app with its lifespan run once for the test, shared by every client fixture."""
     async with LifespanManager(app) as manager:
         yield manager.app
@@ -268,6 +301,7 @@ async def started_app(app: Starlette) -> AsyncIterator[ASGIApp]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(started_app: ASGIApp) -> AsyncIterator[httpx.AsyncClient]:
+    """An `httpx.AsyncClient` on the app, in process, base URL `http://testserver`, no token."""
     async with _client(started_app) as anonymous:
         yield anonymous
 
@@ -335,42 +369,7 @@ def settings_class(app_factory: Callable[..., Any]) -> type[ServiceSettings]:
     )
 
 
-# --- guards, time, queries, mocks, a real server -----------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def _starling_checkouts(db_engine: AsyncEngine) -> guards.CheckoutTracker:
-    return guards.CheckoutTracker(db_engine)
-
-
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def _starling_session_loop() -> asyncio.AbstractEventLoop:
-    """The loop every async test and the engine run on (see pytest_collection_modifyitems)."""
-    return asyncio.get_running_loop()
-
-
-@pytest.fixture(autouse=True)
-def _starling_leak_guard(
-    request: pytest.FixtureRequest, _starling_session_loop: asyncio.AbstractEventLoop
-) -> Iterator[None]:
-    """Fail a test that leaves a task pending or a connection checked out, naming the leak."""
-    # Synchronous: a test that leaks nothing, nearly all of them, costs a set difference instead
-    # of two runs of the loop through pytest-asyncio (about 0.2 ms a test).
-    loop = _starling_session_loop
-    before = asyncio.all_tasks(loop)
-    tracker: guards.CheckoutTracker | None = None
-    held_before: dict[int, str] = {}
-    if "db_engine" in request.fixturenames:
-        tracker = request.getfixturevalue("_starling_checkouts")
-        held_before = tracker.outstanding()
-    yield
-    # Autouse fixtures are set up first and torn down last: every other fixture has finished here.
-    problems = [f"task left pending: {guards.describe_task(t)}" for t in guards.leaked_tasks(loop, before)]
-    if tracker is not None:
-        leaked = {key: where for key, where in tracker.outstanding().items() if key not in held_before}
-        problems += [f"database connection left checked out, from {where}" for where in leaked.values()]
-    if problems:
-        pytest.fail("starling: the test leaked\n  " + "\n  ".join(problems), pytrace=False)
+# --- time, queries, mocks, factories, a real server -----------------------------------------------
 
 
 @pytest.fixture
@@ -390,7 +389,7 @@ def frozen_clock() -> Iterator[FrozenClock]:
 async def live_server(
     app_factory: AppFactory, app_settings: ServiceSettings, db_engine: AsyncEngine, db_metadata: MetaData
 ) -> AsyncIterator[str]:
-    """Base URL of the app served by uvicorn on 127.0.0.1, for WebSocket and streaming tests."""
+    """Base URL of the app served by uvicorn on 127.0.0.1 (real writes, tables emptied afterwards)."""
     from starling_testkit import server
 
     try:
@@ -402,22 +401,25 @@ async def live_server(
 
 @pytest.fixture(name="mock_of")
 def mock_of_fixture() -> Callable[[type[Any]], Any]:
+    """`mock_of(SomeClass)`: an autospecced mock; a method it lacks or a wrong signature fails."""
     return mock_of
 
 
 @pytest.fixture(name="fake_stream")
 def fake_stream_fixture() -> Callable[..., AsyncIterator[Any]]:
+    """`fake_stream(items, fail_after=None, error=None)`: an async iterator that can fail half-way."""
     return fake_stream
 
 
 @pytest.fixture
 def fake_publisher() -> FakePublisher:
+    """A `FakePublisher`: records `publish(...)` calls; `.fail_on(n)` makes the n-th call raise."""
     return FakePublisher()
 
 
 @pytest.fixture
 def bind_factory(db_session: AsyncSession) -> factories.BindFactory:
-    """`bind_factory(MyFactory)`: the polyfactory factory, persisting through `db_session`."""
+    """`bind_factory(MyFactory)`: the polyfactory factory, saving into `db_session`, filling real models."""
     from starling_testkit import factories
 
     return lambda factory: factories.bind(factory, db_session)

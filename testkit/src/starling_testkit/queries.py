@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol
 
 import pytest
@@ -16,7 +16,9 @@ _TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE
 
 
 class MaxQueries(Protocol):
-    def __call__(self, limit: int) -> Any: ...
+    """The `assert_max_queries` fixture: `with assert_max_queries(3) as seen: ...`, `seen` the statements."""
+
+    def __call__(self, limit: int) -> AbstractContextManager[list[str]]: ...
 
 
 @contextmanager

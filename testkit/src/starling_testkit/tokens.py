@@ -14,6 +14,8 @@ ADMIN_SUB = "test-admin-001"
 
 
 class TokenFactory(Protocol):
+    """The `token_factory` fixture: a signed bearer token for `sub` holding `scopes`."""
+
     def __call__(
         self,
         sub: str = DEFAULT_SUB,
