@@ -37,6 +37,7 @@ from starling_core.tokens import JWTConfig
 from starling_testkit import databases, guards, isolation, options, postgres, queries
 from starling_testkit.binding import AppFactory, BoundDatabase
 from starling_testkit.clock import FrozenClock
+from starling_testkit.events import kafka_broker, kafka_names, kafka_settings, published_events  # noqa: F401
 from starling_testkit.mocks import FakePublisher, fake_stream, mock_of
 from starling_testkit.tokens import (
     ADMIN_SUB,
