@@ -66,7 +66,8 @@ def test_the_kit_fixtures_work_without_opting_in(project: pytest.Pytester) -> No
     # A suite that did not opt in still gets isolated database tests; those (and only those) run on
     # the session loop, where the engine is.
     project.makeini(
-        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\nfilterwarnings = error\n"
+        "[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n"
+        "filterwarnings = error\n"
     )
     project.makepyfile(
         test_plain=dedent(

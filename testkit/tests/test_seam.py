@@ -57,7 +57,9 @@ OTHER_APPS = dedent(
         api = FastAPI()
 
         @api.post("/notes", status_code=201)
-        async def add_note(body: dict[str, str], session: AsyncSession = Depends(get_session)) -> dict[str, bool]:
+        async def add_note(
+            body: dict[str, str], session: AsyncSession = Depends(get_session)
+        ) -> dict[str, bool]:
             session.add(Note(text=body["text"]))
             await session.commit()
             return {"ok": True}
@@ -115,7 +117,8 @@ ISOLATION_TESTS = dedent(
 
 def three_apps(project: pytest.Pytester) -> None:
     project.makepyfile(other_apps=OTHER_APPS)
-    for name, conftest in (("core_app", None), ("bare_app", BARE_CONFTEST), ("fastapi_app", FASTAPI_CONFTEST)):
+    apps = (("core_app", None), ("bare_app", BARE_CONFTEST), ("fastapi_app", FASTAPI_CONFTEST))
+    for name, conftest in apps:
         folder = project.mkpydir(name)
         if conftest:
             (folder / "conftest.py").write_text(conftest)

@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starling_core.db import create_engine
 from starling_testkit import isolation, options, postgres
 
-DATABASE_URL_ENV = "STARLING_TEST_DATABASE_URL"
-RUN_DIR_ENV = "STARLING_TEST_RUN_DIR"
+DATABASE_URL_ENV = options.DATABASE_URL_ENV
+RUN_DIR_ENV = options.RUN_DIR_ENV
 BASE_NAME = "starling_test"
 
 
@@ -150,10 +150,6 @@ TestDatabase = SQLiteDatabase | PostgresDatabase
 
 def _with_database(url: str, name: str) -> str:
     return make_url(url).set(database=name).render_as_string(hide_password=False)
-
-
-def wants_postgres(config: pytest.Config) -> bool:
-    return bool(os.environ.get(DATABASE_URL_ENV)) or options.database(config) == "postgres"
 
 
 def provider(config: pytest.Config, basetemp: Path) -> TestDatabase:

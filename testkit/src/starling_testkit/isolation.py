@@ -44,15 +44,23 @@ class Isolation:
         self.current: TestTransaction | None = None
 
     async def begin(self) -> TestTransaction:
-        connection = await self.engine.connect()
+        connection = await self._connect()
         if not _usable(connection):
             await connection.invalidate()  # its socket is gone: the pool must not hand it out again
             await connection.close()
-            connection = await self.engine.connect()
-        if self.tracker is not None:
-            self.tracker.exempt(connection)  # the kit's, returned at teardown: not the test's leak
+            connection = await self._connect()
         self.current = TestTransaction(connection, await connection.begin())
         return self.current
+
+    async def _connect(self) -> AsyncConnection:
+        if self.tracker is None:
+            return await self.engine.connect()
+        # The kit's, returned at teardown: not the test's leak, and not worth finding where it came from.
+        self.tracker.kit_checkout = True
+        try:
+            return await self.engine.connect()
+        finally:
+            self.tracker.kit_checkout = False
 
     def add_session(self, session: AsyncSession) -> None:
         # On a db_connection of a package's own making there is nothing to hand it to: its

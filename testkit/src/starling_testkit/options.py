@@ -7,12 +7,15 @@ with its own `--db` keeps it, and reaches the kit's through `--starling-db`.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
 DATABASES = ("sqlite", "postgres")
 SUITE_INI = "starling_suite"
+DATABASE_URL_ENV = "STARLING_TEST_DATABASE_URL"
+RUN_DIR_ENV = "STARLING_TEST_RUN_DIR"
 
 # dest -> (the short spelling, a probe that parses only if the spelling is taken, its argparse arguments)
 _SHORT_SPELLINGS: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -74,3 +77,7 @@ def keep_databases(config: pytest.Config) -> bool:
 def manages_suite(config: pytest.Config) -> bool:
     """Whether the suite opted in (`starling_suite = true`) to what the kit changes for every test."""
     return bool(config.getini(SUITE_INI))
+
+
+def wants_postgres(config: pytest.Config) -> bool:
+    return bool(os.environ.get(DATABASE_URL_ENV)) or database(config) == "postgres"

@@ -18,39 +18,29 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args, get_type_hints
 
-import httpx
 import pytest
 import pytest_asyncio
-import time_machine
-from asgi_lifespan import LifespanManager
 from pytest_asyncio import is_async_test
-from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
-from starlette.applications import Starlette
-from starlette.types import ASGIApp
 
-from starling_core import schema as core_schema
-from starling_core.app import ServiceApp
-from starling_core.db import Database
-from starling_core.settings import ServiceSettings
-from starling_core.tokens import JWTConfig
-from starling_testkit import databases, guards, isolation, options, postgres, queries
-from starling_testkit.binding import AppFactory, BoundDatabase
-from starling_testkit.clock import FrozenClock
+from starling_testkit import options
 from starling_testkit.events import kafka_broker, kafka_names, kafka_settings, published_events  # noqa: F401
-from starling_testkit.mocks import FakePublisher, fake_stream, mock_of
-from starling_testkit.tokens import (
-    ADMIN_SUB,
-    DEFAULT_SUB,
-    TEST_JWT_SECRET,
-    TokenFactory,
-    make_token_factory,
-)
 
 if TYPE_CHECKING:
-    # Imported where used: polyfactory (with faker) alone takes ~0.45 s to import, uvicorn ~30 ms,
-    # paid by every run and every xdist worker, for the few tests that use them.
-    from starling_testkit import factories
+    # The rest is imported where used: a run pays for what its tests use, and a suite that does not use
+    # the kit pays for nothing but this module (SQLAlchemy, core, time-machine, polyfactory with faker,
+    # JWT signing and uvicorn took over a second of every run's and every xdist worker's start-up).
+    import httpx
+    from sqlalchemy import MetaData
+    from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+    from starlette.applications import Starlette
+    from starlette.types import ASGIApp
+
+    from starling_core.settings import ServiceSettings
+    from starling_testkit import databases, factories, isolation, queries
+    from starling_testkit.binding import AppFactory, BoundDatabase
+    from starling_testkit.clock import FrozenClock
+    from starling_testkit.mocks import FakePublisher
+    from starling_testkit.tokens import TokenFactory
 
 
 BASE_URL = "http://testserver"
@@ -78,17 +68,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if not hasattr(config, "workerinput"):
         # The controller makes this run's shared directory; xdist workers inherit it. Never reuse
         # an inherited one: a nested run (pytester) must not share, or stop, its parent's cluster.
-        os.environ[databases.RUN_DIR_ENV] = tempfile.mkdtemp(prefix="starling-test-")
+        os.environ[options.RUN_DIR_ENV] = tempfile.mkdtemp(prefix="starling-test-")
 
 
-_PREPARATION = pytest.StashKey[databases.Preparation]()
+_PREPARATION = pytest.StashKey["databases.Preparation"]()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     # The xdist controller runs no tests: its workers prepare their own databases.
     controller = not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no"
-    if databases.wants_postgres(config) and not config.option.collectonly and not controller:
+    if options.wants_postgres(config) and not config.option.collectonly and not controller:
+        from starling_testkit import databases
+
         config.stash[_PREPARATION] = databases.Preparation(config)
 
 
@@ -98,9 +90,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         preparation.finish()
     if hasattr(config, "workerinput"):
         return
-    made = os.environ.pop(databases.RUN_DIR_ENV, None)
+    made = os.environ.pop(options.RUN_DIR_ENV, None)
     if made is None:
         return
+    from starling_testkit import postgres
+
     shared = Path(made)
     keep = options.keep_databases(config)
     stopped = postgres.stop_cluster(shared, keep_data=keep)
@@ -164,6 +158,8 @@ def db_metadata() -> MetaData:
 def _starling_database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> databases.TestDatabase:
+    from starling_testkit import databases, postgres
+
     preparation = request.config.stash.get(_PREPARATION, None)
     try:
         if preparation is not None:
@@ -200,6 +196,8 @@ async def _starling_session_loop() -> asyncio.AbstractEventLoop:
 
 @pytest.fixture(scope="session")
 def _starling_isolation(request: pytest.FixtureRequest, db_engine: AsyncEngine) -> isolation.Isolation:
+    from starling_testkit import isolation
+
     # The leak guard's tracker, in a suite that opted in: the kit's own checkouts are not leaks.
     suite = options.manages_suite(request.config)
     tracker = request.getfixturevalue("_starling_checkouts") if suite else None
@@ -226,6 +224,8 @@ def db_session(db_connection: AsyncConnection, _starling_isolation: isolation.Is
     """An `AsyncSession` in the test's transaction: its commits are SAVEPOINT releases, undone after."""
     # Building a session does no I/O, and db_connection's teardown closes it after the ROLLBACK,
     # when closing costs no round trip.
+    from sqlalchemy.ext.asyncio import AsyncSession
+
     session = AsyncSession(
         bind=db_connection, join_transaction_mode="create_savepoint", expire_on_commit=False
     )
@@ -242,6 +242,8 @@ def app_settings(app_factory: AppFactory, db_url: str) -> ServiceSettings:
     # Rate limits count in memory: a test's counts roll back with it anyway, and on PostgreSQL the
     # database backend's upserts of one row inside one transaction slow down as the row's versions
     # pile up (each walks them), which a test making hundreds of requests would feel.
+    from starling_testkit.tokens import TEST_JWT_SECRET
+
     return settings_class(app_factory)(
         env="test",
         database_url=db_url,
@@ -254,6 +256,8 @@ def app_settings(app_factory: AppFactory, db_url: str) -> ServiceSettings:
 @pytest.fixture
 def app_database(db_connection: AsyncConnection) -> BoundDatabase:
     """The seam: the `BoundDatabase` the app must use; its sessions are in the test's transaction."""
+    from starling_testkit.binding import BoundDatabase
+
     return BoundDatabase(db_connection)
 
 
@@ -271,6 +275,8 @@ def app(
 @pytest.fixture
 def _starling_unbound_writes(request: pytest.FixtureRequest, db_engine: AsyncEngine) -> Iterator[None]:
     """While the test drives the app, a COMMIT on any engine but the kit's fails it (see guards)."""
+    from starling_testkit import guards
+
     guards.UNBOUND_WRITES.watch(db_engine)
     try:
         yield
@@ -284,18 +290,24 @@ def _starling_unbound_writes(request: pytest.FixtureRequest, db_engine: AsyncEng
 @pytest.fixture
 def user_scopes(app: Starlette) -> tuple[str, ...]:
     """The scopes `auth_client` and `token_factory()` hold: the app's `Scopes.user`; overridable."""
+    from starling_core.app import ServiceApp
+
     return app.scopes.user if isinstance(app, ServiceApp) else ()
 
 
 @pytest.fixture
 def admin_scopes(app: Starlette) -> tuple[str, ...]:
     """The scopes `admin_client` holds: every scope the app under test declares; overridable."""
+    from starling_core.app import ServiceApp
+
     return app.scopes.all if isinstance(app, ServiceApp) else ()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def started_app(app: Starlette, _starling_unbound_writes: None) -> AsyncIterator[ASGIApp]:
     """The app with its lifespan run once for the test, shared by every client fixture."""
+    from asgi_lifespan import LifespanManager
+
     async with LifespanManager(app) as manager:
         yield manager.app
 
@@ -312,6 +324,8 @@ async def auth_client(
     started_app: ASGIApp, token_factory: TokenFactory, user_scopes: tuple[str, ...]
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client whose requests carry a user's token: subject `test-user-001`, the `user_scopes`."""
+    from starling_testkit.tokens import DEFAULT_SUB
+
     async with _client(started_app, token_factory(DEFAULT_SUB, user_scopes)) as authenticated:
         yield authenticated
 
@@ -321,6 +335,8 @@ async def admin_client(
     started_app: ASGIApp, token_factory: TokenFactory, admin_scopes: tuple[str, ...]
 ) -> AsyncIterator[httpx.AsyncClient]:
     """A client whose requests carry an administrator's token: subject `test-admin-001`, `admin_scopes`."""
+    from starling_testkit.tokens import ADMIN_SUB
+
     async with _client(started_app, token_factory(ADMIN_SUB, admin_scopes)) as admin:
         yield admin
 
@@ -328,16 +344,25 @@ async def admin_client(
 @pytest.fixture
 def token_factory(app_settings: ServiceSettings, user_scopes: tuple[str, ...]) -> TokenFactory:
     """`token_factory(sub=..., scopes=user_scopes, expires_in=1800, secret=None, **claims) -> str`."""
+    from starling_core.tokens import JWTConfig
+    from starling_testkit.tokens import make_token_factory
+
     return make_token_factory(JWTConfig.from_settings(app_settings), default_scopes=user_scopes)
 
 
 def _client(app: ASGIApp, token: str | None = None) -> httpx.AsyncClient:
+    import httpx
+
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE_URL, headers=headers)
 
 
 def with_core_tables(metadata: MetaData) -> MetaData:
     """`metadata`'s tables and core's own (`starling_core.schema`), which every service's database has."""
+    from sqlalchemy import MetaData
+
+    from starling_core import schema as core_schema
+
     combined = MetaData(naming_convention=metadata.naming_convention)
     for source in (metadata, core_schema.metadata):
         for table in source.sorted_tables:
@@ -350,6 +375,8 @@ def settings_class(app_factory: Callable[..., Any]) -> type[ServiceSettings]:
     """The `ServiceSettings` subclass `app_factory` takes, read from its first parameter's annotation
     (through `functools.partial`). A factory whose class cannot be read fails the test, saying how to fix
     it, rather than getting the base class's settings silently."""
+    from starling_core.settings import ServiceSettings
+
     function: Any = app_factory
     while isinstance(function, functools.partial):
         function = function.func
@@ -376,12 +403,18 @@ def settings_class(app_factory: Callable[..., Any]) -> type[ServiceSettings]:
 @pytest.fixture
 def assert_max_queries(db_engine: AsyncEngine) -> queries.MaxQueries:
     """`with assert_max_queries(3): ...` fails, listing the statements, if the block runs more."""
+    from starling_testkit import queries
+
     return lambda limit: queries.max_queries(db_engine, limit)
 
 
 @pytest.fixture
 def frozen_clock() -> Iterator[FrozenClock]:
     """Wall-clock time frozen at the real now; `.tick(seconds)` and `.move_to(datetime)` move it."""
+    import time_machine
+
+    from starling_testkit.clock import FrozenClock
+
     with time_machine.travel(datetime.now(UTC), tick=False) as traveller:
         yield FrozenClock(traveller)
 
@@ -391,6 +424,7 @@ async def live_server(
     app_factory: AppFactory, app_settings: ServiceSettings, db_engine: AsyncEngine, db_metadata: MetaData
 ) -> AsyncIterator[str]:
     """Base URL of the app served by uvicorn on 127.0.0.1 (real writes, tables emptied afterwards)."""
+    from starling_core.db import Database
     from starling_testkit import server
 
     try:
@@ -403,18 +437,24 @@ async def live_server(
 @pytest.fixture(name="mock_of")
 def mock_of_fixture() -> Callable[[type[Any]], Any]:
     """`mock_of(SomeClass)`: an autospecced mock; a method it lacks or a wrong signature fails."""
+    from starling_testkit.mocks import mock_of
+
     return mock_of
 
 
 @pytest.fixture(name="fake_stream")
 def fake_stream_fixture() -> Callable[..., AsyncIterator[Any]]:
     """`fake_stream(items, fail_after=None, error=None)`: an async iterator that can fail half-way."""
+    from starling_testkit.mocks import fake_stream
+
     return fake_stream
 
 
 @pytest.fixture
 def fake_publisher() -> FakePublisher:
     """A `FakePublisher`: records `publish(...)` calls; `.fail_on(n)` makes the n-th call raise."""
+    from starling_testkit.mocks import FakePublisher
+
     return FakePublisher()
 
 
