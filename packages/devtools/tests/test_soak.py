@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +13,7 @@ import pytest
 
 from starling_devtools import load
 from starling_devtools.load import MIB, MemoryBound, MemorySampler, Recorder
-from starling_devtools.soak import EXPECTED, Ledger, Soak, make_order, parse_args
+from starling_devtools.soak import EXPECTED, PASSWORD, Ledger, Soak, make_order, parse_args
 
 
 def batch(*ids: str) -> list[dict[str, Any]]:
@@ -165,3 +166,42 @@ def test_defaults_are_the_issues_and_a_short_run_warms_up_for_a_sixth() -> None:
 def test_nonsense_durations_are_refused() -> None:
     with pytest.raises(SystemExit):
         parse_args(["--seconds", "0"])
+
+
+def test_a_log_holding_a_token_a_password_or_a_hash_is_caught(tmp_path: Path) -> None:
+    log = tmp_path / "users.log"
+    log.write_text(
+        "INFO starling.access [r-1] POST /auth/token 200 3.1 ms 127.0.0.1\n"
+        "INFO starling.access [r-2] GET /users/me 200 1.0 ms 127.0.0.1\n"
+    )
+    assert load.secrets_in_log(log, {"tok-abc", "pass-123"}) == 0
+
+    with log.open("a") as file:
+        file.write(
+            "WARNING x: header Bearer tok-abc\nDEBUG y: body pass-123\n"
+            "DEBUG z: $argon2id$v=19$m=8$salt$hash\n"
+        )
+
+    assert load.secrets_in_log(log, {"tok-abc", "pass-123"}) == 3
+    assert load.secrets_in_log(tmp_path / "absent.log", {"tok-abc"}) == 0
+
+
+async def test_the_soak_remembers_every_token_it_was_issued_and_the_password() -> None:
+    answers = iter(["first", "second"])
+
+    def users(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/users":
+            return httpx.Response(201, json={"id": "u-1"})
+        token = next(answers)
+        return httpx.Response(
+            200, json={"access_token": token, "refresh_token": f"r-{token}", "token_type": "bearer"}
+        )
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(users)) as client:
+        soak = Soak(client, {"users": "http://users"}, admin_token="t")
+        rng = random.Random(1)
+        await soak.login(0, rng)
+        await soak.login(0, rng)
+
+    assert soak.user_tokens == {0: "first"}
+    assert soak.secrets == {PASSWORD, "first", "r-first", "second", "r-second"}

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,6 +229,18 @@ def log_errors(log: Path) -> int:
     if not log.exists():
         return 0
     return log.read_text(errors="replace").count("Traceback (most recent call last)")
+
+
+# Every password hash in PHC form starts so; the users service stores Argon2id and nothing else.
+HASH_MARKERS = ("$argon2",)
+
+
+def secrets_in_log(log: Path, secrets: Iterable[str]) -> int:
+    """How many times a log holds any of `secrets` (tokens, passwords) or a password hash."""
+    if not log.exists():
+        return 0
+    text = log.read_text(errors="replace")
+    return sum(text.count(secret) for secret in {*secrets, *HASH_MARKERS} if secret)
 
 
 async def wait_for(

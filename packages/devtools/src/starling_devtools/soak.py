@@ -6,8 +6,9 @@ background, posts order batches (new ones, replays of batches already accepted, 
 and half new) and reads. Every accepted write goes into a ledger. Afterwards the background runs are
 waited for, the services stopped, and their databases read directly: each accepted write must be
 there exactly once, and nothing else. Nothing may answer 5xx or go unanswered, every ingest answer must
-count exactly the orders that were new, and no service's memory may grow past the stated bound
-between the end of the warm-up and the end of the load.
+count exactly the orders that were new, no service's memory may grow past the stated bound between
+the end of the warm-up and the end of the load, and no service's log may hold a password, a password
+hash or any token the run was given.
 """
 
 from __future__ import annotations
@@ -122,6 +123,11 @@ class Ledger:
         return set(self.sync_runs) | self.background_runs
 
 
+def issued(answer: dict[str, Any]) -> set[str]:
+    """The tokens in a login's answer (the access token, and a refresh token where there is one)."""
+    return {value for key, value in answer.items() if key.endswith("token") and isinstance(value, str)}
+
+
 def units(order: dict[str, Any]) -> Counter[str]:
     counted: Counter[str] = Counter()
     for item in order["items"]:
@@ -167,6 +173,8 @@ class Soak:
     emails: list[str] = field(default_factory=list)  # the registered ones, to draw from
     elapsed: float = 0.0
     top: dict[str, int] = field(default_factory=dict)  # /top-products after the load
+    # every token the services issued and every password sent: none may appear in their logs
+    secrets: set[str] = field(default_factory=lambda: {PASSWORD})
 
     def next_id(self, caller: int, kind: str) -> str:
         # Unique across callers and runs of the same callers: caller index plus its own counter.
@@ -218,8 +226,9 @@ class Soak:
         response = await self.post(
             "users.login", "users", "/auth/token", None, {"email": email, "password": PASSWORD}
         )
-        if response is not None and response.status_code == 200 and caller not in self.user_tokens:
-            self.user_tokens[caller] = response.json()["access_token"]
+        if response is not None and response.status_code == 200:
+            self.secrets.update(issued(response.json()))
+            self.user_tokens.setdefault(caller, response.json()["access_token"])
 
     async def run(self, caller: int, rng: random.Random, *, background: bool = False) -> None:
         token = self.user_tokens.get(caller)
@@ -371,6 +380,7 @@ async def drive(
         )
         login.raise_for_status()
         soak = Soak(client, urls, login.json()["access_token"])
+        soak.secrets.update(issued(login.json()))
         sampling = asyncio.create_task(sampler.run(), name="soak-memory")
         started = time.monotonic()
         deadline = started + options.seconds
@@ -489,6 +499,7 @@ def report_checks(
     recorder = soak.recorder
     unexpected = recorder.unexpected(EXPECTED)
     tracebacks = {name: load.log_errors(log) for name, log in logs.items()}
+    leaked = {name: load.secrets_in_log(log, soak.secrets) for name, log in logs.items()}
     checks = [
         load.check(
             "no 5xx",
@@ -521,6 +532,12 @@ def report_checks(
             "no tracebacks in the service logs",
             not any(tracebacks.values()),
             ", ".join(f"{name} {count}" for name, count in tracebacks.items()),
+        ),
+        load.check(
+            "no token, password or hash in the service logs",
+            not any(leaked.values()),
+            f"{len(soak.secrets)} tokens and passwords looked for; found "
+            + ", ".join(f"{name} {count}" for name, count in leaked.items()),
         ),
     ]
     return checks + load.memory_checks(sampler, options.bound, warm="warm", end="end")
