@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from starling_core.db import Database
 from starling_core.events import Consumer, Message, Outbox, Outcome, Relay
+from starling_core.events.outbox import wake_on_commit
 from starling_core.events.relay import RELAY_LOCK
 from starling_testkit import BoundDatabase, FakePublisher
 from starling_testkit.events import PublishedEvents
@@ -60,6 +61,18 @@ async def test_a_write_that_rolls_back_publishes_nothing(
     with pytest.raises(RuntimeError):
         await fails_after_adding_an_event(LedgerStores(app_database))
     assert [event.payload["entry_id"] for event in await published_events.all()] == ["e1"]
+
+
+async def test_a_commit_that_wrote_an_event_wakes_the_relay_at_once(
+    ledger: LedgerService, app_database: BoundDatabase
+) -> None:
+    woken = asyncio.Event()
+    wake_on_commit(woken)
+    with pytest.raises(RuntimeError):
+        await fails_after_adding_an_event(LedgerStores(app_database))
+    assert not woken.is_set()  # rolled back: nothing to send
+    await ledger.record("e1", "alice", 5)
+    assert woken.is_set()
 
 
 async def test_the_relay_delivers_in_order_and_marks_what_it_sent(

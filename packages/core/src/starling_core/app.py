@@ -8,10 +8,11 @@ mapping each request's `request.state`, so a route annotated `request: Request[U
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -34,6 +35,9 @@ from starling_core.requestid import RequestIDMiddleware
 from starling_core.secureheaders import SecurityHeadersMiddleware
 from starling_core.settings import ServiceSettings
 from starling_core.tokens import JWTConfig
+
+if TYPE_CHECKING:
+    from starling_core.events import Events
 
 
 class ServiceApp(Starlette):
@@ -60,6 +64,7 @@ def create_app(
     rate_limited_paths: Sequence[str] = ("/api/",),
     rate_limit_backend: RateLimitBackend | None = None,
     middleware: Sequence[Middleware] = (),
+    events: Events | None = None,
 ) -> ServiceApp:
     """Build a service app, checking the `scopes` it declares.
 
@@ -68,6 +73,9 @@ def create_app(
     disposes of it at shutdown. A `database` handed
     in belongs to the caller, which manages its schema and its engine: the test kit passes one bound to
     the test's transaction.
+
+    `events` (`starling_core.events.Events`) runs the outbox relay for as long as the app, and puts the
+    outbox and the consumers in `/health`.
     """
     owned = database is None
     database = database or Database.from_url(settings.database_url)
@@ -81,11 +89,13 @@ def create_app(
                 await upgrade(database, migrations)
             if owned and isinstance(backend, DatabaseRateLimitBackend):
                 await backend.check_table(database)
-            if lifespan is None:
-                yield {}
-            else:
-                async with lifespan(database) as state:
-                    yield state
+            async with contextlib.AsyncExitStack() as stack:
+                if events is not None:
+                    await stack.enter_async_context(events.running(database))
+                if lifespan is None:
+                    yield {}
+                else:
+                    yield await stack.enter_async_context(lifespan(database))
         finally:
             if owned:
                 await database.dispose()
@@ -113,7 +123,15 @@ def create_app(
         scopes=scopes,
         debug=settings.debug,
         # /openapi.json lists a 429 exactly where the limiter applies
-        routes=[*health.routes(settings, database, rate_limited_paths=tuple(rate_limited_paths)), *routes],
+        routes=[
+            *health.routes(
+                settings,
+                database,
+                rate_limited_paths=tuple(rate_limited_paths),
+                details={"events": lambda: events.health(database)} if events is not None else {},
+            ),
+            *routes,
+        ],
         middleware=stack,
         exception_handlers=exception_handlers(),
         lifespan=app_lifespan,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -14,9 +15,14 @@ from starling_core.settings import ServiceSettings
 
 
 def routes(
-    settings: ServiceSettings, database: Database, *, rate_limited_paths: tuple[str, ...]
+    settings: ServiceSettings,
+    database: Database,
+    *,
+    rate_limited_paths: tuple[str, ...],
+    details: Mapping[str, Callable[[], Awaitable[Any]]] | None = None,
 ) -> list[Route]:
-    """The two routes of a service built on `database`, documenting the limiter on `rate_limited_paths`."""
+    """The two routes of a service built on `database`, documenting the limiter on `rate_limited_paths`;
+    `details` adds named parts to a healthy answer (e.g. the events' outbox and consumers)."""
     document: dict[str, Any] = {}
 
     async def health(request: Request) -> JSONResponse:
@@ -31,9 +37,14 @@ def routes(
                 },
                 status_code=503,
             )
-        return JSONResponse(
-            {"status": "healthy", "service": settings.service_name, "checks": {"database": "ok"}}
-        )
+        body: dict[str, Any] = {
+            "status": "healthy",
+            "service": settings.service_name,
+            "checks": {"database": "ok"},
+        }
+        if details:
+            body["details"] = {name: await _detail(part) for name, part in details.items()}
+        return JSONResponse(body)
 
     async def openapi(request: Request) -> JSONResponse:
         if not document:
@@ -51,3 +62,10 @@ def routes(
         Route("/health", health, methods=["GET"], include_in_schema=False),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     ]
+
+
+async def _detail(part: Callable[[], Awaitable[Any]]) -> Any:
+    try:
+        return await part()
+    except Exception as exc:  # a detail that cannot be read is reported, never a 500
+        return {"error": type(exc).__name__}
