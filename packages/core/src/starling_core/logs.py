@@ -126,6 +126,8 @@ def logging_config(
             # core's access log replaces uvicorn's, which prints raw paths with their query strings
             "uvicorn.access": {"handlers": [], "propagate": False, "level": "WARNING"},
             ACCESS_LOGGER: {"level": "INFO" if access_log else "WARNING"},
+            # seven "setup plugin" lines at every start; its migration lines stay
+            "alembic.runtime.plugins": {"level": "WARNING"},
         },
     }
 
