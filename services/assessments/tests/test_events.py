@@ -1,28 +1,29 @@
-"""Over HTTP, a submission announces `assessment.completed` once, through the publisher the app is given
-(`create_app(publisher=...)`): here the kit's `FakePublisher`."""
+"""Over HTTP, a submission writes `assessment.completed` to the service's outbox once, in its own
+transaction, and core's relay delivers it as the spec's message: topic `assessments.assessments`, key the
+assessment's id, the JSON envelope as value (here to the kit's `FakePublisher` instead of Kafka)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import httpx
 import pytest
 
 from starling_assessments.app import create_app
 from starling_assessments.models import Question
-from starling_testkit import AppFactory, FakePublisher
+from starling_assessments.settings import AssessmentsSettings
+from starling_core.events import Events, Message, Publisher, Relay, Subscription
+from starling_core.events.topics import ASSESSMENT_COMPLETED
+from starling_testkit import AppFactory, BoundDatabase, FakePublisher
+from starling_testkit.events import PublishedEvents
 
 Bank = dict[str, list[Question]]
 
 
-@pytest.fixture
-def app_factory(fake_publisher: FakePublisher) -> AppFactory:
-    return functools.partial(create_app, publisher=fake_publisher)
-
-
-async def test_a_submission_over_http_announces_one_completed_event(
-    auth_client: httpx.AsyncClient, bank: Bank, fake_publisher: FakePublisher
-) -> None:
+async def submitted(auth_client: httpx.AsyncClient, bank: Bank) -> dict[str, str]:
     created = (
         await auth_client.post("/api/v1/assessments", json={"title": "Review", "skill_areas": ["sql"]})
     ).json()
@@ -30,20 +31,96 @@ async def test_a_submission_over_http_announces_one_completed_event(
         await auth_client.put(
             f"/api/v1/assessments/{created['id']}/answers/{question.id}", json={"value": value}
         )
+    response = await auth_client.post(f"/api/v1/assessments/{created['id']}/submit")
+    assert response.status_code == 200
+    assessment: dict[str, str] = response.json()
+    return assessment
 
-    submitted = (await auth_client.post(f"/api/v1/assessments/{created['id']}/submit")).json()
-    again = await auth_client.post(f"/api/v1/assessments/{created['id']}/submit")
+
+async def test_a_submission_over_http_writes_one_completed_event(
+    auth_client: httpx.AsyncClient, bank: Bank, published_events: PublishedEvents
+) -> None:
+    assessment = await submitted(auth_client, bank)
+
+    again = await auth_client.post(f"/api/v1/assessments/{assessment['id']}/submit")
 
     assert again.status_code == 409
-    (event,) = fake_publisher.published
-    assert (event.topic, event.type, event.key) == (
-        "assessments.assessments",
-        "assessment.completed",
-        created["id"],
-    )
+    (event,) = await published_events.of(ASSESSMENT_COMPLETED)
+    assert event.key == assessment["id"]
     assert event.payload.model_dump(mode="json") == {
-        "assessment_id": created["id"],
+        "assessment_id": assessment["id"],
         "owner": "test-user-001",
         "overall": 2.5,
-        "submitted_at": submitted["submitted_at"],
+        "submitted_at": assessment["submitted_at"],
     }
+
+
+async def test_the_relay_delivers_it_as_the_specs_message(
+    auth_client: httpx.AsyncClient, bank: Bank, app_database: BoundDatabase, fake_publisher: FakePublisher
+) -> None:
+    assessment = await submitted(auth_client, bank)
+
+    assert await Relay(app_database).deliver_once(fake_publisher) == 1
+
+    (message,) = fake_publisher.published
+    assert (message.topic, message.key) == ("assessments.assessments", assessment["id"])
+    (envelope,) = fake_publisher.events("assessments.assessments")
+    assert set(envelope.model_dump()) == {"id", "type", "key", "occurred_at", "version", "payload"}
+    assert (envelope.type, envelope.key, envelope.payload["overall"]) == (
+        "assessment.completed",
+        assessment["id"],
+        2.5,
+    )
+    assert await Relay(app_database).deliver_once(fake_publisher) == 0  # sent once, marked sent
+
+
+class SignallingPublisher(FakePublisher):
+    """The kit's `FakePublisher`, which also says when something was published."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = asyncio.Event()
+
+    async def publish(self, messages: Sequence[Message]) -> None:
+        await super().publish(messages)
+        self.sent.set()
+
+
+class PublishingBroker:
+    """A broker whose publisher is a `FakePublisher`: what the app's own relay sends lands there."""
+
+    def __init__(self, publisher: FakePublisher) -> None:
+        self.fake = publisher
+
+    @asynccontextmanager
+    async def publisher(self) -> AsyncIterator[Publisher]:
+        yield self.fake
+
+    def subscription(self, topics: Sequence[str], group: str) -> AbstractAsyncContextManager[Subscription]:
+        raise NotImplementedError("the assessments service consumes nothing")
+
+
+class TestTheAppsOwnRelay:
+    @pytest.fixture
+    def sink(self) -> SignallingPublisher:
+        return SignallingPublisher()
+
+    @pytest.fixture
+    def app_factory(self, sink: SignallingPublisher, app_settings: AssessmentsSettings) -> AppFactory:
+        events = Events(app_settings, broker=PublishingBroker(sink), poll_interval=0.02)
+        return functools.partial(create_app, events=events)
+
+    async def test_sends_the_event_while_the_app_runs(
+        # `bank` first: it is written through the kit's own session before the app (and its relay) starts
+        self,
+        bank: Bank,
+        auth_client: httpx.AsyncClient,
+        sink: SignallingPublisher,
+    ) -> None:
+        assessment = await submitted(auth_client, bank)
+
+        async with asyncio.timeout(5):
+            await sink.sent.wait()
+
+        (envelope,) = sink.events("assessments.assessments")
+        assert (envelope.type, envelope.key) == ("assessment.completed", assessment["id"])

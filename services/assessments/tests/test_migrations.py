@@ -15,7 +15,7 @@ from starling_assessments.app import MIGRATIONS, create_app
 from starling_assessments.models import AssessmentsBase
 from starling_assessments.repository import DatabaseAssessmentStores, DatabaseQuestionStores
 from starling_assessments.schemas import AssessmentCreate
-from starling_assessments.service import Actor, AssessmentsService, LoggedEvents, QuestionBank
+from starling_assessments.service import Actor, AssessmentsService, QuestionBank
 from starling_assessments.settings import AssessmentsSettings
 from starling_core import schema
 from starling_core.db import Database
@@ -74,7 +74,7 @@ async def test_downgrading_the_seed_keeps_only_questions_an_assessment_holds(tmp
     database = Database.from_url(f"sqlite+aiosqlite:///{tmp_path}/assessments.db")
     try:
         await upgrade(database, MIGRATIONS)
-        await AssessmentsService(DatabaseAssessmentStores(database), LoggedEvents()).create(
+        await AssessmentsService(DatabaseAssessmentStores(database)).create(
             Actor("user-1"), AssessmentCreate(title="Before the downgrade", skill_areas=["sql"])
         )
         await downgrade(database, "0001")

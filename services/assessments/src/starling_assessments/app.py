@@ -8,10 +8,11 @@ from pathlib import Path
 
 from starling_assessments.repository import DatabaseAssessmentStores, DatabaseQuestionStores
 from starling_assessments.routes import SCOPES, AssessmentsState, routes
-from starling_assessments.service import AssessmentsService, LoggedEvents, Publisher, QuestionBank
+from starling_assessments.service import AssessmentsService, QuestionBank
 from starling_assessments.settings import AssessmentsSettings
 from starling_core import app as core
 from starling_core.db import Database
+from starling_core.events import Events
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -20,20 +21,22 @@ def create_app(
     settings: AssessmentsSettings | None = None,
     *,
     database: Database | None = None,
-    publisher: Publisher | None = None,
+    events: Events | None = None,
 ) -> core.ServiceApp:
     """The service; a `database` handed in is the caller's (the test kit's), else one from the settings.
-    `publisher` receives `assessment.completed` in each submission's transaction (by default: the log)."""
+    `events` relays the outbox (`assessment.completed`) to the broker the settings name, if any."""
     settings = settings or AssessmentsSettings()
+    relay = events or Events(settings)
 
     @asynccontextmanager
     async def lifespan(database: Database) -> AsyncIterator[AssessmentsState]:
-        yield {
-            "assessments": AssessmentsService(
-                DatabaseAssessmentStores(database), publisher or LoggedEvents()
-            ),
-            "bank": QuestionBank(DatabaseQuestionStores(database)),
-        }
+        # Core's relay of the outbox to Kafka while the app runs; with no broker configured it starts
+        # nothing and submissions' events wait in the outbox.
+        async with relay.running(database):
+            yield {
+                "assessments": AssessmentsService(DatabaseAssessmentStores(database)),
+                "bank": QuestionBank(DatabaseQuestionStores(database)),
+            }
 
     return core.create_app(
         settings,

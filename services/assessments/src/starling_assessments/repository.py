@@ -12,6 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from starling_assessments.errors import QuestionExists
 from starling_assessments.models import AreaRating, Assessment, AssessmentQuestion, Question
 from starling_core.db import Database
+from starling_core.events import Outbox
+from starling_core.events.topics import ASSESSMENT_COMPLETED, AssessmentCompleted
 from starling_core.repository import Repository, Stores
 
 Key = tuple[datetime, str]  # (created_at, id): the keyset that pages are cut on
@@ -140,6 +142,12 @@ class AssessmentRepository(Repository[Assessment]):
     async def add_ratings(self, ratings: Sequence[AreaRating]) -> None:
         self.session.add_all(ratings)
         await self.session.flush()
+
+    async def announce_completed(self, payload: AssessmentCompleted) -> None:
+        """`assessment.completed` into core's outbox, in this session's transaction; the relay sends it."""
+        await Outbox(self.session).add(
+            ASSESSMENT_COMPLETED, key=payload.assessment_id, payload=payload, occurred_at=payload.submitted_at
+        )
 
     async def ratings(self, assessment_id: str) -> Sequence[AreaRating]:
         statement = (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from starling_core.pagination import PageParams
 
@@ -116,15 +116,3 @@ class BankQuestionOut(BaseModel):
 class BankQuery(PageParams):
     skill_area: SkillArea | None = None
     retired: bool = False  # include retired questions
-
-
-# --- events ------------------------------------------------------------------------------------------
-
-
-class AssessmentCompleted(BaseModel):
-    """The payload of `assessment.completed` (spec: "Events")."""
-
-    assessment_id: str
-    owner: str
-    overall: float
-    submitted_at: AwareDatetime

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -31,48 +30,17 @@ from starling_assessments.models import (
     Question,
     new_id,
 )
-from starling_assessments.schemas import AssessmentCompleted, AssessmentCreate, QuestionCreate
+from starling_assessments.schemas import AssessmentCreate, QuestionCreate
+from starling_core.events.topics import AssessmentCompleted
 from starling_core.pagination import InvalidCursor, decode_cursor, encode_cursor
 
 Clock = Callable[[], datetime]
-logger = logging.getLogger("starling.assessments")
 Key = tuple[datetime, str]
 Paged = TypeVar("Paged", Assessment, Question)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-# --- the event a submission announces -------------------------------------------------------------
-
-COMPLETED_TOPIC = "assessments.assessments"
-COMPLETED_TYPE = "assessment.completed"
-
-
-@dataclass(frozen=True)
-class CompletedEvent:
-    """`assessment.completed` on `assessments.assessments`, keyed by the assessment's id (spec: "Events")."""
-
-    key: str
-    payload: AssessmentCompleted
-    topic: str = COMPLETED_TOPIC
-    type: str = COMPLETED_TYPE
-
-
-class Publisher(Protocol):
-    """The one seam the service's events leave through. It is awaited inside the submission's transaction:
-    a submission whose event is refused is rolled back, and a rolled-back one announces nothing."""
-
-    async def publish(self, events: Sequence[CompletedEvent], /) -> None: ...
-
-
-class LoggedEvents:
-    """The publisher until core's events port is in place: each event goes to the log, nowhere else."""
-
-    async def publish(self, events: Sequence[CompletedEvent], /) -> None:
-        for event in events:
-            logger.info("%s %s: %s", event.type, event.key, event.payload.model_dump_json())
 
 
 @dataclass(frozen=True)
@@ -174,6 +142,7 @@ class AssessmentStore(Protocol):
     async def answers(self, assessment_id: str) -> Sequence[tuple[str, int | None]]: ...
     async def add_ratings(self, ratings: Sequence[AreaRating]) -> None: ...
     async def ratings(self, assessment_id: str) -> Sequence[AreaRating]: ...
+    async def announce_completed(self, payload: AssessmentCompleted) -> None: ...  # core's outbox
 
 
 class AssessmentStores(Protocol):
@@ -250,9 +219,8 @@ class QuestionBank:
 
 
 class AssessmentsService:
-    def __init__(self, stores: AssessmentStores, publisher: Publisher, clock: Clock = utcnow) -> None:
+    def __init__(self, stores: AssessmentStores, clock: Clock = utcnow) -> None:
         self.stores = stores
-        self.publisher = publisher
         self.clock = clock
 
     async def create(self, actor: Actor, data: AssessmentCreate) -> Assessment:
@@ -344,13 +312,15 @@ class AssessmentsService:
                     for position, area in enumerate(rating.areas)
                 ]
             )
-            completed = AssessmentCompleted(
-                assessment_id=assessment.id,
-                owner=assessment.owner,
-                overall=rating.overall,
-                submitted_at=submitted_at,
+            # In the outbox, in this transaction: the event exists exactly when the submission does.
+            await store.announce_completed(
+                AssessmentCompleted(
+                    assessment_id=assessment.id,
+                    owner=assessment.owner,
+                    overall=rating.overall,
+                    submitted_at=submitted_at,
+                )
             )
-            await self.publisher.publish([CompletedEvent(key=assessment.id, payload=completed)])
         return assessment
 
     async def rating(self, actor: Actor, assessment_id: str) -> Rating:
