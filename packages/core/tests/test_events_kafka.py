@@ -11,11 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from starling_core.events import Consumer, Event, Message, Received, Relay
 from starling_core.events.kafka import KafkaBroker, KafkaOptions
 from starling_core.settings import ServiceSettings
 from starling_testkit import AppFactory, BoundDatabase
+from starling_testkit.events import KafkaNames
 
 from .ledgerapp import (
     ENTRY_RECORDED,
@@ -105,6 +107,33 @@ async def test_one_keys_messages_arrive_in_the_order_they_were_sent(broker: Kafk
         assert [m.value.decode() for m in mine] == [f"{b}.{i}" for b in range(5) for i in range(5)]
         assert len({m.partition for m in mine}) == 1
     assert len({m.partition for m in received}) > 1  # the keys did spread over partitions
+
+
+async def test_a_keys_messages_over_several_batches_stay_in_order(broker: KafkaBroker) -> None:
+    big = b"x" * 2048  # 300 of them fill more than one 256 KiB batch
+    async with broker.publisher() as publisher:
+        await publisher.publish([Message("t", "one-key", str(n).encode() + big) for n in range(300)])
+    received = await fetch(broker, "t", "g", 300)
+    assert [m.value.removesuffix(big) for m in received] == [str(n).encode() for n in range(300)]
+
+
+async def test_keys_go_to_the_partitions_kafkas_own_clients_choose(
+    broker: KafkaBroker, kafka_broker: str, kafka_names: KafkaNames
+) -> None:
+    keys = [f"key-{n}" for n in range(12)]
+    async with broker.publisher() as publisher:
+        await publisher.publish([Message("ours", key, b"") for key in keys])
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, enable_idempotence=False)
+    await producer.start()
+    try:
+        theirs = {
+            key: (await producer.send_and_wait(kafka_names.topic("theirs"), b"", key=key.encode())).partition
+            for key in keys
+        }
+    finally:
+        await producer.stop()
+    ours = {m.key: m.partition for m in await fetch(broker, "ours", "g", len(keys))}
+    assert ours == theirs
 
 
 async def test_a_consumer_resumes_from_its_committed_offset(broker: KafkaBroker) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 from aiokafka.helpers import create_ssl_context
+from aiokafka.partitioner import DefaultPartitioner
 
 from starling_core.events.broker import Message, Received
 from starling_core.settings import ServiceSettings
@@ -88,8 +89,9 @@ class KafkaBroker:
             **self.options.client(),
             acks="all",
             # The broker this is tested against speaks only InitProducerId v0; order per key holds
-            # without idempotence because aiokafka has one batch in flight per partition.
+            # without idempotence because each partition gets one batch at a time (see publish).
             enable_idempotence=False,
+            max_batch_size=256 * 1024,
         )
         try:
             await producer.start()  # fails when no broker answers; stopped either way
@@ -119,24 +121,38 @@ class KafkaBroker:
 
 
 class KafkaPublisher:
+    """Sends each partition's messages as batches, the next only once the broker has the one before.
+
+    A partition never holds a later message of a key while an earlier one is still unacknowledged, so a
+    send that fails for good leaves nothing after it: the relay sends from the oldest unsent again, and
+    the first copy of every event reaches its partition in order (copies after it are the inbox's to
+    skip). Partitions are chosen as Kafka's own clients choose them (murmur2 of the key).
+    """
+
     def __init__(self, producer: AIOKafkaProducer, prefix: str = "") -> None:
         self.producer = producer
         self.prefix = prefix
+        self._partitioner = DefaultPartitioner()
 
     async def publish(self, messages: Sequence[Message]) -> None:
-        # Queue every message first (they go out batched, one batch in flight per partition, so one
-        # key's messages stay in order), then wait for all the acknowledgements.
-        pending = [
-            await self.producer.send(
-                self.prefix + message.topic,
-                value=message.value,
-                key=message.key.encode(),
-                headers=list(message.headers),
-            )
-            for message in messages
-        ]
-        if pending:
-            await asyncio.gather(*pending)
+        by_partition: dict[tuple[str, int], list[Message]] = {}
+        for message in messages:
+            topic = self.prefix + message.topic
+            partitions = sorted(await self.producer.partitions_for(topic))
+            partition = self._partitioner(message.key.encode(), partitions, partitions)
+            by_partition.setdefault((topic, partition), []).append(message)
+        await asyncio.gather(*(self._in_order(t, p, queued) for (t, p), queued in by_partition.items()))
+
+    async def _in_order(self, topic: str, partition: int, messages: Sequence[Message]) -> None:
+        batch = self.producer.create_batch()
+        for message in messages:
+            record = {"timestamp": None, "key": message.key.encode(), "value": message.value}
+            if batch.append(**record, headers=list(message.headers)) is None:  # full: send it first
+                await (await self.producer.send_batch(batch, topic, partition=partition))
+                batch = self.producer.create_batch()
+                if batch.append(**record, headers=list(message.headers)) is None:
+                    raise ValueError(f"a message of {len(message.value)} bytes is over the batch size")
+        await (await self.producer.send_batch(batch, topic, partition=partition))
 
 
 class KafkaSubscription:
