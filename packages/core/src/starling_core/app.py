@@ -18,11 +18,14 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
-from starling_core import health
+from starling_core import docs, health, logs
+from starling_core.accesslog import AccessLogMiddleware
 from starling_core.auth import Scopes, authentication_middleware
 from starling_core.bodylimit import BodySizeLimitMiddleware
 from starling_core.db import Database, is_sqlite
 from starling_core.errors import exception_handlers
+from starling_core.metrics import CallbackGauge, Metrics, MetricsMiddleware
+from starling_core.metrics import routes as metrics_routes
 from starling_core.migrations import upgrade
 from starling_core.ratelimit import (
     DatabaseRateLimitBackend,
@@ -43,10 +46,11 @@ if TYPE_CHECKING:
 class ServiceApp(Starlette):
     """The app `create_app` builds: a Starlette app that also says what it was built with."""
 
-    def __init__(self, *, settings: ServiceSettings, scopes: Scopes, **kwargs: Any) -> None:
+    def __init__(self, *, settings: ServiceSettings, scopes: Scopes, metrics: Metrics, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.scopes = scopes
+        self.metrics = metrics
 
 
 NO_SCOPES = Scopes()
@@ -64,6 +68,7 @@ def create_app(
     rate_limited_paths: Sequence[str] = ("/api/",),
     rate_limit_backend: RateLimitBackend | None = None,
     middleware: Sequence[Middleware] = (),
+    gauges: Sequence[CallbackGauge] = (),
     events: Events | None = None,
 ) -> ServiceApp:
     """Build a service app, checking the `scopes` it declares.
@@ -74,6 +79,8 @@ def create_app(
     in belongs to the caller, which manages its schema and its engine: the test kit passes one bound to
     the test's transaction.
 
+    `gauges` are the service's own readings on `/metrics`, taken from its lifespan state at each scrape.
+
     `events` (`starling_core.events.Events`) runs the outbox relay for as long as the app, and puts the
     outbox and the consumers in `/health`.
     """
@@ -81,9 +88,13 @@ def create_app(
     database = database or Database.from_url(settings.database_url)
     jwt_config = JWTConfig.from_settings(settings)
     backend = rate_limit_backend or default_rate_limit_backend(settings, database)
+    metrics = Metrics(settings.service_name, database, gauges)
 
     @asynccontextmanager
     async def app_lifespan(app: Starlette) -> AsyncIterator[Mapping[str, Any]]:
+        # Under plain `uvicorn app` nothing has configured the root logger yet: the services' own INFO
+        # lines would be dropped, and uvicorn's access log would print tokens sent in query strings.
+        logs.configure_if_unset()
         try:
             if owned and settings.auto_migrate and migrations is not None:
                 await upgrade(database, migrations)
@@ -100,12 +111,14 @@ def create_app(
             if owned:
                 await database.dispose()
 
-    # Outermost first. Request ids wrap everything so even a 413 or a 429 carries one; the body
-    # limit refuses before any work is done; authentication runs before the limiter so a caller is
-    # counted by token subject rather than by address.
+    # Outermost first. Request ids wrap everything so even a 413 or a 429 carries one, and the access
+    # log and the metrics see every answer with its id; the body limit refuses before any work is done;
+    # authentication runs before the limiter so a caller is counted by token subject, not by address.
     stack = [
         Middleware(SecurityHeadersMiddleware),
         Middleware(RequestIDMiddleware),
+        Middleware(AccessLogMiddleware, service=settings.service_name),
+        Middleware(MetricsMiddleware, metrics=metrics),
         Middleware(
             BodySizeLimitMiddleware, max_body_size=settings.max_body_size, body_timeout=settings.body_timeout
         ),
@@ -121,6 +134,7 @@ def create_app(
     return ServiceApp(
         settings=settings,
         scopes=scopes,
+        metrics=metrics,
         debug=settings.debug,
         # /openapi.json lists a 429 exactly where the limiter applies
         routes=[
@@ -130,6 +144,8 @@ def create_app(
                 rate_limited_paths=tuple(rate_limited_paths),
                 details={"events": lambda: events.health(database)} if events is not None else {},
             ),
+            *docs.routes(f"starling-{settings.service_name} API"),
+            *metrics_routes(metrics),
             *routes,
         ],
         middleware=stack,

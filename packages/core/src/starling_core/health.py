@@ -1,4 +1,9 @@
-"""`GET /health` and `GET /openapi.json`, present in every service."""
+"""`GET /health` (readiness), `GET /livez` (liveness) and `GET /openapi.json`, present in every service.
+
+`/health` answers 503 while the database cannot be reached: take the process out of the load balancer,
+it cannot serve. `/livez` answers 200 while the process serves HTTP at all, touching nothing else:
+restart the process only when this fails, since a restart cannot bring a database back.
+"""
 
 from __future__ import annotations
 
@@ -46,6 +51,9 @@ def routes(
             body["details"] = {name: await _detail(part) for name, part in details.items()}
         return JSONResponse(body)
 
+    async def livez(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "alive", "service": settings.service_name})
+
     async def openapi(request: Request) -> JSONResponse:
         if not document:
             # Built on first request: the routes do not change after start-up.
@@ -60,6 +68,7 @@ def routes(
 
     return [
         Route("/health", health, methods=["GET"], include_in_schema=False),
+        Route("/livez", livez, methods=["GET"], include_in_schema=False),
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
     ]
 

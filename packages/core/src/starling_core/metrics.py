@@ -2,7 +2,7 @@
 
     starling_requests_total{service,method,route,status}       every answered request
     starling_request_duration_seconds{service,method,route}     a histogram of how long they took
-    starling_rate_limited_total{service,route}                  requests the limiter refused (429)
+    starling_rate_limited_total{service,route}                  requests refused with 429 (the limiter's)
     starling_db_pool_size, _checked_out, _overflow{service}      the database pool, when it is a queue pool
     process_*, python_*                                          the process: CPU, memory, files, GC
 
@@ -107,7 +107,7 @@ class Metrics:
         )
         self.refused = Counter(
             "starling_rate_limited",
-            "Requests refused by the rate limiter (429), by route template",
+            "Requests refused with 429 Too Many Requests (the rate limiter's), by route template",
             ["service", "route"],
             registry=self.registry,
         )
@@ -119,9 +119,8 @@ class Metrics:
         route = route_template(scope)
         self.requests.labels(self.service, method, route, str(status)).inc()
         self.duration.labels(self.service, method, route).observe(seconds)
-
-    def rate_limited(self, scope: Scope) -> None:
-        self.refused.labels(self.service, route_template(scope)).inc()
+        if status == 429:
+            self.refused.labels(self.service, route).inc()
 
     async def render(self, state: Mapping[str, Any]) -> bytes:
         """The text exposition, with the pool and the service's gauges read now."""
