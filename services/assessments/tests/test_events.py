@@ -47,6 +47,9 @@ async def test_a_submission_over_http_writes_one_completed_event(
     assert again.status_code == 409
     (event,) = await published_events.of(ASSESSMENT_COMPLETED)
     assert event.key == assessment["id"]
+    # with no broker configured it waits in the outbox, and /health says so
+    health = (await auth_client.get("/health")).json()
+    assert health["details"]["events"]["outbox"]["pending"] == 1
     assert event.payload.model_dump(mode="json") == {
         "assessment_id": assessment["id"],
         "owner": "test-user-001",

@@ -26,17 +26,13 @@ def create_app(
     """The service; a `database` handed in is the caller's (the test kit's), else one from the settings.
     `events` relays the outbox (`assessment.completed`) to the broker the settings name, if any."""
     settings = settings or AssessmentsSettings()
-    relay = events or Events(settings)
 
     @asynccontextmanager
     async def lifespan(database: Database) -> AsyncIterator[AssessmentsState]:
-        # Core's relay of the outbox to Kafka while the app runs; with no broker configured it starts
-        # nothing and submissions' events wait in the outbox.
-        async with relay.running(database):
-            yield {
-                "assessments": AssessmentsService(DatabaseAssessmentStores(database)),
-                "bank": QuestionBank(DatabaseQuestionStores(database)),
-            }
+        yield {
+            "assessments": AssessmentsService(DatabaseAssessmentStores(database)),
+            "bank": QuestionBank(DatabaseQuestionStores(database)),
+        }
 
     return core.create_app(
         settings,
@@ -45,4 +41,7 @@ def create_app(
         lifespan=lifespan,
         migrations=MIGRATIONS,
         database=database,
+        # core runs the outbox relay for as long as the app (to Kafka when one is configured; otherwise
+        # events wait in the outbox) and shows the outbox in /health
+        events=events or Events(settings),
     )
