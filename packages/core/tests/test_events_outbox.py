@@ -4,7 +4,9 @@ the relay delivers it at least once, in order, marking what it sent."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+import fcntl
+from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -160,16 +162,32 @@ async def test_purging_forgets_sent_events_and_old_inbox_rows_only(
         assert await pending(app_database) == 1  # an unsent event is never purged
 
 
-async def test_on_postgresql_one_relay_delivers_at_a_time(
+@contextlib.asynccontextmanager
+async def another_process_relaying(db_engine: AsyncEngine) -> AsyncIterator[None]:
+    """Hold the relay's turn as another process would: PostgreSQL's advisory lock, SQLite's lock file."""
+    if db_engine.dialect.name == "postgresql":
+        async with db_engine.connect() as other:
+            await other.execute(text(f"SELECT pg_advisory_lock({RELAY_LOCK})"))
+            yield
+            await other.execute(text(f"SELECT pg_advisory_unlock({RELAY_LOCK})"))
+        return
+    with sqlite_turn_held(f"{db_engine.url.database}.relay-lock"):
+        yield
+
+
+@contextlib.contextmanager
+def sqlite_turn_held(lock_file: str) -> Iterator[None]:
+    with open(lock_file, "a+b") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
+
+
+async def test_one_relay_delivers_at_a_time(
     ledger: LedgerService, app_database: BoundDatabase, db_engine: AsyncEngine
 ) -> None:
-    if db_engine.dialect.name != "postgresql":
-        pytest.skip("SQLite is one process's database: its relay needs no turn")
     await record(ledger, 1)
-    async with db_engine.connect() as other_process:
-        await other_process.execute(text(f"SELECT pg_advisory_lock({RELAY_LOCK})"))
-        relay = Relay(app_database)
+    relay = Relay(app_database)
+    async with another_process_relaying(db_engine):
         assert await relay.deliver_once(FakePublisher()) == 0
         assert relay.status.state == "standby"
-        await other_process.execute(text(f"SELECT pg_advisory_unlock({RELAY_LOCK})"))
     assert await relay.deliver_once(FakePublisher()) == 1

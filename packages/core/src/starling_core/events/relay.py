@@ -7,15 +7,17 @@ again next time; consumers' inboxes make the copies harmless.
 
 Order per key needs one relay at a time per database: on PostgreSQL a pass runs only while its
 process holds an advisory lock (released by the server if the process dies), so several processes or
-replicas can all run a relay and one delivers. SQLite is one process's database.
+replicas can all run a relay and one delivers. On SQLite (one machine) the turn is a lock on a file
+beside the database, so several `serve` processes on one file take turns too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -137,7 +139,8 @@ class Relay:
     @asynccontextmanager
     async def _turn(self) -> AsyncIterator[bool]:
         if self.database.engine.dialect.name != "postgresql":
-            yield True
+            with _file_turn(self.database.engine.url.database) as mine:
+                yield mine
             return
         async with self.database.engine.connect() as connection:
             mine = bool(await connection.scalar(text(f"SELECT pg_try_advisory_lock({RELAY_LOCK})")))
@@ -146,3 +149,22 @@ class Relay:
             finally:
                 if mine:
                     await connection.execute(text(f"SELECT pg_advisory_unlock({RELAY_LOCK})"))
+
+
+@contextlib.contextmanager
+def _file_turn(database: str | None) -> Iterator[bool]:
+    """SQLite's turn: an exclusive lock on a file beside the database, which the system drops when the
+    process that held it dies (several `serve` processes may share one SQLite file)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        yield True
+        return
+    with open(f"{database}.relay-lock", "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
