@@ -3,6 +3,7 @@
     nox -s bench                                  # isolation, requests, serving: under 10 min on 2 cores
     nox -s bench -- --only isolation --tests 50   # a quick pass over one part
     nox -s bench -- --readme                      # also time the README's test command (about 7 min)
+    nox -s bench -- --only isolation --profile    # and where one isolated test's time goes
 
 Parts: isolation, requests, serving, readme (opt-in). Progress goes to stderr, the table to stdout, and
 everything measured, raw runs included, to `.bench/results.json` (`--json PATH`).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -25,7 +27,18 @@ from pathlib import Path
 from typing import Any
 
 from starling_devtools import services
-from starling_devtools.bench import inprocess, isolation, readme, serving, wrk
+from starling_devtools.bench import (
+    inprocess,
+    isolation,
+    peers,
+    projects,
+    pytest_runs,
+    readme,
+    serving,
+    testprofile,
+    whole,
+    wrk,
+)
 from starling_devtools.bench.results import Figure, Report, summary, table
 
 PARTS = ("isolation", "requests", "serving", "readme")
@@ -46,6 +59,8 @@ class Options:
     duration: float
     serving_databases: tuple[str, ...]
     keep: bool
+    profile: bool = False
+    peers: bool = True
 
 
 def _choices(allowed: Sequence[str]) -> Any:
@@ -90,6 +105,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--serving-databases", type=_choices(DATABASES), default=("sqlite",),
                         help="databases to serve on (sqlite; ,postgres adds ~2.5 min)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the generated projects and databases")
+    parser.add_argument("--profile", action="store_true",
+                        help="with the isolation part: where one isolated test's time goes")  # fmt: skip
+    parser.add_argument("--no-peers", dest="peers", action="store_false",
+                        help="without pytest-django and the whole-process runs")  # fmt: skip
     args = parser.parse_args(argv)
     parts = args.only or DEFAULT_PARTS
     if args.readme and "readme" not in parts:
@@ -110,6 +129,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         duration=args.duration,
         serving_databases=args.serving_databases,
         keep=args.keep,
+        profile=args.profile,
+        peers=args.peers,
     )
 
 
@@ -165,11 +186,67 @@ def start_postgres(options: Options, report: Report, stack: contextlib.ExitStack
 
 def run_isolation(options: Options, report: Report, workdir: Path, server_url: str | None) -> None:
     databases = [db for db in options.databases if db == "sqlite" or server_url]
-    configs = isolation.plan(options.tests, growth_tests=options.growth or None, databases=databases)
+    pythons = _peer_environments(options, report, workdir) if options.peers else {}
+    # The kit's isolation runs share the floor's and the recipe's environment; only the peer has its own.
+    peer_python = {kind: python for kind, python in pythons.items() if kind == projects.DJANGO}
+    configs = isolation.plan(
+        options.tests,
+        growth_tests=options.growth or None,
+        databases=databases,
+        everywhere=True,
+        peer=projects.DJANGO in pythons,
+    )
     directories = isolation.prepare(configs, workdir / "isolation")
-    runs = isolation.measure(configs, directories, repeat=options.repeat, server_url=server_url, log=log)
-    report.add(*isolation.figures(configs, runs))
+    runs = isolation.measure(
+        configs, directories, repeat=options.repeat, server_url=server_url, log=log, pythons=peer_python
+    )
+    targets = {"target_ms": isolation.TARGET_MS, "ahead": isolation.AHEAD_TARGET}
+    report.add(*isolation.figures(configs, runs, **targets))
     report.measurements["isolation"] = isolation.measurements(configs, runs)
+    if pythons:
+        walls = whole.measure(
+            workdir / "whole",
+            databases,
+            pythons=pythons,
+            server_url=server_url,
+            repeat=options.repeat + 2,
+            sizes=(options.tests, 1),
+            log=log,
+        )
+        report.add(*whole.figures(walls))
+        report.measurements["whole_process"] = whole.measurements(walls)
+    if options.profile:
+        kit, floor = directories[(projects.KIT, options.tests)], directories[(projects.FLOOR, options.tests)]
+        report.measurements["profile"] = {
+            database: _profile(kit, floor, database, server_url, workdir) for database in databases
+        }
+
+
+def _peer_environments(options: Options, report: Report, workdir: Path) -> dict[str, str]:
+    """pytest-django's environment (kept under .bench/venvs) and the users service's own test one."""
+    try:
+        django = peers.django_environment(options.json.parent / "venvs" / "pytest-django")
+        service = peers.service_environment(repository_root(), workdir / "venv-users")
+    except peers.PeerUnavailable as exc:
+        note = f"unavailable: {exc}"
+        report.add(Figure(isolation.PART, "pytest-django and whole processes", None, "", note=note))
+        return {}
+    return {projects.DJANGO: django, projects.KIT: service}
+
+
+def _profile(kit: Path, floor: Path, database: str, server_url: str | None, workdir: Path) -> dict[str, Any]:
+    """One profiled run of the kit's project and of the floor's; the table goes to stderr."""
+    found: dict[str, Any] = {}
+    for name, directory in (("kit", kit), ("floor", floor)):
+        out = workdir / f"profile-{name}-{database}.json"
+        config = isolation.Config(projects.KIT if name == "kit" else projects.FLOOR, database, 1, 1)
+        args = [*config.pytest_args(), "-p", "starling_devtools.bench.testprofile"]
+        env = {**config.env(server_url), testprofile.OUT_ENV: str(out)}
+        pytest_runs.run(directory, args, expect=projects.count_tests(directory), env=env)
+        found[name] = json.loads(out.read_text())
+    title = f"where an isolated test's time goes, {database}"
+    log("\n" + testprofile.table(found["kit"], found["floor"], title))
+    return found
 
 
 def run_requests(options: Options, report: Report, workdir: Path, server_url: str | None) -> None:

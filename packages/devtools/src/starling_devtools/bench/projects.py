@@ -1,4 +1,5 @@
-"""The generated pytest projects the bench runs: the same tests on the kit, on the textbook recipe, and none.
+"""The generated pytest projects the bench runs: the same tests on the kit, on the textbook recipe, on
+pytest-django (the peer), and none.
 
 Every database test inserts a row and asserts that exactly one row is visible, so a test that sees a
 row left by an earlier one fails: the run passing proves each test was rolled back.
@@ -18,6 +19,9 @@ KIT = "kit"
 # SQLAlchemy's documented recipe written by hand, without the kit's plugin.
 TEXTBOOK = "textbook"
 KINDS = (FLOOR, KIT, TEXTBOOK)
+# pytest-django's `django_db` on a Django model: the peer users know, in an environment of its own
+# (`peers.py`); its tests are synchronous, as Django's are.
+DJANGO = "pytest-django"
 
 # The bench's stopwatch, in every project's conftest: the seconds from the moment the tests can start
 # (collection done; under xdist, the last worker's) to the last test's teardown, which tears down the
@@ -62,6 +66,9 @@ asyncio_mode = auto
 asyncio_default_fixture_loop_scope = session
 asyncio_default_test_loop_scope = session
 """
+# The kit project is configured as every Starling suite is: opted in to the kit's whole-suite management
+# (session loop, gc.freeze, the leak guard on every test).
+KIT_INI = PYTEST_INI + "starling_suite = true\n"
 
 MODEL = """\
 from sqlalchemy import String
@@ -184,13 +191,71 @@ def generate(kind: str, directory: Path, tests: int) -> Path:
     if kind not in KINDS:
         raise ValueError(f"unknown project kind {kind!r}; expected one of {', '.join(KINDS)}")
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "pytest.ini").write_text(PYTEST_INI)
+    (directory / "pytest.ini").write_text(KIT_INI if kind == KIT else PYTEST_INI)
     conftest = {FLOOR: "", KIT: KIT_CONFTEST, TEXTBOOK: TEXTBOOK_CONFTEST}[kind]
     (directory / "conftest.py").write_text(conftest + CLOCK)
     template, header = (FLOOR_TEST, "") if kind == FLOOR else (DB_TEST, DB_IMPORTS)
     for index, size in enumerate(module_sizes(tests)):
         body = "\n\n".join(template.format(number=number) for number in range(size))
         (directory / f"test_m{index:03d}.py").write_text(f"{header}\n\n{body}" if header else body)
+    return directory
+
+
+DJANGO_INI = """\
+[pytest]
+DJANGO_SETTINGS_MODULE = benchsettings
+"""
+
+# SQLite in memory (Django's own choice for a test database on SQLite), or the bench's PostgreSQL server
+# through psycopg 3, as the anchors measured pytest-django.
+DJANGO_SETTINGS = """\
+import os
+from urllib.parse import urlsplit
+
+SECRET_KEY = "bench"
+USE_TZ = True
+INSTALLED_APPS = ["benchapp"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+_server = os.environ.get("STARLING_TEST_DATABASE_URL")
+if _server:
+    _url = urlsplit(_server.replace("+asyncpg", ""))
+    DATABASES = {"default": {
+        "ENGINE": "django.db.backends.postgresql", "NAME": "bench_django", "USER": _url.username or "",
+        "PASSWORD": _url.password or "", "HOST": _url.hostname or "", "PORT": str(_url.port or ""),
+    }}
+else:
+    DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "bench.sqlite3"}}
+"""
+
+DJANGO_MODEL = """\
+from django.db import models
+
+
+class Row(models.Model):
+    name = models.CharField(max_length=20)
+"""
+
+DJANGO_TEST = """\
+@pytest.mark.django_db
+def test_{number}():
+    Row.objects.create(name="r")
+    assert Row.objects.count() == 1
+"""
+
+
+def generate_django(directory: Path, tests: int) -> Path:
+    """The same tests on pytest-django: insert a row, count exactly one, on a Django model."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "pytest.ini").write_text(DJANGO_INI)
+    (directory / "benchsettings.py").write_text(DJANGO_SETTINGS)
+    (directory / "benchapp").mkdir(exist_ok=True)
+    (directory / "benchapp" / "__init__.py").write_text("")
+    (directory / "benchapp" / "models.py").write_text(DJANGO_MODEL)
+    (directory / "conftest.py").write_text(CLOCK)
+    header = "import pytest\n\nfrom benchapp.models import Row\n"
+    for index, size in enumerate(module_sizes(tests)):
+        body = "\n\n".join(DJANGO_TEST.format(number=number) for number in range(size))
+        (directory / f"test_m{index:03d}.py").write_text(f"{header}\n\n{body}")
     return directory
 
 

@@ -75,9 +75,14 @@ def command(args: Sequence[str], *, python: str = sys.executable) -> list[str]:
 
 
 def run(
-    directory: Path, args: Sequence[str], *, expect: int, env: Mapping[str, str | None] | None = None
+    directory: Path,
+    args: Sequence[str],
+    *,
+    expect: int,
+    env: Mapping[str, str | None] | None = None,
+    python: str = sys.executable,
 ) -> PytestRun:
-    """Run pytest in `directory`; raises PytestFailed unless exactly `expect` tests passed."""
+    """Run pytest in `directory` with `python`; raises PytestFailed unless exactly `expect` tests passed."""
     environment = dict(os.environ)
     for name, value in (env or {}).items():
         if value is None:
@@ -89,7 +94,7 @@ def run(
     environment[CLOCK_ENV] = str(clock)
     started = time.perf_counter()
     completed = subprocess.run(
-        command(args),
+        command(args, python=python),
         cwd=directory,
         env=environment,
         capture_output=True,
