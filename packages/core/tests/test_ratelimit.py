@@ -344,6 +344,36 @@ async def test_database_backend_is_one_count_across_processes(db_url: str, db_en
     assert sorted(result.remaining for result in results if result.allowed) == list(range(60))
 
 
+async def test_on_sqlite_two_processes_share_one_count_in_a_file_beside_the_database(tmp_path: Path) -> None:
+    # Each hit is one statement on the event loop, in a file of its own: never behind a write
+    # transaction of the service, which holds the database's own file across awaits.
+    url = f"sqlite+aiosqlite:///{tmp_path}/service.db"
+    processes = [Database.from_url(url) for _ in range(2)]
+    clock = Clock()
+    backends = [DatabaseRateLimitBackend(database, clock) for database in processes]
+    try:
+        results = await asyncio.gather(*(backends[n % 2].hit("user:one", Rate(60, 3600)) for n in range(90)))
+    finally:
+        for database in processes:
+            await database.dispose()
+
+    assert sum(result.allowed for result in results) == 60
+    assert (tmp_path / "service.db-ratelimit").is_file()
+    refused = [result for result in results if not result.allowed]
+    assert {round(result.reset_after) for result in refused} == {60}
+
+
+async def test_the_counters_store_is_closed_with_the_database(tmp_path: Path) -> None:
+    database = Database.from_url(f"sqlite+aiosqlite:///{tmp_path}/service.db")
+    backend = DatabaseRateLimitBackend(database, Clock())
+    await backend.hit("user:one", Rate(5, 60))
+
+    await database.dispose()
+
+    assert backend._counters is not None
+    assert backend._counters._connection is None  # type: ignore[attr-defined]
+
+
 async def test_an_unreachable_counter_database_is_503() -> None:
     with socket.socket() as probe:  # a port that was free a moment ago: connecting is refused
         probe.bind(("127.0.0.1", 0))
