@@ -11,7 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from starling_devtools.bench import inprocess, isolation, projects, pytest_runs, readme, serving, stats, wrk
+from starling_devtools.bench import (
+    inprocess,
+    isolation,
+    profile,
+    projects,
+    pytest_runs,
+    readme,
+    servers,
+    serving,
+    stats,
+    wrk,
+)
 from starling_devtools.bench.__main__ import needs_postgres, parse_args, repository_root
 from starling_devtools.bench.isolation import Config
 from starling_devtools.bench.pytest_runs import PytestRun, Summary
@@ -288,6 +299,23 @@ def test_the_wrk_command_carries_the_token_and_the_issues_settings() -> None:
     ]
 
 
+def test_a_write_run_posts_a_body_made_unique_per_request_by_a_script(tmp_path: Path) -> None:
+    script = wrk.post_script(tmp_path, '{"email":"w-{{n}}@example.com"}', run="ab12")
+
+    command = wrk.command("http://h/users", duration=10, script=script, timeout=30)
+
+    assert command[-5:] == ["--timeout", "30s", "-s", str(script), "http://h/users"]
+    text = script.read_text()
+    assert 'RUN = "ab12"' in text
+    assert 'BODY = [==[{"email":"w-{{n}}@example.com"}]==]' in text
+    assert 'wrk.format("POST", nil, nil, body)' in text
+
+
+def test_a_body_that_would_end_the_scripts_string_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot hold"):
+        wrk.post_script(tmp_path, '{"x":"]==]"}', run="ab12")
+
+
 # --- serving -------------------------------------------------------------------------------------
 
 
@@ -363,31 +391,111 @@ def wrk_result(rate: float, errors: int = 0) -> wrk.WrkResult:
     )  # fmt: skip
 
 
-def serving_figures(serve_rate: float, serve_errors: int = 0) -> dict[str, Figure]:
-    measured = [
-        serving.Measured("sqlite", "users", "/users/me", serving.ONE.key, wrk_result(1000)),
-        serving.Measured("sqlite", "users", "/users/me", serving.STOCK.key, wrk_result(600)),
-        serving.Measured(
-            "sqlite", "users", "/users/me", serving.SERVE.key, wrk_result(serve_rate, serve_errors)
-        ),
-    ]
-    return {figure.name.rsplit(": ", 1)[1]: figure for figure in serving.figures(measured)}
+def measured(server: str, rate: float, *, round_index: int = 0, errors: int = 0, kind: str = "read",
+             cpu: float = 0.0) -> serving.Measured:  # fmt: skip
+    return serving.Measured(
+        "sqlite", "users", kind, server, round_index, wrk_result(rate, errors), cpu * rate * 10 / 1000
+    )
+
+
+def serving_figures(*runs: serving.Measured) -> dict[str, Figure]:
+    return {figure.name.rsplit(": ", 1)[1]: figure for figure in serving.figures(runs)}
+
+
+ONE = servers.ONE.key
+
+
+def test_a_service_is_set_against_its_bare_app_on_the_median_of_its_rounds() -> None:
+    figures = serving_figures(
+        measured(serving.BARE, 1000, cpu=1.0), measured(serving.BARE, 800, round_index=1, cpu=1.2),
+        measured(ONE, 700, cpu=1.5), measured(ONE, 500, round_index=1, cpu=1.7),
+    )  # fmt: skip
+
+    figure = figures["1 process, against bare Starlette"]
+    assert (figure.value, figure.reference_value) == (600, 900)
+    assert figure.target == Target(">= 0.7x, 0 errors", False)
+    assert figure.detail.startswith("CPU per request 0.69x of bare's")
+    assert "rounds 700/500" in figure.detail
 
 
 def test_two_processes_are_compared_with_one() -> None:
-    figures = serving_figures(1700)
+    figures = serving_figures(
+        measured(ONE, 1000), measured(servers.SERVE.key, 1700), measured(servers.GRANIAN.key, 1500),
+        measured(servers.GUNICORN.key, 2000, errors=1),
+    )  # fmt: skip
 
-    assert figures[serving.SERVE.label].ratio == pytest.approx(1.7)
-    assert figures[serving.STOCK.label].ratio == pytest.approx(0.6)
-    assert figures[serving.SERVE.label].target == Target(">= 1.6x, 0 errors", True)
-    assert figures[serving.ONE.label].reference_value is None
+    assert figures[servers.SERVE.label].ratio == pytest.approx(1.7)
+    assert figures[servers.SERVE.label].target == Target(">= 1.6x, 0 errors", True)
+    assert figures[servers.GRANIAN.label].target == Target(">= 1.6x, 0 errors", False)
+    assert figures[servers.GUNICORN.label].target == Target(">= 1.6x, 0 errors", False)
 
 
-def test_two_processes_miss_the_target_below_one_point_six_or_with_errors() -> None:
-    assert serving_figures(1500)[serving.SERVE.label].target == Target(">= 1.6x, 0 errors", False)
-    assert serving_figures(2000, serve_errors=1)[serving.SERVE.label].target == Target(
-        ">= 1.6x, 0 errors", False
+def test_a_write_path_is_shown_beside_its_bare_app_and_must_have_no_errors() -> None:
+    clean = serving_figures(measured(serving.BARE, 50, kind="write"), measured(ONE, 40, kind="write"))
+    failing = serving_figures(
+        measured(serving.BARE, 50, kind="write"), measured(ONE, 40, kind="write", errors=2)
     )
+
+    assert clean["1 process, against bare Starlette"].ratio == pytest.approx(0.8)
+    assert clean["1 process, against bare Starlette"].target == Target("0 errors", True)
+    assert failing["1 process, against bare Starlette"].target == Target("0 errors", False)
+
+
+def test_rounds_rotate_which_server_goes_first() -> None:
+    assert serving.rotation(["bare", "one", "two"], 0) == ["bare", "one", "two"]
+    assert serving.rotation(["bare", "one", "two"], 1) == ["one", "two", "bare"]
+    assert serving.rotation(["bare", "one", "two"], 3) == ["bare", "one", "two"]
+
+
+def test_every_server_serves_an_app_and_a_factory_on_the_port_given() -> None:
+    target = servers.Target("starling_devtools.bench.bare:users", "127.0.0.1", 19999, factory=True)
+
+    for server in servers.ALL.values():
+        argv = server.argv(target)
+        assert "19999" in " ".join(argv)
+        assert any("factory" in arg or arg.endswith("users()") for arg in argv), server.key
+    # the standard servers keep core's protections: a deadline on request heads, a connection cap
+    assert "--http1-header-read-timeout" in servers.GRANIAN.argv(target)
+    assert servers.WORKER_CLASS in servers.GUNICORN.argv(target)
+
+
+def test_the_orders_batch_is_ten_orders_whose_ids_the_script_makes_unique() -> None:
+    body = json.loads(serving._orders_batch().replace("{{n}}", "r-1-7"))
+
+    assert [order["order_id"] for order in body["orders"]] == [f"w-r-1-7-{k}" for k in range(10)]
+
+
+# --- profile -------------------------------------------------------------------------------------
+
+
+MAIN = "<module> (uvicorn/__main__.py:4)"
+COLLAPSED = "\n".join(
+    [
+        f"{MAIN};run (asyncio/runners.py:118);decode (jwt/api_jwt.py:200) 7",
+        f"{MAIN};send_with_headers (starling_core/ratelimit.py:240);send (uvicorn/protocols/http/h11.py:4) 5",
+        f"{MAIN};hit (starling_core/ratelimit.py:150) 2",
+        "_bootstrap (threading.py:1002);_bootstrap_inner (threading.py:1045);run (aiosqlite/core.py:60) 9",
+        f"{MAIN};_run_once (asyncio/base_events.py:1900) 1",
+        # py-spy --subprocesses puts the processes first
+        'process 5:"python -m serve";_bootstrap (threading.py:1002);run (aiosqlite/core.py:60) 1',
+    ]
+)
+
+
+def test_a_sample_is_charged_to_the_innermost_layer_it_ran_in() -> None:
+    samples = profile.classify(COLLAPSED)
+
+    assert samples["auth (JWT)"] == 7
+    assert samples["server and socket I/O (uvicorn, h11, asyncio)"] == 5 + 1  # the send, and the loop itself
+    assert samples["rate limit"] == 2
+    assert samples[profile.DRIVER_THREAD] == 9 + 1
+
+
+def test_a_layers_cost_is_its_share_of_the_samples_times_the_cpu_per_request() -> None:
+    item = profile.Profiled("sqlite", "users", "service", profile.classify(COLLAPSED), 500.0, 2.4, "x")
+
+    assert item.cost_ms("auth (JWT)") == pytest.approx(2.4 * 7 / 25)
+    assert item.cost_ms("metrics") == 0.0
 
 
 # --- isolation -----------------------------------------------------------------------------------
@@ -527,13 +635,14 @@ def test_the_readme_part_says_when_it_was_skipped() -> None:
 def test_by_default_every_part_but_the_readme_runs() -> None:
     options = parse_args([])
 
-    assert options.parts == ("isolation", "requests", "serving")
+    assert options.parts[:3] == ("isolation", "requests", "serving")
+    assert "readme" not in options.parts
     assert options.json == Path(".bench/results.json")
     assert (options.tests, options.growth, options.repeat) == (500, 2000, 3)
 
 
 def test_the_readme_part_is_opt_in() -> None:
-    assert parse_args(["--readme"]).parts == ("isolation", "requests", "serving", "readme")
+    assert parse_args(["--readme"]).parts[-1] == "readme"
     assert parse_args(["--only", "readme"]).parts == ("readme",)
     assert parse_args(["--only", "serving,isolation"]).parts == ("isolation", "serving")
 
@@ -550,7 +659,7 @@ def test_bad_options_are_refused(argv: list[str]) -> None:
 
 def test_postgres_is_started_only_when_a_part_needs_it() -> None:
     assert needs_postgres(parse_args([]))
-    assert not needs_postgres(parse_args(["--databases", "sqlite"]))
+    assert not needs_postgres(parse_args(["--databases", "sqlite", "--serving-databases", "sqlite"]))
     assert not needs_postgres(parse_args(["--only", "readme"]))
     assert needs_postgres(parse_args(["--only", "serving", "--serving-databases", "sqlite,postgres"]))
 

@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 INSTALL_HINT = "wrk is not installed: on Debian or Ubuntu, `apt-get install wrk`"
 THREADS = 2
@@ -77,17 +78,72 @@ def executable() -> str:
 
 
 def command(
-    url: str, *, duration: float, headers: Mapping[str, str] | None = None, wrk: str = "wrk"
+    url: str,
+    *,
+    duration: float,
+    headers: Mapping[str, str] | None = None,
+    wrk: str = "wrk",
+    script: Path | None = None,
+    timeout: float | None = None,
+    connections: int = CONNECTIONS,
 ) -> list[str]:
-    args = [wrk, f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{duration:g}s", "--latency"]
+    args = [wrk, f"-t{THREADS}", f"-c{connections}", f"-d{duration:g}s", "--latency"]
+    if timeout is not None:
+        args += ["--timeout", f"{timeout:g}s"]
     for name, value in (headers or {}).items():
         args += ["-H", f"{name}: {value}"]
+    if script is not None:
+        args += ["-s", str(script)]
     return [*args, url]
 
 
-def run(url: str, *, duration: float, headers: Mapping[str, str] | None = None) -> WrkResult:
+# Each request a POST of `BODY` with `{{n}}` replaced by `<run>-<thread>-<count>`, unique in the run,
+# so that a registration or an order batch is new every time. Headers come from -H.
+_POST_SCRIPT = """
+local counter = 0
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+request = function()
+  counter = counter + 1
+  local unique = string.format("%s-%d-%d", RUN, id or 0, counter)
+  local body = string.gsub(BODY, "{{n}}", unique)
+  return wrk.format("POST", nil, nil, body)
+end
+"""
+
+
+def post_script(directory: Path, body: str, *, run: str) -> Path:
+    """A wrk Lua script POSTing `body` (`{{n}}` unique per request); written into `directory`."""
+    if "]==]" in body or not run.isalnum():
+        raise ValueError("the body cannot hold ']==]' and the run id must be alphanumeric")
+    path = directory / f"post-{run}.lua"
+    path.write_text(f'RUN = "{run}"\nBODY = [==[{body}]==]\n{_POST_SCRIPT}')
+    return path
+
+
+def run(
+    url: str,
+    *,
+    duration: float,
+    headers: Mapping[str, str] | None = None,
+    script: Path | None = None,
+    timeout: float | None = None,
+    connections: int = CONNECTIONS,
+) -> WrkResult:
+    """One wrk run; `timeout` replaces wrk's 2 s, after which an answer counts as a socket timeout."""
     completed = subprocess.run(
-        command(url, duration=duration, headers=headers, wrk=executable()),
+        command(
+            url,
+            duration=duration,
+            headers=headers,
+            wrk=executable(),
+            script=script,
+            timeout=timeout,
+            connections=connections,
+        ),
         capture_output=True,
         text=True,
         timeout=duration + 60,
