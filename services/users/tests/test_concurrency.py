@@ -12,6 +12,7 @@ import pytest_asyncio
 from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from starling_core import schema as core_schema
 from starling_core.app import ServiceApp
 from starling_core.db import Database
 from starling_testkit import BoundDatabase
@@ -132,6 +133,7 @@ async def committing_database(db_engine: AsyncEngine, db_metadata: MetaData) -> 
         yield Database(db_engine)
     finally:
         await truncate(db_engine, db_metadata)
+        await truncate(db_engine, core_schema.metadata)  # the events those commits wrote to the outbox
 
 
 async def lock_waits(engine: AsyncEngine) -> int:

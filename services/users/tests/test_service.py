@@ -26,6 +26,7 @@ class FakeUsers:
     def __init__(self) -> None:
         self.rows: dict[str, User] = {}
         self.refresh_tokens: dict[str, RefreshToken] = {}
+        self.announced: list[tuple[str, str, str]] = []  # (type, user id, role), as the outbox would hold
 
     async def get(self, ident: str) -> User | None:
         assert "\x00" not in ident, "PostgreSQL would fail on a NUL rather than find nobody"
@@ -53,6 +54,12 @@ class FakeUsers:
     async def end_tokens(self, user: User) -> None:
         user.token_version += 1
         self.refresh_tokens = {k: t for k, t in self.refresh_tokens.items() if t.user_id != user.id}
+
+    async def announce_changed(self, user: User) -> None:
+        self.announced.append(("user.changed", user.id, user.role))
+
+    async def announce_deleted(self, user_id: str, role: str) -> None:
+        self.announced.append(("user.deleted", user_id, role))
 
     async def delete(self, instance: User) -> None:
         del self.rows[instance.id]
@@ -298,6 +305,26 @@ async def test_delete_removes_the_user_and_ends_its_tokens(service: UsersService
     assert (users.rows, users.refresh_tokens) == ({}, {})
     with pytest.raises(errors.TokenRevoked):
         await service.me(credentials)
+
+
+async def test_every_change_that_ends_tokens_is_announced_and_no_other(
+    service: UsersService, users: FakeUsers
+) -> None:
+    user = await service.register(new())
+    admin = await service.register(new("root@example.com"), role=ADMIN)
+
+    await service.update(holding(user), user.id, UserUpdate(name="Ada L."))
+    await service.update(holding(admin), user.id, UserUpdate(role="admin"))
+    await service.update(holding(user), user.id, UserUpdate(password="a new password"))
+    await service.logout(holding(user))
+    await service.delete(holding(admin), user.id)
+
+    assert users.announced == [
+        ("user.changed", user.id, "admin"),
+        ("user.changed", user.id, "admin"),
+        ("user.changed", user.id, "admin"),
+        ("user.deleted", user.id, "admin"),
+    ]
 
 
 # --- lists -----------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from starling_core import app as core
 from starling_core.db import Database
+from starling_core.events import Events
 from starling_core.tokens import JWTConfig
 from starling_users.passwords import Passwords
 from starling_users.repository import DatabaseUserStores
@@ -39,8 +40,10 @@ def create_app(
     *,
     database: Database | None = None,
     passwords: PasswordHashing | None = None,
+    events: Events | None = None,
 ) -> core.ServiceApp:
-    """The users service; `passwords` replaces the Argon2id hashing the settings describe (tests only)."""
+    """The users service; `passwords` replaces the Argon2id hashing the settings describe (tests only).
+    `events` relays the outbox (`user.changed`, `user.deleted`) to the broker the settings name, if any."""
     settings = settings or UsersSettings()
 
     @asynccontextmanager
@@ -66,4 +69,7 @@ def create_app(
         migrations=MIGRATIONS,
         database=database,
         rate_limited_paths=("/api/", "/users", "/auth"),
+        # core runs the outbox relay for as long as the app (to Kafka when one is configured; otherwise
+        # events wait in the outbox) and shows the outbox in /health
+        events=events or Events(settings),
     )

@@ -11,6 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from starling_core.db import Database
+from starling_core.events import Outbox
+from starling_core.events.topics import USER_CHANGED, USER_DELETED, UserEvent
 from starling_core.repository import Repository
 from starling_users.errors import EmailTaken
 from starling_users.models import ADMIN, RefreshToken, User
@@ -71,6 +73,17 @@ class UserRepository(Repository[User]):
         )
         set_committed_value(user, "token_version", version)
         await self.session.execute(delete(RefreshToken).where(RefreshToken.user_id == user.id))
+
+    async def announce_changed(self, user: User) -> None:
+        """`user.changed` into core's outbox, in this transaction: the user's earlier tokens ended (a role
+        or password change, a logout); the relay sends it to `users.users`, keyed by the user's id."""
+        payload = UserEvent(user_id=user.id, role=user.role)
+        await Outbox(self.session).add(USER_CHANGED, key=user.id, payload=payload)
+
+    async def announce_deleted(self, user_id: str, role: str) -> None:
+        """`user.deleted` into core's outbox, in this transaction, with the role the user had."""
+        payload = UserEvent(user_id=user_id, role=role)
+        await Outbox(self.session).add(USER_DELETED, key=user_id, payload=payload)
 
     async def page(self, *, limit: int, after: tuple[datetime, str] | None = None) -> Sequence[User]:
         """Up to `limit` users in (created_at, id) order, starting after the key `after`."""

@@ -51,6 +51,8 @@ class UserStore(Protocol):
     async def save(self, instance: User) -> User: ...  # raises EmailTaken
     async def end_tokens(self, user: User) -> None: ...
     async def delete(self, instance: User) -> None: ...
+    async def announce_changed(self, user: User) -> None: ...  # core's outbox: `user.changed`
+    async def announce_deleted(self, user_id: str, role: str) -> None: ...  # `user.deleted`
     async def page(self, *, limit: int, after: tuple[datetime, str] | None = None) -> Sequence[User]: ...
     async def add_refresh_token(self, token: RefreshToken) -> None: ...
     async def refresh_token(self, digest: str) -> RefreshToken | None: ...
@@ -193,6 +195,8 @@ class UsersService:
         async with self.stores.writing() as users:
             user = await self._caller(users, credentials)
             await users.end_tokens(user)
+            # In the same transaction: the other services end the user's earlier tokens when it arrives.
+            await users.announce_changed(user)
 
     # --- users --------------------------------------------------------------------------------------
 
@@ -253,6 +257,8 @@ class UsersService:
             saved = await users.save(user)
             if ends_tokens:
                 await users.end_tokens(saved)
+                # After the write that locked the row, so one user's events leave in commit order.
+                await users.announce_changed(saved)
             return saved
 
     async def delete(self, credentials: Credentials, user_id: str) -> None:
@@ -262,8 +268,10 @@ class UsersService:
             user = await self._visible(users, actor, user_id)
             if user.role == ADMIN and admins == [user.id]:
                 raise LastAdministrator
+            user_id, role = user.id, user.role
             # Its refresh tokens go with it (ON DELETE CASCADE); its access tokens name nobody now.
             await users.delete(user)
+            await users.announce_deleted(user_id, role)
 
     async def ensure_admin(self, *, email: str, password: str, name: str) -> User | None:
         """Create the administrator `email` unless that address is taken; the new user, or None."""
