@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import httpx
+from starlette.middleware import Middleware
 
 from starling_agents.events import RunEvents
 from starling_agents.followers import Followers
@@ -15,13 +17,16 @@ from starling_agents.gateways import ChatCompletionsGateway
 from starling_agents.outbound import DEFAULT_KEY, HostRule, LLMKey, OutboundPolicy
 from starling_agents.redaction import redact_tokens_in_logs
 from starling_agents.repository import AgentsStores
+from starling_agents.revocations import RevokedTokensMiddleware
 from starling_agents.routes import SCOPES, AgentsState, routes
-from starling_agents.service import AgentExecutor, AgentsService, RunsService
+from starling_agents.schemas import USER_CHANGED, USER_DELETED
+from starling_agents.service import AgentExecutor, AgentsService, Revocations, RunsService
 from starling_agents.settings import AgentsSettings
 from starling_agents.workers import RunWorkers
 from starling_core.app import ServiceApp, default_rate_limit_backend
 from starling_core.app import create_app as create_service_app
 from starling_core.db import Database, is_sqlite
+from starling_core.events import Consumer, Events
 from starling_core.http import Sleep, create_http_client
 from starling_core.ratelimit import MemoryRateLimitBackend, RateLimitBackend, parse_rate
 
@@ -48,8 +53,10 @@ async def agents_state(
     llm_transport: httpx.AsyncBaseTransport | None = None,
     sleep: Sleep = asyncio.sleep,
     rate_limit_backend: RateLimitBackend | None = None,
+    events: Events | None = None,
 ) -> AsyncIterator[AgentsState]:
-    """One process's services on `database`: the built-in agents ensured, the workers running.
+    """One process's services on `database`: the built-in agents ensured, the workers running, and with
+    `events`, the consumer of the users service's events (group `agents`) running.
 
     `rate_limit_backend` counts the WebSockets' hits; by default, the one core's middleware uses.
     """
@@ -63,26 +70,34 @@ async def agents_state(
         stores = AgentsStores(database)
         agents = AgentsService(stores, outbound)
         await agents.ensure_builtins()
-        events = RunEvents()
+        run_events = RunEvents()
         # A scan as often as a lease runs out: a dead process's runs wait at most about twice that.
         workers = RunWorkers(settings.workers, scan_every=settings.run_lease)
-        runs = RunsService(stores, executor, events, workers.enqueue, lease=settings.run_lease)
+        runs = RunsService(stores, executor, run_events, workers.enqueue, lease=settings.run_lease)
         followers = Followers(
             rate_limit_backend or default_rate_limit_backend(settings, database),
             parse_rate(settings.rate_limit),
             poll=settings.events_poll,
             idle_timeout=settings.events_idle_timeout,
         )
+        revocations = Revocations(stores)
+        users = (
+            Consumer(stores, "agents")
+            .on(USER_CHANGED, revocations.user_changed)
+            .on(USER_DELETED, revocations.user_deleted)
+        )
         workers.start(runs.process, runs.claimable)
         try:
-            yield {
-                "agents": agents,
-                "runs": runs,
-                "run_events": events,
-                "workers": workers,
-                "max_input_chars": settings.max_input_chars,
-                "followers": followers,
-            }
+            async with events.consuming(users) if events is not None else contextlib.nullcontext():
+                yield {
+                    "agents": agents,
+                    "runs": runs,
+                    "run_events": run_events,
+                    "workers": workers,
+                    "max_input_chars": settings.max_input_chars,
+                    "followers": followers,
+                    "revocations": revocations,
+                }
         finally:
             await workers.stop()
 
@@ -94,12 +109,16 @@ def create_app(
     llm_transport: httpx.AsyncBaseTransport | None = None,
     sleep: Sleep = asyncio.sleep,
     rate_limit_backend: RateLimitBackend | None = None,
+    events: Events | None = None,
 ) -> ServiceApp:
     """The agents app, on `database` if given (the caller's: not migrated, not disposed).
 
-    The LLM transport, `sleep` (retry backoff) and the rate limiter are seams for tests.
+    The LLM transport, `sleep` (retry backoff) and the rate limiter are seams for tests. `events`
+    (default: `Events(settings)`, the broker the settings name, if any) relays the outbox (`run.finished`)
+    and runs the consumer of `users.users`.
     """
     agents_settings = settings if settings is not None else AgentsSettings()
+    app_events = events or Events(agents_settings)
     redact_tokens_in_logs()
     # A run's WebSocket counts against the same limit as the /api/ routes. Counts in memory are one
     # count only in one backend object, so that one is made here and handed to core's middleware too;
@@ -114,6 +133,7 @@ def create_app(
             llm_transport=llm_transport,
             sleep=sleep,
             rate_limit_backend=rate_limit_backend,
+            events=app_events,
         )
 
     return create_service_app(
@@ -124,6 +144,9 @@ def create_app(
         migrations=MIGRATIONS,
         database=database,
         rate_limit_backend=rate_limit_backend,
+        # after core's authentication: a token the users service has since revoked is refused here too
+        middleware=[Middleware(RevokedTokensMiddleware)],
+        events=app_events,
     )
 
 

@@ -1,4 +1,5 @@
-"""All of the agents service's SQL: the catalogue, runs and their guarded status changes."""
+"""All of the agents service's SQL: the catalogue, runs and their guarded status changes, the users whose
+earlier tokens are revoked, and the `run.finished` events written into core's outbox."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starling_agents.errors import AgentExists
-from starling_agents.models import Agent, Run
+from starling_agents.models import UNFINISHED, Agent, Run, TokenRevocation
 from starling_core.db import Database
+from starling_core.events import Outbox
+from starling_core.events.topics import RUN_FINISHED, RunFinished
 from starling_core.repository import Repository, Stores
 
 
@@ -99,6 +103,43 @@ class RunRepository(Repository[Run]):
         """
         return await self._update_if(run_id, Run.status.in_(list(from_statuses)), **values)
 
+    async def cancel_unfinished_of(self, owner: str, at: datetime) -> list[Run]:
+        """Cancel every queued or running run of `owner` at `at`; the runs cancelled, as stored now.
+
+        Guarded like `transition`: a run a worker finishes meanwhile keeps its outcome.
+        """
+        statement = (
+            update(Run)
+            .where(Run.owner == owner, Run.status.in_(UNFINISHED))
+            .values(status="cancelled", finished_at=at)
+            .returning(Run.run_id)
+            .execution_options(synchronize_session=False)
+        )
+        cancelled = list((await self.session.scalars(statement)).all())
+        return list(
+            await self.scalars(
+                select(Run)
+                .where(Run.run_id.in_(cancelled))
+                .order_by(Run.created_at, Run.run_id)
+                .execution_options(populate_existing=True)
+            )
+        )
+
+    async def announce_finished(self, run: Run) -> None:
+        """`run.finished` into core's outbox, in this session's transaction (the one that finished the run);
+        the relay sends it to `agents.runs`, keyed by the run's id."""
+        payload = RunFinished(
+            run_id=run.run_id,
+            agent_id=run.agent_id,
+            owner=run.owner,
+            status=run.status,
+            token_usage=run.token_usage,
+            finished_at=run.finished_at,
+        )
+        await Outbox(self.session).add(
+            RUN_FINISHED, key=run.run_id, payload=payload, occurred_at=run.finished_at
+        )
+
     async def _update_if(self, run_id: str, condition: ColumnElement[bool], **values: object) -> bool:
         statement = (
             update(Run)
@@ -119,16 +160,43 @@ def _held_by(holder: str) -> ColumnElement[bool]:
     return and_(Run.status == "running", Run.lease_holder == holder)
 
 
+class RevocationRepository(Repository[TokenRevocation]):
+    model = TokenRevocation
+
+    async def record(self, user_id: str, at: datetime, reason: str) -> None:
+        """The user's tokens issued before `at` are revoked; a later time replaces an earlier one, never
+        the other way round (events may arrive again, and late)."""
+        dialect = self.session.get_bind().dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(TokenRevocation).values(user_id=user_id, revoked_at=at, reason=reason)
+        newer = statement.excluded.revoked_at > TokenRevocation.revoked_at
+        await self.session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[TokenRevocation.user_id],
+                set_={"revoked_at": statement.excluded.revoked_at, "reason": statement.excluded.reason},
+                where=newer,
+            )
+        )
+
+    async def revoked_before(self, user_id: str) -> datetime | None:
+        """The time before which the user's tokens are refused, None when none is."""
+        found: datetime | None = await self.session.scalar(
+            select(TokenRevocation.revoked_at).where(TokenRevocation.user_id == user_id)
+        )
+        return found
+
+
 @dataclass(frozen=True)
 class AgentsRepositories:
     """The service's repositories, on one session."""
 
     agents: AgentRepository
     runs: RunRepository
+    revocations: RevocationRepository
 
     @classmethod
     def on(cls, session: AsyncSession) -> AgentsRepositories:
-        return cls(AgentRepository(session), RunRepository(session))
+        return cls(AgentRepository(session), RunRepository(session), RevocationRepository(session))
 
 
 class AgentsStores(Stores[AgentsRepositories]):

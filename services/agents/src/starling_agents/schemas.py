@@ -1,4 +1,5 @@
-"""Request and response models; the OpenAPI document is built from these."""
+"""Request and response models, from which the OpenAPI document is built, and the payloads of the events
+this service consumes (the envelope and the topics are core's)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from typing import Annotated, Any, Literal
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
+
+from starling_core.events import EventType
+from starling_core.events.topics import USERS
 
 Kind = Literal["summarizer", "classifier", "llm"]
 Status = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -173,3 +177,17 @@ class RunsQuery(BaseModel):
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else as_utc(value)
+
+
+# --- events consumed: the users service's, on `users.users` ---------------------------------------------
+
+
+class UserRevoked(BaseModel):
+    """The payload of `user.changed` and `user.deleted` as this service reads it: whose tokens end."""
+
+    user_id: str = Field(min_length=1, max_length=255)
+    role: str | None = None
+
+
+USER_CHANGED = EventType("user.changed", USERS, UserRevoked)
+USER_DELETED = EventType("user.deleted", USERS, UserRevoked)

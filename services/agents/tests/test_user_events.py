@@ -1,0 +1,278 @@
+"""The users service's events: `user.changed` and `user.deleted` end the user's earlier tokens on every
+route and WebSocket here, and `user.deleted` cancels the user's unfinished runs.
+
+In process, events are handed to the app's own consumer group (`Consumer.deliver`: the same inbox,
+transaction and handlers as from the broker). Over the real broker (the kit's `kafka_broker`), the
+users service's outbox is played by this database's own: an event written to it is sent by core's relay
+to `users.users`, and the app's consumer takes it from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from starlette.types import ASGIApp
+
+from starling_agents.app import create_app
+from starling_agents.models import TokenRevocation
+from starling_agents.repository import AgentsStores
+from starling_agents.schemas import USER_CHANGED, USER_DELETED, UserRevoked
+from starling_agents.service import Revocations
+from starling_agents.settings import AgentsSettings
+from starling_core.app import ServiceApp
+from starling_core.db import Database
+from starling_core.events import Consumer, Event, Events, Message, Outbox, Outcome
+from starling_core.events import topics as contract
+from starling_core.events.kafka import KafkaBroker, KafkaOptions
+from starling_core.settings import ServiceSettings
+from starling_testkit import AppFactory, BoundDatabase, FrozenClock
+from starling_testkit.events import PublishedEvents
+from starling_testkit.tokens import DEFAULT_SUB, TokenFactory
+
+from .asgi_ws import websocket_connect
+from .helpers import SAMPLE_TEXT, build_app, client_for, started
+
+REVOKED = "Token has been revoked: log in again"
+TIMEOUT = 20.0  # seconds the relay, the broker and the consumer may take on a loaded 2-core machine
+
+
+def consumer_of(database: BoundDatabase) -> Consumer[Any]:
+    """The app's consumer group, as its lifespan builds it, on the test's database."""
+    stores = AgentsStores(database)
+    revocations = Revocations(stores)
+    return (
+        Consumer(stores, "agents", retry_delays=())
+        .on(USER_CHANGED, revocations.user_changed)
+        .on(USER_DELETED, revocations.user_deleted)
+    )
+
+
+def changed(user_id: str, at: datetime, kind: Any = USER_CHANGED) -> Event[UserRevoked]:
+    event: Event[UserRevoked] = kind.new(user_id, UserRevoked(user_id=user_id, role="user"), occurred_at=at)
+    return event
+
+
+async def refused(response: httpx.Response) -> bool:
+    return response.status_code == 401 and response.json()["detail"] == REVOKED
+
+
+async def queued_runs(client: httpx.AsyncClient, count: int) -> list[str]:
+    body = {"agent_id": "summarizer", "input_text": SAMPLE_TEXT, "background": True}
+    return [(await client.post("/api/v1/agents/run", json=body)).json()["run_id"] for _ in range(count)]
+
+
+@pytest.fixture
+async def no_workers(app_settings: ServiceSettings, app_database: BoundDatabase) -> AsyncIterator[ASGIApp]:
+    """The app with no worker: background runs stay queued until something cancels them."""
+    async with started(build_app(app_settings, app_database, workers=0)) as served:
+        yield served
+
+
+# --- in process ---------------------------------------------------------------------------------------
+
+
+async def test_user_changed_refuses_the_users_earlier_tokens_on_every_route_and_the_websocket(
+    started_app: ASGIApp, app_database: BoundDatabase, token_factory: TokenFactory, frozen_clock: FrozenClock
+) -> None:
+    earlier = token_factory(scopes=["agent:run", "agent:read", "agent:admin"])
+    async with client_for(started_app, earlier) as client:
+        run_id = (
+            await client.post("/api/v1/agents/run", json={"agent_id": "summarizer", "input_text": "Hi."})
+        ).json()["run_id"]
+        change = frozen_clock.tick(5)
+        assert await consumer_of(app_database).deliver(changed(DEFAULT_SUB, change)) == Outcome.HANDLED
+
+        for response in (
+            await client.get("/api/v1/agents"),
+            await client.get("/api/v1/agents/summarizer"),
+            await client.post("/api/v1/agents/run", json={"agent_id": "summarizer", "input_text": "Hi."}),
+            await client.get("/api/v1/agents/runs"),
+            await client.get(f"/api/v1/agents/runs/{run_id}"),
+            await client.post(f"/api/v1/agents/runs/{run_id}/cancel"),
+            await client.delete("/api/v1/agents/classifier"),
+        ):
+            assert await refused(response), response.text
+            assert response.headers["www-authenticate"].startswith("Bearer")
+        assert (await client.get("/health")).status_code == 200  # a probe is no user's route
+    async with websocket_connect(
+        started_app, f"/api/v1/agents/runs/{run_id}/events", ["bearer", earlier]
+    ) as ws:
+        assert await ws.accepted()
+        assert await ws.receive_json() is None
+        assert (ws.close_code, ws.close_reason) == (1008, REVOKED)
+
+    frozen_clock.tick(1)  # a token issued after the change: the user logged in again
+    async with client_for(started_app, token_factory()) as client:
+        assert (await client.get(f"/api/v1/agents/runs/{run_id}")).status_code == 200
+    async with client_for(started_app, token_factory(sub="someone-else")) as client:
+        assert (await client.get("/api/v1/agents")).status_code == 200  # nobody else's tokens change
+
+
+async def test_a_token_issued_in_the_second_of_the_change_counts_as_before_it(
+    started_app: ASGIApp, app_database: BoundDatabase, token_factory: TokenFactory, frozen_clock: FrozenClock
+) -> None:
+    frozen_clock.move_to(datetime(2026, 6, 1, 12, 0, 0, 200_000, tzinfo=UTC))
+    token = token_factory()  # iat 12:00:00, whole seconds
+    await consumer_of(app_database).deliver(changed(DEFAULT_SUB, frozen_clock.tick(0.5)))  # 12:00:00.7
+    async with client_for(started_app, token) as client:
+        assert await refused(await client.get("/api/v1/agents"))
+
+
+async def test_a_redelivered_or_late_event_changes_nothing(
+    app_database: BoundDatabase, frozen_clock: FrozenClock
+) -> None:
+    consumer = consumer_of(app_database)
+    first, later = frozen_clock.tick(0), frozen_clock.tick(60)
+    newer = changed(DEFAULT_SUB, later)
+    older = changed(DEFAULT_SUB, first, USER_DELETED)
+
+    outcomes = [await consumer.deliver(newer), await consumer.deliver(newer), await consumer.deliver(older)]
+
+    assert outcomes == [Outcome.HANDLED, Outcome.DUPLICATE, Outcome.HANDLED]
+    async with app_database.session() as session:
+        row = await session.get(TokenRevocation, DEFAULT_SUB)
+    assert row is not None
+    assert (row.revoked_at, row.reason) == (later, "user.changed")  # the latest time stands
+
+
+async def test_user_deleted_cancels_the_users_unfinished_runs_and_publishes_each(
+    no_workers: ASGIApp,
+    app_database: BoundDatabase,
+    token_factory: TokenFactory,
+    published_events: PublishedEvents,
+) -> None:
+    earlier = token_factory()
+    async with client_for(no_workers, earlier) as client:
+        theirs = await queued_runs(client, 3)
+        done = (
+            await client.post("/api/v1/agents/run", json={"agent_id": "summarizer", "input_text": "Hi."})
+        ).json()
+    async with client_for(no_workers, token_factory(sub="someone-else")) as client:
+        (others,) = await queued_runs(client, 1)
+
+    deletion = changed(DEFAULT_SUB, datetime.now(UTC), USER_DELETED)
+    consumer = consumer_of(app_database)
+    assert [await consumer.deliver(deletion), await consumer.deliver(deletion)] == [
+        Outcome.HANDLED,
+        Outcome.DUPLICATE,
+    ]
+
+    async with client_for(
+        no_workers, token_factory(sub="an-admin", scopes=["agent:read", "agent:admin"])
+    ) as admin:
+        statuses = {
+            run_id: (await admin.get(f"/api/v1/agents/runs/{run_id}")).json()["status"]
+            for run_id in (*theirs, done["run_id"], others)
+        }
+    assert statuses == {**dict.fromkeys(theirs, "cancelled"), done["run_id"]: "completed", others: "queued"}
+    finished = {event.key: event.payload.status for event in await published_events.of(contract.RUN_FINISHED)}
+    assert {run_id: finished.get(run_id) for run_id in theirs} == dict.fromkeys(theirs, "cancelled")
+    assert others not in finished
+    async with client_for(no_workers, earlier) as client:
+        assert await refused(await client.get("/api/v1/agents/runs"))  # the deleted user's token is void
+
+
+async def test_an_event_the_users_service_did_not_send_is_dead_lettered_not_applied(
+    app_database: BoundDatabase,
+) -> None:
+    from starling_core.events import EventFailed
+
+    bad = contract.USER_DELETED.new(DEFAULT_SUB, contract.UserEvent(user_id="", role=None))
+    with pytest.raises(EventFailed):  # an empty user id: no dead-letter topic in process, so it raises
+        await consumer_of(app_database).deliver(bad)
+
+
+# --- over the real broker ----------------------------------------------------------------------------------
+
+
+async def health_events(client: httpx.AsyncClient) -> dict[str, Any]:
+    events: dict[str, Any] = (await client.get("/health")).json()["details"]["events"]
+    return events
+
+
+async def handled(client: httpx.AsyncClient, count: int) -> None:
+    """Wait until the app's consumer group took `count` events, handled or skipped as duplicates."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            group = (await health_events(client))["consumers"]["agents"]
+            if group["handled"] + group["duplicates"] >= count:
+                return
+            await asyncio.sleep(0.05)  # the consumer works in its own task: nothing to await but its count
+
+
+async def publish_as_the_users_service(database: BoundDatabase, *events: tuple[Any, str]) -> None:
+    """`(kind, user id)` events written to the outbox, as the users service writes them in its change."""
+    async with database.transaction() as session:
+        for kind, user_id in events:
+            await Outbox(session).add(
+                kind, key=user_id, payload=contract.UserEvent(user_id=user_id, role="user")
+            )
+
+
+class TestOverTheBroker:
+    @pytest.fixture
+    def app_settings(self, app_settings: AgentsSettings, kafka_settings: dict[str, Any]) -> AgentsSettings:
+        return app_settings.model_copy(update={**kafka_settings, "workers": 0})
+
+    @pytest.fixture
+    def app_factory(self) -> AppFactory:
+        return fast_relay
+
+    async def test_a_revoked_users_old_token_is_refused_once_user_changed_arrives(
+        self, started_app: ASGIApp, app_database: BoundDatabase, token_factory: TokenFactory
+    ) -> None:
+        earlier = token_factory()
+        async with client_for(started_app, earlier) as client:
+            assert (await client.get("/api/v1/agents")).status_code == 200
+
+            await publish_as_the_users_service(app_database, (contract.USER_CHANGED, DEFAULT_SUB))
+            await handled(client, 1)
+
+            assert await refused(await client.get("/api/v1/agents"))
+            group = (await health_events(client))["consumers"]["agents"]
+            assert (group["handled"], group["dead_lettered"], group["state"]) == (1, 0, "running")
+        await asyncio.sleep(1.1)  # `iat` has whole seconds: the next token is issued a second later
+        async with client_for(started_app, token_factory()) as client:
+            assert (await client.get("/api/v1/agents")).status_code == 200
+
+    async def test_user_deleted_cancels_queued_runs_and_a_redelivery_counts_once(
+        self,
+        app_settings: AgentsSettings,
+        started_app: ASGIApp,
+        app_database: BoundDatabase,
+        token_factory: TokenFactory,
+        published_events: PublishedEvents,
+    ) -> None:
+        async with client_for(started_app, token_factory()) as client:
+            queued = await queued_runs(client, 2)
+            await publish_as_the_users_service(app_database, (contract.USER_DELETED, DEFAULT_SUB))
+            await handled(client, 1)
+            # the same event sent again, as a relay that died between send and mark would
+            (event,) = [e for e in await published_events.all(contract.USERS) if e.key == DEFAULT_SUB]
+            options = KafkaOptions.from_settings(app_settings)
+            assert options is not None
+            async with KafkaBroker(options).publisher() as publisher:
+                await publisher.publish([Message(contract.USERS, event.key, event.to_json())])
+            await handled(client, 2)
+
+            group = (await health_events(client))["consumers"]["agents"]
+            assert (group["handled"], group["duplicates"]) == (1, 1)
+        async with client_for(
+            started_app, token_factory(sub="an-admin", scopes=["agent:read", "agent:admin"])
+        ) as admin:
+            statuses = [
+                (await admin.get(f"/api/v1/agents/runs/{run_id}")).json()["status"] for run_id in queued
+            ]
+        assert statuses == ["cancelled", "cancelled"]
+        cancelled = [e for e in await published_events.of(contract.RUN_FINISHED) if e.key in queued]
+        assert sorted(e.key for e in cancelled) == sorted(queued)  # one run.finished each, not two
+
+
+def fast_relay(settings: AgentsSettings, *, database: Database) -> ServiceApp:
+    """The app with its own relay polling often, so its events reach the broker while the test runs."""
+    return create_app(settings, database=database, events=Events(settings, poll_interval=0.05))
