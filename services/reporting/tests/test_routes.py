@@ -406,7 +406,14 @@ async def test_extraction_not_configured_says_which_setting(admin_client: httpx.
 
 async def test_health_names_the_service(client: httpx.AsyncClient) -> None:
     response = await client.get("/health")
-    assert response.json() == {"status": "healthy", "service": "reporting", "checks": {"database": "ok"}}
+    body = response.json()
+    assert {key: body[key] for key in ("status", "service", "checks")} == {
+        "status": "healthy",
+        "service": "reporting",
+        "checks": {"database": "ok"},
+    }
+    # its consumer group, stopped while no broker is configured
+    assert body["details"]["events"]["consumers"]["reporting"]["state"] == "stopped"
 
 
 async def test_openapi_describes_every_route(client: httpx.AsyncClient) -> None:

@@ -13,11 +13,13 @@ import httpx
 from starling_core.app import ServiceApp
 from starling_core.app import create_app as create_service_app
 from starling_core.db import Database
+from starling_core.events import Consumer, Events
 from starling_core.http import Sleep, create_http_client
 from starling_core.tokens import JWTConfig
 from starling_reporting.gateways import HttpAgentRunsGateway, HttpOrdersGateway, service_token
 from starling_reporting.repository import DatabaseOrdersPublisher, ReportingStores
 from starling_reporting.routes import SCOPES, ReportingState, routes
+from starling_reporting.schemas import ORDER_PLACED, RUN_FINISHED
 from starling_reporting.service import (
     AgentUsageService,
     ExtractOrdersUseCase,
@@ -36,10 +38,14 @@ def create_app(
     orders_transport: httpx.AsyncBaseTransport | None = None,
     agents_transport: httpx.AsyncBaseTransport | None = None,
     sleep: Sleep = asyncio.sleep,
+    events: Events | None = None,
 ) -> ServiceApp:
-    """The reporting app; the transports and `sleep` (retry backoff) are seams for tests."""
+    """The reporting app; the transports and `sleep` (retry backoff) are seams for tests. `events`
+    (default: `Events(settings)`, the broker the settings name, if any) runs the consumer group
+    `reporting`: orders from `orders`, finished runs from `agents.runs`."""
     settings = settings or ReportingSettings()
     jwt_config = JWTConfig.from_settings(settings)
+    app_events = events or Events(settings)
 
     @asynccontextmanager
     async def lifespan(app_database: Database) -> AsyncIterator[ReportingState]:
@@ -65,13 +71,21 @@ def create_app(
                 )
                 # Unwound first: the task stops before the clients it uses are closed.
                 stack.push_async_callback(_cancel, task)
+            orders = OrdersService(stores)
+            agent_usage = AgentUsageService(
+                stores, HttpAgentRunsGateway(agents_client, service_token(jwt_config))
+            )
+            consumer = (
+                Consumer(stores, "reporting")
+                .on(ORDER_PLACED, orders.place_from_event)
+                .on(RUN_FINISHED, agent_usage.record_finished)
+            )
+            await stack.enter_async_context(app_events.consuming(consumer))
             yield {
-                "orders": OrdersService(stores),
+                "orders": orders,
                 "extract_orders": extract_orders,
                 "extraction_ran": extraction_ran,
-                "agent_usage": AgentUsageService(
-                    stores, HttpAgentRunsGateway(agents_client, service_token(jwt_config))
-                ),
+                "agent_usage": agent_usage,
             }
 
     return create_service_app(
@@ -81,6 +95,7 @@ def create_app(
         lifespan=lifespan,
         migrations=MIGRATIONS,
         database=database,
+        events=app_events,
     )
 
 

@@ -47,7 +47,9 @@ class ExtractionCheckpoint(ReportingBase):
 
 
 class AgentRun(ReportingBase):
-    """A run read from the agents service, kept so the usage report answers while it is down."""
+    """A run of the agents service, from its `run.finished` event or read from its runs API, kept so the
+    usage report answers while that service is down. One row per run, whichever told of it first; no
+    owner is kept (the report is per agent, and this service names no user)."""
 
     __tablename__ = "agent_runs"
 
@@ -55,5 +57,6 @@ class AgentRun(ReportingBase):
     agent_id: Mapped[str] = mapped_column(String(100), index=True)
     status: Mapped[str] = mapped_column(String(20))
     token_usage: Mapped[int] = mapped_column(BigInteger)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    # Unknown (None) for a run known only from its event until the runs API is read again.
+    created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

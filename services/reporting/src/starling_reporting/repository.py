@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starling_core.db import Database
 from starling_core.repository import Repository, Stores
 from starling_reporting.models import AgentRun, ExtractionCheckpoint, Order, OrderItem
-from starling_reporting.schemas import AgentRunIn, OrderIn
+from starling_reporting.schemas import AgentRunIn, OrderIn, RunFinishedIn
 
 StatementT = TypeVar("StatementT", bound=Select[*tuple[Any, ...]])
 
@@ -131,7 +131,11 @@ class AgentRunRepository(Repository[AgentRun]):
     model = AgentRun
 
     async def upsert(self, runs: Sequence[AgentRunIn]) -> None:
-        """Insert new runs and bring known ones up to date (a run read while running may finish later)."""
+        """Insert new runs and bring known ones up to date (a run read while running may finish later).
+
+        A finished run stays finished: an older read of it, still running, changes nothing but its
+        creation time, which only the runs API knows.
+        """
         unique = list({run.run_id: run for run in runs}.values())
         for chunk in _chunks(unique):
             statement = _insert(self.session, AgentRun).values(
@@ -148,17 +152,42 @@ class AgentRunRepository(Repository[AgentRun]):
                 ]
             )
             excluded = statement.excluded
+            stale = AgentRun.finished_at.is_not(None) & excluded.finished_at.is_(None)
             statement = statement.on_conflict_do_update(
                 index_elements=[AgentRun.run_id],
                 set_={
                     "agent_id": excluded.agent_id,
-                    "status": excluded.status,
-                    "token_usage": excluded.token_usage,
                     "created_at": excluded.created_at,
-                    "finished_at": excluded.finished_at,
+                    **{
+                        name: case((stale, getattr(AgentRun, name)), else_=getattr(excluded, name))
+                        for name in ("status", "token_usage", "finished_at")
+                    },
                 },
             )
             await self.session.execute(statement)
+
+    async def record_finished(self, run: RunFinishedIn) -> None:
+        """A run as its `run.finished` event tells it: inserted, or brought to its final state (its
+        creation time, if the runs API gave one, is kept)."""
+        statement = _insert(self.session, AgentRun).values(
+            run_id=run.run_id,
+            agent_id=run.agent_id,
+            status=run.status,
+            token_usage=run.token_usage or 0,
+            created_at=None,
+            finished_at=run.finished_at,
+        )
+        excluded = statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=[AgentRun.run_id],
+            set_={
+                "agent_id": excluded.agent_id,
+                "status": excluded.status,
+                "token_usage": excluded.token_usage,
+                "finished_at": excluded.finished_at,
+            },
+        )
+        await self.session.execute(statement)
 
     async def any_stored(self) -> bool:
         return await self.session.scalar(select(AgentRun.run_id).limit(1)) is not None
@@ -166,10 +195,11 @@ class AgentRunRepository(Repository[AgentRun]):
     async def usage(
         self, since: datetime | None = None, until: datetime | None = None
     ) -> list[tuple[str, int, int]]:
-        """(agent_id, runs, token usage) per agent, by agent id."""
+        """(agent_id, runs, token usage) per agent, by agent id; a run is in the range by its creation
+        time, or by its finish while only its event told of it."""
         statement = _within(
             select(AgentRun.agent_id, func.count(), func.coalesce(func.sum(AgentRun.token_usage), 0)),
-            AgentRun.created_at,
+            func.coalesce(AgentRun.created_at, AgentRun.finished_at),
             since,
             until,
         )

@@ -1,4 +1,5 @@
-"""Request and response models; the OpenAPI document is built from these."""
+"""Request and response models, from which the OpenAPI document is built, and the payloads of the events
+this service consumes (the envelope and the topics are core's)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from decimal import Decimal
 from typing import Annotated
 
 from pydantic import BaseModel, Field, WithJsonSchema, field_validator, model_validator
+
+from starling_core.events import EventType
+from starling_core.events.topics import AGENTS_RUNS, ORDERS
 
 MAX_ORDERS_PER_REQUEST = 1000
 
@@ -114,3 +118,27 @@ class AgentUsageOut(BaseModel):
     agent_id: str
     runs: int
     token_usage: int
+
+
+# --- events consumed -----------------------------------------------------------------------------------
+
+
+class RunFinishedIn(BaseModel):
+    """`run.finished` as this service reads it: what the usage report needs. The payload's `owner` is
+    not read, so it is never stored."""
+
+    run_id: str = Field(min_length=1, max_length=100)
+    agent_id: str = Field(min_length=1, max_length=100)
+    status: str = Field(max_length=20)
+    token_usage: int | None = Field(default=None, ge=0)
+    finished_at: datetime | None = None
+
+    @field_validator("finished_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+# An order placed upstream, validated as `POST /api/v1/orders` validates one (the same model).
+ORDER_PLACED = EventType("order.placed", ORDERS, OrderIn)
+RUN_FINISHED = EventType("run.finished", AGENTS_RUNS, RunFinishedIn)

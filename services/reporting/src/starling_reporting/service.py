@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from starling_core.db import DatabaseUnavailable
+from starling_core.events import Event
 from starling_reporting.errors import NoOrderData, UpstreamUnavailable
 from starling_reporting.gateways import AgentRunsGateway, OrdersGateway
-from starling_reporting.repository import ReportingStores
-from starling_reporting.schemas import OrderIn, TimeRange, TopProductsQuery
+from starling_reporting.repository import ReportingRepositories, ReportingStores
+from starling_reporting.schemas import OrderIn, RunFinishedIn, TimeRange, TopProductsQuery
 
 logger = logging.getLogger("starling.reporting")
 
@@ -59,6 +60,12 @@ class OrdersService:
         async with self.stores.writing() as stored:
             inserted = await stored.orders.insert_new(orders)
         return IngestResult(accepted=len(inserted), duplicates=len(orders) - len(inserted))
+
+    async def place_from_event(self, event: Event[OrderIn], stored: ReportingRepositories) -> None:
+        """`order.placed` from the `orders` topic, stored as `ingest` stores an order: by its `order_id`,
+        so an order sent again (a replay under a new event id, or one posted too) is counted once. The
+        consumer's inbox, in this same transaction, skips a redelivery of the same event before that."""
+        await stored.orders.insert_new([event.payload])
 
     async def top_products(self, query: TopProductsQuery) -> list[RankedProduct]:
         """The most bought products by units, ties by title; `NoOrderData` before any order."""
@@ -129,7 +136,8 @@ class AgentUsageService:
         self.gateway = gateway
 
     async def usage(self, query: TimeRange) -> list[AgentUsage]:
-        """Refresh the stored runs from the agents service, then report from what is stored.
+        """Refresh the stored runs from the agents service (the backfill beside the `run.finished` events
+        that keep them current), then report from what is stored.
 
         While the agents service is down, the report comes from the runs stored before; with none
         stored, the outage is the answer (the gateway's `AgentsUnavailable`).
@@ -151,3 +159,8 @@ class AgentUsageService:
         return [
             AgentUsage(agent_id=agent_id, runs=count, token_usage=tokens) for agent_id, count, tokens in rows
         ]
+
+    async def record_finished(self, event: Event[RunFinishedIn], stored: ReportingRepositories) -> None:
+        """`run.finished` from `agents.runs`: the run stored (or brought to its end) by its `run_id`, the
+        same row the runs API's pull writes, so the two never count a run twice."""
+        await stored.agent_runs.record_finished(event.payload)
