@@ -66,9 +66,10 @@ asyncio_mode = auto
 asyncio_default_fixture_loop_scope = session
 asyncio_default_test_loop_scope = session
 """
-# The kit project is configured as every Starling suite is: opted in to the kit's whole-suite management
-# (session loop, gc.freeze, the leak guard on every test).
-KIT_INI = PYTEST_INI + "starling_suite = true\n"
+# The kit project is configured as every Starling suite is (the root pyproject's [tool.pytest]): opted in
+# to the kit's whole-suite management (session loop, gc.freeze, the leak guard on every test), without
+# the faker and time-machine plugins its dependencies bring.
+KIT_INI = PYTEST_INI + "starling_suite = true\naddopts = -p no:faker -p no:time_machine\n"
 
 MODEL = """\
 from sqlalchemy import String
