@@ -28,14 +28,21 @@ from starling_core.events.kafka import KafkaBroker, KafkaOptions
 from starling_reporting.app import create_app
 from starling_reporting.models import ReportingBase
 from starling_reporting.repository import ReportingStores
-from starling_reporting.schemas import ORDER_PLACED, RUN_FINISHED, OrderIn
-from starling_reporting.service import AgentUsageService, OrdersService
+from starling_reporting.schemas import (
+    ORDER_PLACED,
+    RUN_FINISHED,
+    USER_CHANGED,
+    USER_DELETED,
+    OrderIn,
+    UserRevoked,
+)
+from starling_reporting.service import AgentUsageService, OrdersService, Revocations
 from starling_reporting.settings import ReportingSettings
-from starling_testkit import AppFactory, BoundDatabase
+from starling_testkit import AppFactory, BoundDatabase, FrozenClock
 from starling_testkit.events import PublishedEvents
-from starling_testkit.tokens import TokenFactory
+from starling_testkit.tokens import DEFAULT_SUB, TokenFactory
 
-from .fakes import T0, order
+from .fakes import T0, order, order_json
 
 TIMEOUT = 20.0  # seconds the relay, the broker and the consumer may take on a loaded 2-core machine
 OWNER = "user-4242-owner"
@@ -76,19 +83,26 @@ def app_factory(agents: DownAgents) -> AppFactory:
     return factory
 
 
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
 def reader(token_factory: TokenFactory) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token_factory(scopes=['reports:read', 'reports:write'])}"}
+    return bearer(token_factory(scopes=["reports:read", "reports:write"]))
 
 
 def consumer_of(database: Database) -> Consumer[Any]:
     """The app's consumer group, as its lifespan builds it, on the test's database."""
     stores = ReportingStores(database)
     usage = AgentUsageService(stores, gateway=None)  # type: ignore[arg-type]  # handlers never pull
+    revocations = Revocations(stores)
     return (
         Consumer(stores, "reporting", retry_delays=())
         .on(ORDER_PLACED, OrdersService(stores).place_from_event)
         .on(RUN_FINISHED, usage.record_finished)
+        .on(USER_CHANGED, revocations.record)
+        .on(USER_DELETED, revocations.record)
     )
 
 
@@ -240,6 +254,49 @@ async def test_no_user_is_named_in_reportings_data(app_database: BoundDatabase) 
     assert found == []  # the event's owner is not read, so a user's deletion leaves nothing to erase
 
 
+# --- revoked tokens -----------------------------------------------------------------------------------
+
+REVOKED = {"detail": "Token has been revoked: log in again"}
+
+
+@pytest.mark.parametrize("kind", [USER_CHANGED, USER_DELETED])
+async def test_a_users_tokens_from_before_the_event_are_refused_and_later_ones_are_not(
+    client: httpx.AsyncClient,
+    app_database: BoundDatabase,
+    token_factory: TokenFactory,
+    frozen_clock: FrozenClock,
+    kind: Any,
+) -> None:
+    scopes = ["reports:read", "reports:write"]
+    earlier, someone_else = (
+        bearer(token_factory(scopes=scopes)),
+        bearer(token_factory("someone", scopes=scopes)),
+    )
+    event = kind.new(DEFAULT_SUB, UserRevoked(user_id=DEFAULT_SUB), occurred_at=frozen_clock.tick(5))
+
+    assert await consumer_of(app_database).deliver(event) == Outcome.HANDLED
+
+    for response in (
+        await client.get("/top-products", headers=earlier),
+        await client.post(
+            "/api/v1/orders", json={"orders": [order_json("o1", ("p1", "Apple", 1))]}, headers=earlier
+        ),
+        await client.get("/api/v1/reports/agent-usage", headers=earlier),
+        await client.post("/api/v1/extractions", headers=earlier),
+    ):
+        assert (response.status_code, response.json()) == (401, REVOKED)
+        assert response.headers["www-authenticate"].startswith("Bearer")
+    assert (await client.get("/health", headers=earlier)).status_code == 200  # a probe names no user
+    posted = await client.post(
+        "/api/v1/orders", json={"orders": [order_json("o1", ("p1", "Apple", 1))]}, headers=someone_else
+    )
+    assert posted.status_code == 202
+    frozen_clock.tick(1)  # logged in again after the change
+    assert (
+        await client.get("/top-products", headers=bearer(token_factory(scopes=scopes)))
+    ).status_code == 200
+
+
 # --- over the real broker -------------------------------------------------------------------------------
 
 
@@ -313,6 +370,20 @@ class TestOverTheBroker:
 
         assert (group["handled"], group["duplicates"], group["dead_lettered"]) == (3, 1, 0)
         assert await top(served, reader) == [("p1", 4), ("p2", 1)]
+
+    async def test_a_revoked_users_old_token_is_refused_once_user_changed_arrives(
+        self, served: httpx.AsyncClient, app_database: BoundDatabase, reader: dict[str, str]
+    ) -> None:
+        assert (
+            await served.get("/api/v1/reports/agent-usage", headers=reader)
+        ).status_code == 503  # agents down
+        await publish(
+            app_database,
+            (contract.USER_CHANGED, DEFAULT_SUB, contract.UserEvent(user_id=DEFAULT_SUB, role="user")),
+        )
+        await taken(served, 1)
+        refused = await served.get("/api/v1/reports/agent-usage", headers=reader)
+        assert (refused.status_code, refused.json()) == (401, REVOKED)
 
     async def test_runs_finished_reach_the_agent_usage(
         self, served: httpx.AsyncClient, app_database: BoundDatabase, reader: dict[str, str]

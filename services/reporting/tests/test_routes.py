@@ -229,11 +229,13 @@ async def test_top_products_is_one_query(
 ) -> None:
     orders = [order_json(f"o{i}", (f"p{i % 7}", f"T{i % 7}", i + 1)) for i in range(40)]
     await admin_client.post("/api/v1/orders", json={"orders": orders})
-    with assert_max_queries(1) as statements:
+    with assert_max_queries(2) as statements:
         response = await auth_client.get("/top-products", params={"count": 5})
     assert response.status_code == 200
     assert len(response.json()) == 5
-    assert len(statements) == 1, statements
+    # the ranking in one query, beside the look-up of the token's revocation (revocations.py)
+    ranking = [statement for statement in statements if "token_revocations" not in statement]
+    assert len(ranking) == 1, statements
 
 
 async def test_top_products_before_any_order_gets_503(auth_client: httpx.AsyncClient) -> None:
