@@ -1,4 +1,5 @@
-"""Request and response models; `/openapi.json` is built from these."""
+"""Request and response models, from which `/openapi.json` is built, and the payload of the event this
+service consumes (the envelope and the topics are core's)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from starling_core.events import EventType
+from starling_core.events.topics import USERS
 from starling_core.pagination import PageParams
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -116,3 +119,18 @@ class BankQuestionOut(BaseModel):
 class BankQuery(PageParams):
     skill_area: SkillArea | None = None
     retired: bool = False  # include retired questions
+
+
+# --- the events consumed: the users service's, on `users.users` ------------------------------------------
+
+
+class UserEventIn(BaseModel):
+    """The payload of `user.deleted` and `user.changed` as this service reads it: whose assessments go
+    (on a deletion), whose earlier tokens end (on both)."""
+
+    user_id: str = Field(min_length=1, max_length=255)
+    role: str | None = None
+
+
+USER_DELETED = EventType("user.deleted", USERS, UserEventIn)
+USER_CHANGED = EventType("user.changed", USERS, UserEventIn)
