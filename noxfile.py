@@ -319,7 +319,8 @@ def serve_env(ports: dict[str, int]) -> dict[str, str]:
 
 def serve_banner(urls: dict[str, str], env: dict[str, str], took: float) -> str:
     lines = [f"\nall {len(urls)} services healthy in {took:.1f} s (Ctrl-C stops them all):"]
-    lines += [f"  {name:<10} {url}   (OpenAPI: {url}/openapi.json)" for name, url in urls.items()]
+    width = max(len(name) for name in urls)
+    lines += [f"  {name:<{width}}  {url}   (OpenAPI: {url}/openapi.json)" for name, url in urls.items()]
     if "users" in urls:
         lines += [
             "",
