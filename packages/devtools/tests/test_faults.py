@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from starling_devtools.faults import (
     FakeLLM,
     FakeUpstream,
     PostgresControl,
+    Proxy,
     offset_of,
     serving,
     squeeze,
@@ -20,6 +22,7 @@ from starling_devtools.faults import (
 )
 from starling_devtools.faults.__main__ import parse_args
 from starling_devtools.faults.database import _good_503
+from starling_testkit.kafka import free_port
 
 
 def test_squeeze_folds_repeats_so_a_health_history_reads_as_transitions() -> None:
@@ -112,7 +115,7 @@ def test_the_cluster_port_is_read_from_its_url() -> None:
 
 
 def test_every_scenario_runs_unless_some_are_picked() -> None:
-    assert parse_args([]).only == ("database", "agents", "processes", "upstream")
+    assert parse_args([]).only == ("database", "agents", "processes", "upstream", "broker")
     assert parse_args(["--only", "agents", "--only", "upstream"]).only == ("agents", "upstream")
     with pytest.raises(SystemExit):
         parse_args(["--only", "network"])
@@ -127,3 +130,36 @@ async def test_the_fake_llm_answers_chat_completions_and_counts_calls_per_input(
             response = await client.post("/v1/chat/completions", json=body)
             assert response.json()["choices"][0]["message"]["content"] == f"answer to {text}"
     assert llm.calls == {"a": 2, "b": 1}
+
+
+async def test_the_proxy_forwards_then_cuts_every_connection_and_refuses_until_restored() -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(1024):
+            writer.write(data)
+            await writer.drain()
+        writer.close()
+
+    target = await asyncio.start_server(echo, "127.0.0.1", 0)
+    proxy = Proxy(free_port(), target.sockets[0].getsockname()[1])
+    try:
+        await proxy.restore()
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(b"ping")
+        assert await reader.read(4) == b"ping"
+
+        await proxy.cut()
+
+        assert await reader.read(4) == b""  # the open connection is gone
+        writer.close()
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", proxy.port)  # and nobody listens
+        await proxy.restore()
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(b"back")
+        assert await reader.read(4) == b"back"
+        assert proxy.connections == 2
+        writer.close()
+    finally:
+        await proxy.cut()
+        target.close()
+        await target.wait_closed()

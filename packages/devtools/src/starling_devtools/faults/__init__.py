@@ -1,6 +1,6 @@
 """`nox -s faults`: break things under the services and prove nothing is lost.
 
-Four scenarios, each against real service processes (`--only` picks some):
+Five scenarios, each against real service processes (`--only` picks some):
 
 - database: users, agents and reporting on a throwaway PostgreSQL cluster while writers keep
   registering users, queueing background runs and posting orders. The server is stopped
@@ -18,12 +18,21 @@ Four scenarios, each against real service processes (`--only` picks some):
   extraction must resume from its checkpoint (never read the stream again from an earlier point),
   store exactly the upstream's orders and units (no double counting, nothing skipped), move the
   checkpoint to the last page, and pick up orders appended to the upstream later.
+- broker: reporting consuming `orders` from a Kafka-protocol broker (the kit's, from the pinned wheel)
+  while a shop in this process places orders through core's outbox and relay, every fifth also posted
+  over HTTP. Clients reach the broker through a proxy it advertises; a third of the way in, the proxy
+  cuts every connection and refuses new ones for `--outage` seconds, then listens again: a broker
+  stopped and started with its log and offsets kept. Every published order must be stored exactly
+  once, units per product must equal the published ones in the database and in `/top-products`, and
+  every event must be handled once, any copy skipped by the inbox.
 
 Modules: `common` (options, service environments, starting services, the log check), one per
-scenario (`database`, `agents`, `processes`, `upstream`), and `__main__` (the command line and the run).
+scenario (`database`, `agents`, `processes`, `upstream`, `broker`), and `__main__` (the command line
+and the run).
 """
 
 from starling_devtools.faults.agents import agents_killed
+from starling_devtools.faults.broker import Proxy, broker_outage
 from starling_devtools.faults.common import Options
 from starling_devtools.faults.database import PostgresControl, database_outage, squeeze
 from starling_devtools.faults.processes import FakeLLM, agents_processes
@@ -41,8 +50,10 @@ __all__ = [
     "FakeUpstream",
     "Options",
     "PostgresControl",
+    "Proxy",
     "agents_killed",
     "agents_processes",
+    "broker_outage",
     "database_outage",
     "offset_of",
     "serving",

@@ -1,6 +1,6 @@
 """`python -m starling_devtools.faults`: break things under the services and prove nothing is lost.
 
-    nox -s faults                                  # database, agents and upstream
+    nox -s faults                                  # database, agents, processes, upstream and broker
     nox -s faults -- --only agents                 # one scenario (repeatable)
     python -m starling_devtools.faults --keep      # keep the databases and logs to read afterwards
 
@@ -15,12 +15,13 @@ from collections.abc import Sequence
 
 from starling_devtools import load
 from starling_devtools.faults.agents import agents_killed
+from starling_devtools.faults.broker import broker_outage
 from starling_devtools.faults.common import Options
 from starling_devtools.faults.database import database_outage
 from starling_devtools.faults.processes import agents_processes
 from starling_devtools.faults.upstream import upstream_drops
 
-SCENARIOS = ("database", "agents", "processes", "upstream")
+SCENARIOS = ("database", "agents", "processes", "upstream", "broker")
 
 
 def run(options: Options) -> int:
@@ -31,6 +32,7 @@ def run(options: Options) -> int:
         "agents": agents_killed,
         "processes": agents_processes,
         "upstream": upstream_drops,
+        "broker": broker_outage,
     }
     with load.work_dir("starling-faults-", keep=options.keep) as directory:
         for name in options.only:
@@ -55,16 +57,19 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--only", action="append", choices=SCENARIOS, help="run this scenario (repeatable; default all)"
     )
     parser.add_argument(
-        "--outage", type=float, default=3.0, help="seconds the database stays down (default 3)"
+        "--outage", type=float, default=3.0, help="seconds the database or the broker stays down (default 3)"
     )
     parser.add_argument(
-        "--writers", type=int, default=6, help="concurrent writers during the outage (default 6)"
+        "--writers", type=int, default=6, help="concurrent writers during an outage (default 6)"
     )
     parser.add_argument(
         "--runs", type=int, default=200, help="background runs queued before the kill (default 200)"
     )
     parser.add_argument(
-        "--orders", type=int, default=1000, help="orders the upstream starts with (default 1000)"
+        "--orders",
+        type=int,
+        default=1000,
+        help="orders the upstream starts with, and the shop publishes in the broker scenario (default 1000)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
     args = parser.parse_args(argv)

@@ -14,6 +14,7 @@ PORTS = {
     "agents": {"agents": 19230},
     "upstream": {"upstream": 19240, "reporting": 19241},
     "processes": {"agents": 19250, "llm": 19251},
+    "broker": {"reporting": 19260, "kafka": 19261, "proxy": 19262},
 }
 CLIENT_TIMEOUT = 5.0  # seconds: an answer later than this counts as a hang
 PASSWORD_ENV = {
