@@ -9,6 +9,7 @@ the CI matrix and in `affected` without an edit here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -24,6 +25,7 @@ from starling_devtools import affected as affected_packages
 from starling_devtools import check, junit, workspace
 from starling_devtools import seed as demo
 from starling_devtools import services as processes
+from starling_testkit import kafka
 
 ROOT = Path(__file__).parent
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
@@ -264,10 +266,20 @@ def serve(session: nox.Session) -> None:
     if unknown := sorted(set(asked) - set(names)):
         session.error(f"{processes.PORTS_VARIABLE} names no service: {unknown} (services: {names})")
     ports = {name: asked.get(name) or serve_port(name, index) for index, name in enumerate(names)}
-    with processes.StopSignals() as signals:
+    with processes.StopSignals() as signals, contextlib.ExitStack() as stack:
         # the services and what they depend on, nothing else: no pytest, no test kit, no dev tools
         sync(session, *[arg for name in names for arg in ("--package", MEMBERS[name].distribution)])
         env = serve_env(ports)
+        if "STARLING_KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
+            # the dev loop runs the real thing: a Kafka-protocol broker from the pinned wheel, stopped last
+            port = int(os.environ.get("STARLING_SERVE_KAFKA_PORT", str(SERVE_KAFKA_PORT)))
+            try:
+                broker = stack.enter_context(kafka.start(port))
+            except kafka.BrokerUnavailable as error:
+                session.warn(f"no local broker ({error}): the services keep their events in their outboxes")
+            else:
+                env["STARLING_KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
+                session.log(f"Kafka-protocol broker (Tansu) on {broker.bootstrap}")
         found = [processes.Service(name, ports[name], env) for name in names]
 
         def ready(started: list[processes.Running], took: float) -> None:
@@ -299,6 +311,11 @@ def serve(session: nox.Session) -> None:
             )
         finally:
             print("all services stopped", file=sys.stderr, flush=True)
+
+
+# Where `nox -s serve` starts its broker (STARLING_SERVE_KAFKA_PORT moves it; a configured
+# STARLING_KAFKA_BOOTSTRAP_SERVERS replaces it).
+SERVE_KAFKA_PORT = 9092
 
 
 def serve_port(name: str, index: int) -> int:

@@ -71,10 +71,12 @@ def poll(condition: Callable[[], bool], *, timeout: float, what: Callable[[], st
 
 @contextlib.contextmanager
 def nox_serve(
-    repo_root: Path, ports: dict[str, int], data: Path, log: Path
+    repo_root: Path, ports: dict[str, int], data: Path, log: Path, kafka_port: int
 ) -> Iterator[subprocess.Popen[bytes]]:
     """`nox -s serve` on these ports and databases, in its own process group, killed whole if left."""
     env = {**os.environ, PORTS_VARIABLE: ",".join(f"{name}={port}" for name, port in ports.items())}
+    env["STARLING_SERVE_KAFKA_PORT"] = str(kafka_port)
+    env.pop("STARLING_KAFKA_BOOTSTRAP_SERVERS", None)
     for name in ports:
         env.update(sqlite_env(name, data))
     with log.open("wb") as output:
@@ -112,9 +114,10 @@ def test_a_signal_to_nox_serve_stops_every_service_and_frees_every_port(
 ) -> None:
     names = sorted(name for name, member in workspace.load(repo_root).items() if member.is_service)
     ports = {name: free_port() for name in names}
+    kafka_port = free_port()
     log = tmp_path / "serve.log"
 
-    with nox_serve(repo_root, ports, tmp_path, log) as nox:
+    with nox_serve(repo_root, ports, tmp_path, log, kafka_port) as nox:
 
         def started() -> bool:
             if nox.poll() is not None:
@@ -131,6 +134,10 @@ def test_a_signal_to_nox_serve_stops_every_service_and_frees_every_port(
             found = subprocess.run([python, "-c", f"import {module}"], capture_output=True)
             assert found.returncode != 0, f"{module} is installed in {python}"
 
+        # the dev loop runs a real broker beside the services, and stops it with them
+        assert f"Kafka-protocol broker (Tansu) on 127.0.0.1:{kafka_port}" in log.read_text()
+        assert not port_is_free(kafka_port)
+
         nox.send_signal(signum)
 
         assert nox.wait(timeout=STOP_TIMEOUT) == 0, log.read_text()
@@ -139,10 +146,11 @@ def test_a_signal_to_nox_serve_stops_every_service_and_frees_every_port(
             timeout=STOP_TIMEOUT,
             what=lambda: f"left running: {[p.cmdline() for p in in_group(nox.pid)]}",
         )
+        every_port = [*ports.values(), kafka_port]
         poll(
-            lambda: all(map(port_is_free, ports.values())),
+            lambda: all(map(port_is_free, every_port)),
             timeout=STOP_TIMEOUT,
-            what=lambda: f"still taken: {[port for port in ports.values() if not port_is_free(port)]}",
+            what=lambda: f"still taken: {[port for port in every_port if not port_is_free(port)]}",
         )
         assert not any(child.is_running() for child in children)
         assert "all services stopped" in log.read_text()
