@@ -18,8 +18,16 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
+from sqlalchemy.util import greenlet_spawn
 
-from starling_core.db import Database, DatabaseUnavailable, create_engine, is_sqlite, is_unavailable
+from starling_core.db import (
+    Database,
+    DatabaseUnavailable,
+    _ping_asyncpg,
+    create_engine,
+    is_sqlite,
+    is_unavailable,
+)
 
 from .itemsapp import ItemSettings, build_app
 
@@ -178,6 +186,28 @@ async def test_a_pooled_connection_ended_by_the_server_is_replaced_at_checkout(
     ended = await backend_pid(own_database)  # now idle in the pool
     await terminate(pg_engine, ended)
     assert await backend_pid(own_database) not in (0, ended)
+
+
+async def test_the_check_at_checkout_is_one_statement_outside_any_transaction() -> None:
+    # SQLAlchemy's pre-ping on asyncpg wraps its statement in BEGIN and ROLLBACK: three round trips
+    # before every session, where core's check is one.
+    engine = create_engine("postgresql+asyncpg://u@127.0.0.1:1/d")
+    sent: list[str] = []
+
+    class Driver:
+        async def execute(self, statement: str) -> None:
+            sent.append(statement)
+
+    class Record:
+        driver_connection = Driver()
+
+    try:
+        assert engine.sync_engine.pool._pre_ping is False
+        await greenlet_spawn(_ping_asyncpg, None, Record(), None)
+    finally:
+        await engine.dispose()
+
+    assert sent == ["SELECT 1"]
 
 
 async def test_a_connection_ended_mid_session_raises_unavailable_then_the_pool_recovers(
