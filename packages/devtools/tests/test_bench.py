@@ -635,8 +635,9 @@ def test_the_readme_part_says_when_it_was_skipped() -> None:
 def test_by_default_every_part_but_the_readme_runs() -> None:
     options = parse_args([])
 
-    assert options.parts[:3] == ("isolation", "requests", "serving")
-    assert "readme" not in options.parts
+    assert options.parts == ("isolation", "requests", "serving", "profile")
+    assert options.serving_databases == ("sqlite", "postgres")
+    assert (options.serving_rounds, options.duration) == (2, 5.0)
     assert options.json == Path(".bench/results.json")
     assert (options.tests, options.growth, options.repeat) == (500, 2000, 3)
 
@@ -660,8 +661,17 @@ def test_bad_options_are_refused(argv: list[str]) -> None:
 def test_postgres_is_started_only_when_a_part_needs_it() -> None:
     assert needs_postgres(parse_args([]))
     assert not needs_postgres(parse_args(["--databases", "sqlite", "--serving-databases", "sqlite"]))
+    assert needs_postgres(parse_args(["--only", "profile", "--databases", "sqlite"]))
     assert not needs_postgres(parse_args(["--only", "readme"]))
     assert needs_postgres(parse_args(["--only", "serving", "--serving-databases", "sqlite,postgres"]))
+
+
+def test_a_serving_run_can_be_narrowed_to_services_servers_and_paths() -> None:
+    options = parse_args(["--services", "users", "--servers", "granian-2", "--no-reads"])
+
+    assert options.services == ("users",)
+    assert options.servers == ("granian-2",)
+    assert (options.reads, options.writes) == (False, True)
 
 
 def test_the_repository_root_is_where_the_noxfile_is(tmp_path: Path) -> None:

@@ -31,9 +31,11 @@ from starling_devtools.bench import (
     inprocess,
     isolation,
     peers,
+    profile,
     projects,
     pytest_runs,
     readme,
+    servers,
     serving,
     testprofile,
     whole,
@@ -41,9 +43,10 @@ from starling_devtools.bench import (
 )
 from starling_devtools.bench.results import Figure, Report, summary, table
 
-PARTS = ("isolation", "requests", "serving", "readme")
-DEFAULT_PARTS = ("isolation", "requests", "serving")
+PARTS = ("isolation", "requests", "serving", "profile", "readme")
+DEFAULT_PARTS = ("isolation", "requests", "serving", "profile")
 DATABASES = ("sqlite", "postgres")
+SERVICES = tuple(workload.service for workload in serving.WORKLOADS)
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,12 @@ class Options:
     keep: bool
     profile: bool = False
     peers: bool = True
+    serving_rounds: int = 2
+    servers: tuple[str, ...] = serving.DEFAULT_SERVERS
+    services: tuple[str, ...] = SERVICES
+    writes: bool = True
+    reads: bool = True
+    profile_seconds: float = 8.0
 
 
 def _choices(allowed: Sequence[str]) -> Any:
@@ -101,9 +110,21 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                         help="databases for isolation and requests (sqlite,postgres)")  # fmt: skip
     parser.add_argument("--rounds", type=_at_least(1), default=9, help="request rounds, alternating (9)")
     parser.add_argument("--batch", type=_at_least(1), default=200, help="requests per round (200)")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of each wrk run (10)")
-    parser.add_argument("--serving-databases", type=_choices(DATABASES), default=("sqlite",),
-                        help="databases to serve on (sqlite; ,postgres adds ~2.5 min)")  # fmt: skip
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of each wrk run (5)")
+    parser.add_argument("--serving-databases", type=_choices(DATABASES), default=DATABASES,
+                        help="databases to serve on (sqlite,postgres: about 5 min each)")  # fmt: skip
+    parser.add_argument("--serving-rounds", type=_at_least(1), default=2,
+                        help="alternating rounds of every serving run; figures are medians (2)")  # fmt: skip
+    parser.add_argument("--servers", type=_choices(tuple(servers.ALL)), default=serving.DEFAULT_SERVERS,
+                        help="servers of several processes, each against serve with one "
+                             f"({','.join(serving.DEFAULT_SERVERS)}; of {','.join(servers.ALL)})",
+                        )  # fmt: skip
+    parser.add_argument("--services", type=_choices(SERVICES), default=SERVICES,
+                        help=f"services to serve ({','.join(SERVICES)})")  # fmt: skip
+    parser.add_argument("--no-writes", dest="writes", action="store_false", help="serve the read paths only")
+    parser.add_argument("--no-reads", dest="reads", action="store_false", help="serve the write paths only")
+    parser.add_argument("--profile-seconds", type=float, default=8.0,
+                        help="seconds py-spy samples each profiled process (8)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the generated projects and databases")
     parser.add_argument("--profile", action="store_true",
                         help="with the isolation part: where one isolated test's time goes")  # fmt: skip
@@ -131,13 +152,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         keep=args.keep,
         profile=args.profile,
         peers=args.peers,
+        serving_rounds=args.serving_rounds,
+        servers=tuple(key for key in args.servers if key != servers.ONE.key),
+        services=args.services,
+        writes=args.writes,
+        reads=args.reads,
+        profile_seconds=args.profile_seconds,
     )
 
 
 def needs_postgres(options: Options) -> bool:
     uses_databases = {"isolation", "requests"} & set(options.parts)
     return bool(uses_databases and "postgres" in options.databases) or (
-        "serving" in options.parts and "postgres" in options.serving_databases
+        bool({"serving", "profile"} & set(options.parts)) and "postgres" in options.serving_databases
     )
 
 
@@ -272,13 +299,42 @@ def run_serving(options: Options, report: Report, workdir: Path, server_url: str
         report.add(Figure(serving.PART, "services under wrk", None, "", note=str(exc)))
         return
     measured: list[serving.Measured] = []
+    plan = serving.Plan(
+        rounds=options.serving_rounds,
+        servers=options.servers,
+        writes=options.writes,
+        reads=options.reads,
+        workloads=[workload for workload in serving.WORKLOADS if workload.service in options.services],
+        duration=options.duration,
+    )
     for database in options.serving_databases:
         if database == "postgres" and server_url is None:
             continue
         env_for = _database_env(database, workdir, server_url)
-        measured += serving.measure(database, env_for, duration=options.duration, log=log)
+        measured += serving.measure(database, env_for, plan=plan, workdir=workdir / "wrk", log=log)
     report.add(*serving.figures(measured))
     report.measurements["serving"] = serving.measurements(measured)
+
+
+def run_profile(options: Options, report: Report, workdir: Path, server_url: str | None) -> None:
+    try:
+        wrk.executable()
+        profile.py_spy()
+    except (wrk.WrkUnavailable, RuntimeError) as exc:
+        report.add(Figure(profile.PART, "profile under wrk", None, "", note=str(exc)))
+        return
+    found: list[profile.Profiled] = []
+    workloads = [workload for workload in serving.WORKLOADS if workload.service in options.services]
+    for database in options.serving_databases:
+        if database == "postgres" and server_url is None:
+            continue
+        env_for = _database_env(database, workdir / "profile", server_url)
+        found += profile.measure(
+            database, env_for, seconds=options.profile_seconds, out_dir=options.json.parent,
+            workloads=workloads, log=log,
+        )  # fmt: skip
+    report.add(*profile.figures(found))
+    report.measurements["profile"] = profile.measurements(found)
 
 
 def _database_env(database: str, workdir: Path, server_url: str | None) -> Callable[[str], dict[str, str]]:
@@ -312,7 +368,13 @@ def repository_root(start: Path | None = None) -> Path:
     return next((path for path in (here, *here.parents) if (path / "noxfile.py").is_file()), here)
 
 
-RUNNERS = {"isolation": run_isolation, "requests": run_requests, "serving": run_serving, "readme": run_readme}
+RUNNERS = {
+    "isolation": run_isolation,
+    "requests": run_requests,
+    "serving": run_serving,
+    "profile": run_profile,
+    "readme": run_readme,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
