@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 
 import httpx
@@ -28,6 +29,7 @@ from starling_core.db import (
     is_sqlite,
     is_unavailable,
 )
+from starling_core.ratelimit import DatabaseRateLimitBackend, Rate
 
 from .itemsapp import ItemSettings, build_app
 
@@ -284,3 +286,38 @@ async def test_sqlite_write_transactions_take_turns_instead_of_timing_out(tmp_pa
             assert await session.scalar(text("SELECT count(*) FROM counted")) == 20
     finally:
         await database.dispose()
+
+
+async def test_the_limiters_kept_connections_recover_after_the_server_ended_them(
+    pg_engine: AsyncEngine, db_url: str
+) -> None:
+    # The limiter's connections are kept and never pinged: a restart must cost at most a retry, never a
+    # 500 (it was asyncpg's "connection is closed" until they were dropped and opened again).
+    async def backends() -> set[int]:
+        async with pg_engine.connect() as connection:
+            rows = await connection.execute(
+                text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+            )
+            return {pid for (pid,) in rows}
+
+    database = Database.from_url(db_url)
+    backend = DatabaseRateLimitBackend(database)
+    caller = f"restart-{uuid.uuid4().hex}"
+    try:
+        before = await backends()
+        assert (await backend.hit(caller, Rate(60, 60))).allowed
+        kept = await backends() - before
+        assert kept  # the limiter's own connection(s)
+        for pid in kept:
+            await terminate(pg_engine, pid)
+
+        after_restart = await backend.hit(caller, Rate(60, 60))
+    finally:
+        async with pg_engine.begin() as connection:
+            await connection.execute(
+                text("DELETE FROM rate_limit_buckets WHERE key LIKE :key"), {"key": f"%{caller}"}
+            )
+        await database.dispose()
+
+    assert after_restart.allowed
+    assert after_restart.remaining == 58

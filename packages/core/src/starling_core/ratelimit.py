@@ -254,15 +254,23 @@ class _PostgresCounters:
         self._prune = _PRUNE.format("$1::bigint")
 
     async def _run(self, statement: str, *args: Any) -> Any:
-        async with self._engine.connect() as connection:
-            raw = await connection.get_raw_connection()
-            try:
-                return await raw.driver_connection.fetchval(statement, *args)  # type: ignore[union-attr]
-            except Exception as exc:
-                if is_unavailable(exc):
+        # The kept connections are never pinged, so after a server restart each is found dead by the
+        # statement sent on it: that connection is dropped and the statement sent once more on a new one.
+        # Only when the new one fails too is the database unavailable (503), never a 500.
+        for attempt in (1, 2):
+            async with self._engine.connect() as connection:
+                raw = await connection.get_raw_connection()
+                driver = raw.driver_connection
+                try:
+                    return await driver.fetchval(statement, *args)  # type: ignore[union-attr]
+                except Exception as exc:
+                    closed = driver is None or driver.is_closed()
+                    if not (closed or is_unavailable(exc)):
+                        raise
                     await connection.invalidate()
-                    raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
-                raise
+                    if attempt == 2 or not closed:
+                        raise DatabaseUnavailable(f"database unavailable: {type(exc).__name__}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def upsert(self, key: str, now: int, interval: int, allowance: int) -> int | None:
         moved = await self._run(self._upsert, key, now, interval, allowance)
