@@ -4,10 +4,11 @@ Each app does what its service's route does to the database, on the same databas
 tables (the services' own models), the same driver and a plain SQLAlchemy async engine, and answers
 the same JSON, with none of Starling's stack: no request id, body limit, token, rate limit, operation,
 validation beyond `json.loads`, service layer or JSON error handling. What a service costs over its
-bare app is what the stack costs. Served by the same uvicorn as the service:
+bare app is what the stack costs. Served by the same server as the service; each app is built when
+the server starts it, from `BENCH_BARE_DATABASE_URL`:
 
     BENCH_BARE_DATABASE_URL=sqlite+aiosqlite:///users.db \
-        python -m uvicorn --factory starling_devtools.bench.bare:users --port 19200
+        python -m starling_core.serve starling_devtools.bench.bare:users --port 19200
 
 - users: `GET /users/{id}` reads the user by primary key (the service reads the token's subject);
   `POST /users` hashes the password with Argon2id (argon2-cffi's defaults, the service's too) in a
@@ -37,6 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 DATABASE_VARIABLE = "BENCH_BARE_DATABASE_URL"
 
@@ -61,7 +63,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def users() -> Starlette:
+def users_app() -> Starlette:
     from argon2 import PasswordHasher
 
     from starling_users.models import User
@@ -110,7 +112,7 @@ def users() -> Starlette:
     return _app(routes, engine)
 
 
-def agents() -> Starlette:
+def agents_app() -> Starlette:
     from starling_agents.models import Agent, Run
     from starling_agents.runners import run_summarizer
 
@@ -167,7 +169,7 @@ def agents() -> Starlette:
     return _app(routes, engine)
 
 
-def reporting() -> Starlette:
+def reporting_app() -> Starlette:
     from starling_reporting.models import Order, OrderItem
 
     engine = _engine()
@@ -233,4 +235,20 @@ def reporting() -> Starlette:
     return _app(routes, engine)
 
 
-APPS: dict[str, Callable[[], Starlette]] = {"users": users, "agents": agents, "reporting": reporting}
+class _Built:
+    """An ASGI app built on its first call (the server's lifespan start-up), so that any server serves
+    it as `module:attribute` and importing this module reads no environment."""
+
+    def __init__(self, build: Callable[[], Starlette]) -> None:
+        self.build = build
+        self.app: Starlette | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:
+            self.app = self.build()
+        await self.app(scope, receive, send)
+
+
+users = _Built(users_app)
+agents = _Built(agents_app)
+reporting = _Built(reporting_app)

@@ -1,12 +1,13 @@
 """gunicorn's uvicorn worker with what core's `serve` gives its children: a deadline on each request's
 head (`GuardedH11Protocol`), a cap on the connections one process takes (503 past it), and the heap
-frozen once the app has started (`freeze_heap`).
+frozen once the app has started (`gc.freeze`).
 
     gunicorn app:app --workers 2 --worker-class starling_devtools.bench.gunicorn_worker.GuardedUvicornWorker
 """
 
 from __future__ import annotations
 
+import gc
 import socket
 import sys
 import warnings
@@ -21,14 +22,16 @@ with warnings.catch_warnings():
     from uvicorn.workers import UvicornWorker
 
 from starling_core.protocol import GuardedH11Protocol
-from starling_core.serve import DEFAULT_CONCURRENCY, freeze_heap
+from starling_core.serve import DEFAULT_CONCURRENCY
 
 
 class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
-            freeze_heap()
+            # what `starling_core.serve` does once its child's app has started
+            gc.collect()
+            gc.freeze()
 
 
 class GuardedUvicornWorker(UvicornWorker):

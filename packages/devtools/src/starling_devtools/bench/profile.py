@@ -167,7 +167,7 @@ def measure(
         env = {"STARLING_RATE_LIMIT": services.UNLIMITED_RATE, **env_for(workload.service)}
         target = servers.Target(services.Service(workload.service, PORT).app, "127.0.0.1", PORT)
         bare_env = {**env, bare.DATABASE_VARIABLE: serving.database_url(env, workload.service)}
-        bare_target = servers.Target(f"{bare.__name__}:{workload.service}", "127.0.0.1", PORT, True)
+        bare_target = servers.Target(f"{bare.__name__}:{workload.service}", "127.0.0.1", PORT)
         started = serving.start(workload.service, PORT, servers.ONE, target, env, out_dir)
         try:
             with httpx.Client(timeout=30.0) as client:

@@ -427,7 +427,7 @@ class _Served:
 
     @property
     def bare_target(self) -> servers.Target:
-        return servers.Target(f"{bare.__name__}:{self.workload.service}", "127.0.0.1", BARE_PORT, True)
+        return servers.Target(f"{bare.__name__}:{self.workload.service}", "127.0.0.1", BARE_PORT)
 
     @property
     def bare_env(self) -> dict[str, str]:
