@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from starling_devtools.bench import (
+    bare,
     inprocess,
     isolation,
     profile,
@@ -679,3 +680,31 @@ def test_the_repository_root_is_where_the_noxfile_is(tmp_path: Path) -> None:
     (tmp_path / "packages" / "devtools").mkdir(parents=True)
 
     assert repository_root(tmp_path / "packages" / "devtools") == tmp_path.resolve()
+
+
+# --- bare references -----------------------------------------------------------------------------
+
+
+async def test_the_bare_apps_read_and_write_the_services_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import httpx
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    url = f"sqlite+aiosqlite:///{tmp_path}/bare.db"
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        await connection.run_sync(bare._metadata.create_all)
+    await engine.dispose()
+    monkeypatch.setenv(bare.DATABASE_VARIABLE, url)
+    orders = json.loads(serving._orders_batch().replace("{{n}}", "t"))
+
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=bare.reporting), base_url="http://t"
+    ) as client:
+        ingested = await client.post("/api/v1/orders", json=orders)
+        top = await client.get("/top-products?count=2")
+
+    assert ingested.json() == {"accepted": 10, "duplicates": 0}
+    assert [product["rank"] for product in top.json()] == [1, 2]
+    assert bare.summarize(serving.TEXT_2KB, 2).count("Sentence") == 2

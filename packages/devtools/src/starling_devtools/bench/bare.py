@@ -1,9 +1,9 @@
 """The bare references of `serving`: each service's measured paths as a minimal Starlette app.
 
-Each app does what its service's route does to the database, on the same database, through the same
-tables (the services' own models), the same driver and a plain SQLAlchemy async engine, and answers
-the same JSON, with none of Starling's stack: no request id, body limit, token, rate limit, operation,
-validation beyond `json.loads`, service layer or JSON error handling. What a service costs over its
+Each app does what its service's route does to the database, on the same database, rows and driver
+with a plain SQLAlchemy async engine and SQLAlchemy Core, and answers the same JSON, with none of
+Starling's stack: no request id, body limit, token, rate limit, operation, validation beyond
+`json.loads`, service layer or JSON error handling. What a service costs over its
 bare app is what the stack costs. Served by the same server as the service; each app is built when
 the server starts it, from `BENCH_BARE_DATABASE_URL`:
 
@@ -14,31 +14,53 @@ the server starts it, from `BENCH_BARE_DATABASE_URL`:
   `POST /users` hashes the password with Argon2id (argon2-cffi's defaults, the service's too) in a
   thread and inserts the row, 409 on a taken address;
 - agents: `GET /api/v1/agents` reads every agent by id; `POST /api/v1/agents/run` reads the agent,
-  inserts the run, summarises the text (the service's own summariser: domain work, not stack) and
-  stores the outcome, in two transactions as the service does;
+  inserts the run, summarises the text (the service's extractive algorithm, copied: domain work, not
+  stack) and stores the outcome, in two transactions as the service does;
 - reporting: `GET /top-products` runs the same aggregate; `POST /api/v1/orders` inserts the orders that
   are new and their items, in one transaction.
+
+The tables are declared here with the columns these paths touch, as the services' migrations make
+them: a tool never imports a service (`nox -s lint` holds that), it only shares the database.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
+
+from starling_core.db import UTCDateTime
 
 DATABASE_VARIABLE = "BENCH_BARE_DATABASE_URL"
 
@@ -63,16 +85,66 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+_metadata = MetaData()
+_users = Table(
+    "users",
+    _metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(100)),
+    Column("email", String(254)),
+    Column("email_normalized", String(254)),
+    Column("password_hash", String(255)),
+    Column("role", String(16)),
+    Column("created_at", UTCDateTime()),
+    Column("token_version", Integer),
+)
+_agents = Table(
+    "agents",
+    _metadata,
+    Column("agent_id", String(64), primary_key=True),
+    Column("name", String(100)),
+    Column("description", String(500)),
+    Column("kind", String(20)),
+    Column("config", JSON),
+)
+_runs = Table(
+    "runs",
+    _metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("agent_id", String(64)),
+    Column("owner", String(255)),
+    Column("status", String(20)),
+    Column("input_text", Text),
+    Column("output", Text),
+    Column("token_usage", Integer),
+    Column("error", Text),
+    Column("created_at", UTCDateTime()),
+    Column("started_at", UTCDateTime()),
+    Column("finished_at", UTCDateTime()),
+    Column("lease_expires_at", UTCDateTime()),
+    Column("lease_holder", String(32)),
+)
+_orders = Table(
+    "orders",
+    _metadata,
+    Column("order_id", String(100), primary_key=True),
+    Column("created_at", DateTime(timezone=True)),
+)
+_order_items = Table(
+    "order_items", _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True), Column("order_id", String(100)),
+    Column("product_id", String(100)), Column("title", String(300)), Column("quantity", Integer),
+    Column("unit_price_cents", BigInteger),
+)  # fmt: skip
+
+
 def users_app() -> Starlette:
     from argon2 import PasswordHasher
 
-    from starling_users.models import User
-
     engine = _engine()
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
     hasher = PasswordHasher()
 
-    def out(user: User) -> dict[str, Any]:
+    def out(user: Any) -> dict[str, Any]:
         return {
             "id": user.id,
             "name": user.name,
@@ -82,76 +154,102 @@ def users_app() -> Starlette:
         }
 
     async def read(request: Request) -> JSONResponse:
-        async with sessions() as session:
-            user = await session.get(User, request.path_params["user_id"])
-        if user is None:
+        async with engine.connect() as connection:
+            found = (
+                await connection.execute(select(_users).where(_users.c.id == request.path_params["user_id"]))
+            ).first()
+        if found is None:
             return JSONResponse({"detail": "not found"}, status_code=404)
-        return JSONResponse(out(user))
+        return JSONResponse(out(found))
 
     async def register(request: Request) -> JSONResponse:
         body = json.loads(await request.body())
         password_hash = await run_in_threadpool(hasher.hash, body["password"])
-        user = User(
-            id=str(uuid.uuid4()),
-            name=body["name"],
-            email=body["email"],
-            email_normalized=body["email"].lower(),
-            password_hash=password_hash,
-            role="user",
-            created_at=_now(),
-            token_version=0,
-        )
+        user = {
+            "id": str(uuid.uuid4()), "name": body["name"], "email": body["email"],
+            "email_normalized": body["email"].lower(), "password_hash": password_hash, "role": "user",
+            "created_at": _now(), "token_version": 0,
+        }  # fmt: skip
         try:
-            async with sessions() as session, session.begin():
-                session.add(user)
+            async with engine.begin() as connection:
+                await connection.execute(insert(_users).values(**user))
         except IntegrityError:
             return JSONResponse({"detail": "taken"}, status_code=409)
-        return JSONResponse(out(user), status_code=201)
+        return JSONResponse(out(SimpleNamespace(**user)), status_code=201)
 
     routes = [Route("/users/{user_id}", read), Route("/users", register, methods=["POST"])]
     return _app(routes, engine)
 
 
-def agents_app() -> Starlette:
-    from starling_agents.models import Agent, Run
-    from starling_agents.runners import run_summarizer
+# The agents service's summariser (starling_agents.runners), copied: the same work per run.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)?")
+_STOP_TEXT = (
+    "a about above after again against all am an and any are as at be because been before being below "
+    "between both but by can could did do does doing down during each few for from further had has have "
+    "having he her here hers herself him himself his how i if in into is it its itself just me more most "
+    "my myself no nor not now of off on once only or other our ours ourselves out over own same she "
+    "should so some such than that the their theirs them themselves then there these they this those "
+    "through to too under until up very was we were what when where which while who whom why will with "
+    "would you your yours yourself yourselves"
+)
+_STOP_WORDS = frozenset(_STOP_TEXT.split())
 
+
+def summarize(text: str, max_sentences: int) -> str:
+    sentences = [" ".join(part.split()) for part in _SENTENCE_END.split(text.strip()) if part.strip()]
+    if len(sentences) <= max_sentences:
+        return " ".join(sentences)
+
+    def words(text: str) -> list[str]:
+        return [word for word in _WORD.findall(text.lower()) if word not in _STOP_WORDS]
+
+    frequencies = Counter(words(text))
+    top = max(frequencies.values(), default=1)
+
+    def score(index: int) -> tuple[float, int]:
+        found = words(sentences[index])
+        return (-sum(frequencies[word] / top for word in found) / max(1.0, len(found) ** 0.5), index)
+
+    kept = sorted(sorted(range(len(sentences)), key=score)[:max_sentences])
+    return " ".join(sentences[index] for index in kept)
+
+
+def agents_app() -> Starlette:
     engine = _engine()
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def listing(request: Request) -> JSONResponse:
-        async with sessions() as session:
-            found = (await session.scalars(select(Agent).order_by(Agent.agent_id))).all()
-        return JSONResponse(
-            [
-                {"agent_id": a.agent_id, "name": a.name, "description": a.description, "kind": a.kind}
-                for a in found
-            ]
-        )
+        statement = select(_agents.c.agent_id, _agents.c.name, _agents.c.description, _agents.c.kind)
+        async with engine.connect() as connection:
+            found = (await connection.execute(statement.order_by(_agents.c.agent_id))).all()
+        return JSONResponse([dict(row._mapping) for row in found])
 
     async def run(request: Request) -> JSONResponse:
         body = json.loads(await request.body())
-        async with sessions() as session:
-            agent = await session.get(Agent, body["agent_id"])
+        async with engine.connect() as connection:
+            agent = (
+                await connection.execute(select(_agents).where(_agents.c.agent_id == body["agent_id"]))
+            ).first()
         if agent is None:
             return JSONResponse({"detail": "not found"}, status_code=404)
         now = _now()
-        started = Run(
-            run_id=str(uuid.uuid4()), agent_id=agent.agent_id, owner="bench", status="running",
-            input_text=body["input_text"], token_usage=0, created_at=now, started_at=now,
-        )  # fmt: skip
-        async with sessions() as session, session.begin():
-            session.add(started)
-        outcome = run_summarizer(body["input_text"], int(agent.config.get("max_sentences", 3)))
-        async with sessions() as session, session.begin():
-            await session.execute(
-                update(Run)
-                .where(Run.run_id == started.run_id)
-                .values(status="completed", output=outcome.output, token_usage=outcome.token_usage,
-                        finished_at=_now())
+        run_id = str(uuid.uuid4())
+        async with engine.begin() as connection:
+            await connection.execute(
+                insert(_runs).values(
+                    run_id=run_id, agent_id=agent.agent_id, owner="bench", status="running",
+                    input_text=body["input_text"], token_usage=0, created_at=now, started_at=now,
+                )
             )  # fmt: skip
-            finished = await session.get(Run, started.run_id)
-        assert finished is not None
+        text = body["input_text"]
+        output = summarize(text, int(agent.config.get("max_sentences", 3)))
+        usage = len(text.split()) + len(output.split())
+        async with engine.begin() as connection:
+            await connection.execute(
+                update(_runs).where(_runs.c.run_id == run_id)
+                .values(status="completed", output=output, token_usage=usage, finished_at=_now())
+            )  # fmt: skip
+            finished = (await connection.execute(select(_runs).where(_runs.c.run_id == run_id))).one()
         return JSONResponse(
             {
                 "run_id": finished.run_id,
@@ -170,29 +268,26 @@ def agents_app() -> Starlette:
 
 
 def reporting_app() -> Starlette:
-    from starling_reporting.models import Order, OrderItem
-
     engine = _engine()
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    insert: Callable[..., Any]
+    upsert: Callable[..., Any]
     if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects.postgresql import insert as upsert
     else:
-        from sqlalchemy.dialects.sqlite import insert
+        from sqlalchemy.dialects.sqlite import insert as upsert
 
     async def top_products(request: Request) -> JSONResponse:
         count = int(request.query_params.get("count", "10"))
-        bought = func.sum(OrderItem.quantity).label("cnt_bought")
-        title = func.min(OrderItem.title).label("title")
+        bought = func.sum(_order_items.c.quantity).label("cnt_bought")
+        title = func.min(_order_items.c.title).label("title")
         statement = (
-            select(OrderItem.product_id, title, bought)
-            .join(Order, Order.order_id == OrderItem.order_id)
-            .group_by(OrderItem.product_id)
-            .order_by(bought.desc(), title, OrderItem.product_id)
+            select(_order_items.c.product_id, title, bought)
+            .join(_orders, _orders.c.order_id == _order_items.c.order_id)
+            .group_by(_order_items.c.product_id)
+            .order_by(bought.desc(), title, _order_items.c.product_id)
             .limit(count)
         )
-        async with sessions() as session:
-            rows = (await session.execute(statement)).all()
+        async with engine.connect() as connection:
+            rows = (await connection.execute(statement)).all()
         return JSONResponse(
             [
                 {"rank": rank, "product_id": product, "title": name, "cnt_bought": int(units)}
@@ -202,15 +297,15 @@ def reporting_app() -> Starlette:
 
     async def ingest(request: Request) -> JSONResponse:
         orders = json.loads(await request.body())["orders"]
-        async with sessions() as session, session.begin():
+        async with engine.begin() as connection:
             new = set(
                 (
-                    await session.scalars(
-                        insert(Order)
+                    await connection.scalars(
+                        upsert(_orders)
                         .values([{"order_id": o["order_id"],
                                   "created_at": datetime.fromisoformat(o["created_at"])} for o in orders])
-                        .on_conflict_do_nothing(index_elements=[Order.order_id])
-                        .returning(Order.order_id)
+                        .on_conflict_do_nothing(index_elements=[_orders.c.order_id])
+                        .returning(_orders.c.order_id)
                     )
                 ).all()
             )  # fmt: skip
@@ -227,7 +322,7 @@ def reporting_app() -> Starlette:
                 for item in order["items"]
             ]
             if items:
-                await session.execute(insert(OrderItem), items)
+                await connection.execute(insert(_order_items), items)
         accepted = len(new)
         return JSONResponse({"accepted": accepted, "duplicates": len(orders) - accepted}, status_code=202)
 
