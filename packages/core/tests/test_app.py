@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -159,6 +160,33 @@ async def test_lifespan_opens_and_disposes_its_own_database(tmp_path: Path) -> N
     assert isinstance(pool, QueuePool)
     # disposed: a new pool replaced the one the app used, and nothing was left checked out
     assert pool.checkedout() == 0
+
+
+async def test_an_app_on_its_own_database_freezes_what_its_start_up_allocated(tmp_path: Path) -> None:
+    # A server's process: the collector no longer walks the imports, models and app on every full pass.
+    settings = ItemSettings(database_url=f"sqlite+aiosqlite:///{tmp_path}/own.db")
+    gc.unfreeze()
+    try:
+        async with LifespanManager(create_app(settings, routes=[])):
+            frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
+
+    assert frozen > 0
+
+
+async def test_an_app_on_a_database_handed_in_leaves_the_collector_alone(tmp_path: Path) -> None:
+    # The test kit hands one in: a test process builds hundreds of apps and must collect them.
+    database = Database.from_url(f"sqlite+aiosqlite:///{tmp_path}/given.db")
+    settings = ItemSettings(database_url=f"sqlite+aiosqlite:///{tmp_path}/never-used.db")
+    gc.unfreeze()
+    try:
+        async with LifespanManager(create_app(settings, routes=[], database=database)):
+            frozen = gc.get_freeze_count()
+    finally:
+        await database.dispose()
+
+    assert frozen == 0
 
 
 async def test_a_database_handed_in_is_neither_migrated_nor_disposed(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ mapping each request's `request.state`, so a route annotated `request: Request[U
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -103,10 +104,12 @@ def create_app(
             async with contextlib.AsyncExitStack() as stack:
                 if events is not None:
                     await stack.enter_async_context(events.running(database))
-                if lifespan is None:
-                    yield {}
-                else:
-                    yield await stack.enter_async_context(lifespan(database))
+                state: Mapping[str, Any] = {}
+                if lifespan is not None:
+                    state = await stack.enter_async_context(lifespan(database))
+                if owned:
+                    freeze_heap()
+                yield state
         finally:
             if owned:
                 await database.dispose()
@@ -152,6 +155,19 @@ def create_app(
         exception_handlers=exception_handlers(),
         lifespan=app_lifespan,
     )
+
+
+def freeze_heap() -> None:
+    """Move what start-up allocated out of the garbage collector's sight (`gc.freeze`).
+
+    A service's process holds hundreds of thousands of objects from its imports, models, migrations
+    and app that never become garbage; every full collection walked all of them again, and a request
+    path allocates enough to set one off every few hundred requests: a fifth to a quarter of a
+    service's CPU went there under load (py-spy). Frozen, they are skipped; what requests allocate is
+    collected as before. Done by an app that owns its database, that is, the one a server runs.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def default_rate_limit_backend(settings: ServiceSettings, database: Database) -> RateLimitBackend:

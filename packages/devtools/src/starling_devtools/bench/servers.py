@@ -7,8 +7,8 @@ in production: gunicorn and granian have no switch for it, so `serve` is not giv
 either. The bare apps log nothing: the line is part of what the stack costs.
 
 - `serve-1`: `python -m starling_core.serve --processes 1`, the project's server with one process
-  (uvicorn, core's guarded protocol, the heap frozen after start-up): the reference of every
-  two-process figure, and the server of every bare reference;
+  (uvicorn and core's guarded protocol): the reference of every two-process figure, and the server of
+  every bare reference;
 - `uvicorn-1`: plain `uvicorn`, one process;
 - `uvicorn-workers-2`: stock `uvicorn --workers 2`, whose shared socket loses TCP_NODELAY (uvicorn
   issue 3149): the reference for what `serve` fixes;
