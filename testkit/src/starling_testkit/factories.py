@@ -23,9 +23,9 @@ import functools
 import typing
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, TypeVar
 
-from sqlalchemy import JSON, DateTime, Enum, Integer, inspect
+from sqlalchemy import JSON, DateTime, Enum, Integer, String, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -59,6 +59,7 @@ def bind(factory: F, session: AsyncSession) -> F:
 @functools.cache
 def _starling_base() -> type[SQLAlchemyFactory[Any]]:
     from polyfactory.factories.sqlalchemy_factory import SQLAlchemyFactory, SQLAlchemyPersistenceMethod
+    from polyfactory.utils.types import Frozendict
 
     class StarlingSQLAlchemyFactory(SQLAlchemyFactory[Any]):
         __is_base_factory__ = True
@@ -89,6 +90,11 @@ def _starling_base() -> type[SQLAlchemyFactory[Any]]:
         def get_type_from_column(cls, column: Any) -> Any:
             engine = _underlying(column.type)
             annotation: Any
+            if column.primary_key and isinstance(engine, String):
+                # A key the factory must make: long enough that two never collide (polyfactory's
+                # random strings may be a few characters long).
+                longest = engine.length or 36
+                return Annotated[str, Frozendict({"min_length": min(16, longest), "max_length": longest})]
             if isinstance(engine, DateTime) and engine.timezone:
                 annotation = AwareDatetime
             elif isinstance(engine, Enum):
