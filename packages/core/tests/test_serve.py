@@ -285,3 +285,11 @@ def test_children_cut_off_slow_heads_and_cap_their_connections() -> None:
     assert options["http"] is GuardedH11Protocol
     assert options["limit_concurrency"] == DEFAULT_CONCURRENCY
     assert parse_args(["a:b", "--limit-concurrency", "50"]).uvicorn_options["limit_concurrency"] == 50
+
+
+def test_children_log_in_cores_format_with_cores_access_log_in_place_of_uvicorns() -> None:
+    options = parse_args(["a:b", "--no-access-log"]).uvicorn_options
+
+    assert options["access_log"] is False  # uvicorn's: it prints raw paths, query strings and all
+    assert options["log_config"]["loggers"]["starling.access"]["level"] == "WARNING"
+    assert parse_args(["a:b"]).uvicorn_options["log_config"]["loggers"]["starling.access"]["level"] == "INFO"

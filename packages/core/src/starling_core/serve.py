@@ -43,6 +43,7 @@ from typing import Any
 
 import uvicorn
 
+from starling_core import logs
 from starling_core.protocol import GuardedH11Protocol
 
 logger = logging.getLogger("uvicorn.error")
@@ -251,7 +252,9 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
         "--processes", type=_positive, default=os.cpu_count() or 1, help="default: one per CPU"
     )
     parser.add_argument("--log-level", choices=LOG_LEVELS, default="info")
-    parser.add_argument("--no-access-log", dest="access_log", action="store_false")
+    parser.add_argument(
+        "--no-access-log", dest="access_log", action="store_false", help="no line per request (errors stay)"
+    )
     parser.add_argument(
         "--limit-concurrency",
         type=_positive,
@@ -268,7 +271,10 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
         processes=args.processes,
         uvicorn_options={
             "log_level": args.log_level,
-            "access_log": args.access_log,
+            # Core's logging from the first line on (STARLING_LOG_FORMAT, JSON in production), and core's
+            # access log, which names route templates, in place of uvicorn's, which prints query strings.
+            "log_config": logs.logging_config(level=args.log_level, access_log=args.access_log),
+            "access_log": False,
             # a deadline on each request's head (slowloris), and a cap on what one process takes on
             "http": GuardedH11Protocol,
             "limit_concurrency": args.limit_concurrency,
