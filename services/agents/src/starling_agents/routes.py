@@ -20,7 +20,6 @@ from starling_agents.errors import (
     FileTooLong,
     InputTooLong,
     MissingFields,
-    RunNotFound,
     UnsupportedFileType,
 )
 from starling_agents.events import RunEvents
@@ -185,10 +184,9 @@ async def run_events(websocket: WebSocket[AgentsState]) -> None:
     runs, actor = websocket.state["runs"], _actor(websocket)
     # Subscribed before the run is read, so an event published in between is not lost.
     with websocket.state["run_events"].subscribe(run_id) as queue:
-        try:
-            run = await runs.get(actor, run_id)
-        except RunNotFound as exc:
-            await refuse(websocket, NOT_FOUND_CLOSE_CODE, str(exc))
+        run = await runs.find(actor, run_id)
+        if run is None:
+            await refuse(websocket, NOT_FOUND_CLOSE_CODE, f"Run {run_id} not found")
             return
 
         async def reread() -> tuple[str, str | None] | None:

@@ -271,6 +271,13 @@ class RunsService:
         async with self.stores.reading() as repositories:
             return await _visible_run(repositories.runs, actor, run_id)
 
+    async def find(self, actor: Actor, run_id: str) -> Run | None:
+        """The run if `actor` may see it, else None: for the events socket, which answers with a close
+        code (4404) where an HTTP route lets `RunNotFound` become its 404."""
+        async with self.stores.reading() as repositories:
+            run = await repositories.runs.get(run_id)
+        return run if run is not None and _may_see(actor, run) else None
+
     async def list_page(self, actor: Actor, query: RunsQuery) -> tuple[list[Run], str | None]:
         """One page in (created_at, run_id) order and the cursor of the next, None on the last page."""
         after = _decode_key(query.cursor) if query.cursor else None
@@ -383,9 +390,13 @@ class Revocations:
 async def _visible_run(runs: RunRepository, actor: Actor, run_id: str) -> Run:
     # Someone else's run is "not found", never "forbidden": run ids are not to be probed.
     run = await runs.get(run_id)
-    if run is None or not (actor.is_admin or run.owner == actor.sub):
+    if run is None or not _may_see(actor, run):
         raise RunNotFound(run_id)
     return run
+
+
+def _may_see(actor: Actor, run: Run) -> bool:
+    return actor.is_admin or run.owner == actor.sub
 
 
 def _decode_key(cursor: str) -> tuple[datetime, str]:
