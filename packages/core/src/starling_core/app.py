@@ -20,12 +20,12 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from starling_core import docs, health, logs
-from starling_core.accesslog import AccessLogMiddleware
+from starling_core.accesslog import AccessLog, ObservedRequestsMiddleware
 from starling_core.auth import Scopes, authentication_middleware
 from starling_core.bodylimit import BodySizeLimitMiddleware
 from starling_core.db import Database, is_sqlite
 from starling_core.errors import exception_handlers
-from starling_core.metrics import CallbackGauge, Metrics, MetricsMiddleware
+from starling_core.metrics import CallbackGauge, Metrics
 from starling_core.metrics import routes as metrics_routes
 from starling_core.migrations import upgrade
 from starling_core.ratelimit import (
@@ -120,8 +120,7 @@ def create_app(
     stack = [
         Middleware(SecurityHeadersMiddleware),
         Middleware(RequestIDMiddleware),
-        Middleware(AccessLogMiddleware, service=settings.service_name),
-        Middleware(MetricsMiddleware, metrics=metrics),
+        Middleware(ObservedRequestsMiddleware, observers=[AccessLog(settings.service_name), metrics.observe]),
         Middleware(
             BodySizeLimitMiddleware, max_body_size=settings.max_body_size, body_timeout=settings.body_timeout
         ),
