@@ -100,7 +100,7 @@ class PublishingBroker:
         yield self.fake
 
     def subscription(self, topics: Sequence[str], group: str) -> AbstractAsyncContextManager[Subscription]:
-        raise NotImplementedError("the assessments service consumes nothing")
+        raise NotImplementedError("this stand-in broker only takes what the relay publishes")
 
 
 class TestTheAppsOwnRelay:
