@@ -25,7 +25,7 @@ from starling_devtools import affected as affected_packages
 from starling_devtools import check, junit, workspace
 from starling_devtools import seed as demo
 from starling_devtools import services as processes
-from starling_testkit import kafka
+from starling_servers import kafka
 
 ROOT = Path(__file__).parent
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"

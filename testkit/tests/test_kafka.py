@@ -1,54 +1,17 @@
-"""The Kafka test broker: started from the pinned wheel, ready when it answers with its own cluster id,
-stopped with SIGINT; one per xdist worker through `kafka_broker`; a broker that cannot be had fails
-the test with one line saying why."""
+"""The `kafka_broker` fixture: one broker per xdist worker, names unique to each test, a named broker used
+as it is; a broker that cannot be had fails the test with one line saying why. The starter itself is
+tested in packages/servers."""
 
 from __future__ import annotations
 
 import json
 import socket
-from pathlib import Path
 
 import pytest
 
-from starling_testkit import kafka
+from starling_servers import kafka
 
 from .conftest import dedent
-
-
-def test_a_started_broker_answers_with_its_own_cluster_id_and_stops_on_sigint() -> None:
-    broker = kafka.start()
-    try:
-        assert kafka.cluster_id(broker.bootstrap) == broker.cluster_id
-        assert broker.bootstrap.startswith("127.0.0.1:")
-    finally:
-        broker.stop()
-    assert broker.process.returncode == 0  # it took SIGINT and shut down, not SIGKILL
-    assert not broker.directory.exists()
-    with (
-        pytest.raises(ConnectionRefusedError),
-        socket.create_connection(("127.0.0.1", broker.port), timeout=1),
-    ):
-        pass
-
-
-def test_a_port_another_broker_holds_fails_with_the_reason() -> None:
-    with kafka.start() as first, pytest.raises(kafka.BrokerUnavailable) as refused:
-        kafka.start(first.port, timeout=5)
-    # the second broker exits 0 on a taken port: the cluster id is what tells them apart
-    assert "did not start" in str(refused.value)
-    assert "\n" not in str(refused.value)
-
-
-def test_the_broker_ignores_the_callers_environment_and_dotenv_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    (tmp_path / ".env").write_text("LISTENER_URL=tcp://127.0.0.1:1\nCLUSTER_ID=not-ours\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("CLUSTER_ID", "not-ours")
-    monkeypatch.setenv("STORAGE_ENGINE", "s3://nowhere/")
-    with kafka.start() as broker:
-        assert kafka.cluster_id(broker.bootstrap) == broker.cluster_id
-
 
 BROKER_TESTS = """
 import json

@@ -11,8 +11,8 @@ import pytest
 from asgi_lifespan import LifespanManager
 
 from starling_core.settings import ServiceSettings
+from starling_servers import kafka as test_broker
 from starling_testkit import AppFactory, BoundDatabase
-from starling_testkit import kafka as test_broker
 from starling_testkit.events import PublishedEvents
 
 from .ledgerapp import ENTRY_RECORDED, LedgerSettings, build_ledger

@@ -22,7 +22,7 @@ from starling_devtools.faults import (
 )
 from starling_devtools.faults.__main__ import parse_args
 from starling_devtools.faults.database import _good_503
-from starling_testkit.kafka import free_port
+from starling_servers.kafka import free_port
 
 
 def test_squeeze_folds_repeats_so_a_health_history_reads_as_transitions() -> None:

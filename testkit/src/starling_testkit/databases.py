@@ -19,7 +19,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from starling_core.db import create_engine
-from starling_testkit import isolation, options, postgres
+from starling_servers import postgres
+from starling_testkit import isolation, options
 
 DATABASE_URL_ENV = options.DATABASE_URL_ENV
 RUN_DIR_ENV = options.RUN_DIR_ENV

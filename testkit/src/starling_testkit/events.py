@@ -1,7 +1,7 @@
 """Fixtures for events: a real Kafka-protocol broker per worker, names unique to each test, settings
 that point an app at both, and what the app under test published through its outbox.
 
-Registered by plugin.py; the broker itself is started by `starling_testkit.kafka`.
+Registered by plugin.py; the broker itself is started by `starling_servers.kafka`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
-from starling_testkit import kafka
+from starling_servers import kafka
 
 if TYPE_CHECKING:
     # Imported where used: the plugin imports this module at every run's start-up, and the events port

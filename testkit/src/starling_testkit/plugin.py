@@ -93,7 +93,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     made = os.environ.pop(options.RUN_DIR_ENV, None)
     if made is None:
         return
-    from starling_testkit import postgres
+    from starling_servers import postgres
 
     shared = Path(made)
     keep = options.keep_databases(config)
@@ -158,7 +158,8 @@ def db_metadata() -> MetaData:
 def _starling_database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> databases.TestDatabase:
-    from starling_testkit import databases, postgres
+    from starling_servers import postgres
+    from starling_testkit import databases
 
     preparation = request.config.stash.get(_PREPARATION, None)
     try:

@@ -227,7 +227,7 @@ def databases(kind: str, names: Sequence[str], data_dir: Path) -> Iterator[dict[
         yield env
         return
     # The test kit knows how to start a throwaway cluster from the machine's binaries.
-    from starling_testkit import postgres
+    from starling_servers import postgres
 
     # The cluster runs as an unprivileged user when we are root; it must reach its directory through ours.
     data_dir.chmod(data_dir.stat().st_mode | 0o711)

@@ -290,7 +290,7 @@ class Databases:
     """Each service's database URL, and the PostgreSQL cluster behind them if there is one."""
 
     urls: dict[str, str]
-    cluster: Any = None  # starling_testkit.postgres.Cluster when on PostgreSQL
+    cluster: Any = None  # starling_servers.postgres.Cluster when on PostgreSQL
 
     def env(self, name: str) -> dict[str, str]:
         return {f"STARLING_{name.upper()}_DATABASE_URL": self.urls[name]}
@@ -303,7 +303,7 @@ def databases(kind: str, names: Sequence[str], directory: Path, *, prefix: str) 
         yield Databases({name: f"sqlite+aiosqlite:///{directory / name}.db" for name in names})
         return
     # The test kit knows how to start (and stop) a cluster from the machine's own binaries.
-    from starling_testkit import postgres
+    from starling_servers import postgres
 
     cluster_dir = directory / "postgres"
     cluster = postgres.ensure_cluster(cluster_dir)

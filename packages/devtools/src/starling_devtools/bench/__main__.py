@@ -200,7 +200,7 @@ def start_postgres(options: Options, report: Report, stack: contextlib.ExitStack
     # Imported here: the kit's cluster code pulls in SQLAlchemy and asyncpg, which the rest of the
     # bench, and its unit tests, do without.
     from starling_devtools.bench import cluster
-    from starling_testkit.postgres import PostgresUnavailable
+    from starling_servers.postgres import PostgresUnavailable
 
     try:
         url = stack.enter_context(cluster.cluster())

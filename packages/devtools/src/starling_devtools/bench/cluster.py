@@ -15,7 +15,7 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from starling_testkit import postgres
+from starling_servers import postgres
 
 
 @contextlib.contextmanager

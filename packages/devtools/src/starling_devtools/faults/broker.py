@@ -48,7 +48,7 @@ from starling_devtools.faults.common import (
     logs_check,
 )
 from starling_devtools.faults.upstream import upstream_orders, upstream_units
-from starling_testkit import kafka
+from starling_servers import kafka
 
 # Consumer groups join in session_timeout/2 on the test broker: fast joins, as the kit's tests use.
 FAST_GROUPS = {"STARLING_KAFKA_SESSION_TIMEOUT_MS": "1000", "STARLING_KAFKA_HEARTBEAT_INTERVAL_MS": "300"}

@@ -61,13 +61,13 @@ class PostgresControl:
         self._pg_ctl("-m", "fast", "-w", "stop")
 
     def start(self) -> None:
-        from starling_testkit.postgres import SERVER_OPTIONS
+        from starling_servers.postgres import SERVER_OPTIONS
 
         options = f"-p {self.port} -h 127.0.0.1 -k '' {SERVER_OPTIONS}"
         self._pg_ctl("-l", str(self.log), "-w", "-t", "60", "-o", options, "start")
 
     def _pg_ctl(self, *args: str) -> None:
-        from starling_testkit.postgres import find_binaries
+        from starling_servers.postgres import find_binaries
 
         owner = self.data_dir.stat()
         as_owner = os.geteuid() == 0 and owner.st_uid != 0
@@ -189,7 +189,7 @@ def all_health(outage: Outage, status: int) -> bool:
 
 
 async def database_outage(options: Options, directory: Path) -> list[load.Check]:
-    from starling_testkit import postgres
+    from starling_servers import postgres
 
     names = ("users", "agents", "reporting")
     cluster_dir = directory / "postgres"
