@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from starling_devtools.check import main
+from starling_devtools.check import main, split_selection, startable
 
 NOXFILE = textwrap.dedent(
     """
     import os
+    import time
     from pathlib import Path
 
     import nox
@@ -34,6 +36,25 @@ NOXFILE = textwrap.dedent(
     @nox.session(python=False)
     def lint(session):
         pass
+
+
+    @nox.session(python=False, default=False)
+    @nox.parametrize("name", ["one", "two", "three"], ids=["one", "two", "three"])
+    def chatty(session, name):
+        # each waits, printing, until the other two have started: they can only pass side by side
+        Path(f"{name}.started").touch()
+        deadline = time.monotonic() + 60
+        line = 0
+        while not all(Path(f"{other}.started").exists() for other in ("one", "two", "three")):
+            if time.monotonic() > deadline:
+                session.error(f"{name}: the others never started beside it")
+            print(f"{name} {line}", flush=True)
+            line += 1
+            time.sleep(0.01)
+        for more in range(line, line + 50):
+            print(f"{name} {more}", flush=True)
+        if name == "three":
+            session.error("three fails after the others started")
     """
 )
 
@@ -79,3 +100,52 @@ def test_reports_of_an_earlier_run_are_not_counted_again(
     main(["-s", "tests(ok)"])
     assert main(["-s", "lint"]) == 0
     assert last_line(capsys) == "0 passed, 0 failed"
+
+
+def test_sessions_side_by_side_print_their_output_whole_and_a_failure_fails_the_run(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--jobs", "3", "-s", "chatty", "tests(ok)"]) == 1
+
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "4 passed, 0 failed, 1 skipped"
+    for name in ("one", "two", "three"):
+        # every line a session printed sits in one unbroken block, in the order it printed them
+        mine = [index for index, line in enumerate(out) if line.startswith(f"{name} ")]
+        assert len(mine) >= 50
+        assert mine == list(range(mine[0], mine[0] + len(mine)))
+        assert [out[index] for index in mine] == [f"{name} {line}" for line in range(len(mine))]
+    # one and two pass only when all three ran at once; three fails after they did
+    summary = {line.split()[0]: line.split()[-1] for line in out if line.startswith("  chatty(")}
+    assert summary == {"chatty(one)": "success", "chatty(two)": "success", "chatty(three)": "aborted"}
+    assert "failed: chatty(three) (their output is above)" in out
+
+
+def test_one_job_runs_every_session_in_one_nox_process(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["--jobs", "1", "-s", "tests(ok)", "tests(bad)"]) == 1
+    assert last_line(capsys) == "6 passed, 2 failed, 1 skipped"
+
+
+def test_the_tools_with_fixed_ports_never_start_beside_one_another() -> None:
+    assert startable(["fuzz", "soak", "tests(a)", "lint"], [], 3) == ["fuzz", "tests(a)", "lint"]
+    assert startable(["fuzz", "tests(a)"], ["soak"], 3) == ["tests(a)"]
+    assert startable(["faults"], ["tests(b)"], 2) == ["faults"]
+    assert startable(["tests(a)"], ["soak", "tests(b)"], 2) == []
+
+
+def test_only_the_options_that_choose_sessions_are_taken_from_nox_arguments() -> None:
+    chosen, rest = split_selection(["-s", "a", "b", "-r", "-t", "postgres", "--", "-s", "-k", "x"])
+
+    assert chosen == ["--sessions", "a", "b", "--tags", "postgres"]
+    assert rest == ["-r", "--", "-s", "-k", "x"]
+
+
+def test_a_report_asked_for_holds_every_session_with_its_duration(project: Path) -> None:
+    assert main(["--report", str(project / "nox.json"), "-s", "tests(ok)", "lint"]) == 0
+
+    report = json.loads((project / "nox.json").read_text())
+    assert report["result"] == 1
+    assert sorted(entry["signatures"][0] for entry in report["sessions"]) == ["lint", "tests(ok)"]
+    assert all(entry["duration"] > 0 for entry in report["sessions"])

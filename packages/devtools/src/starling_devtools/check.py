@@ -1,24 +1,39 @@
 """`starling-check`: nox's default sessions (or the ones given), then one honest closing line.
 
 nox ends with its own list of sessions, so the line that says how many tests ran cannot come from a
-session: this command runs nox, then sums the JUnit XML every suite wrote into one folder and prints
-pytest's plain closing line, `N passed, M failed`, as the last line of the whole run. It exits non-zero
-when nox failed, when a test failed or errored, or when a suite that ran wrote no report (a suite that
-crashed before pytest started must not read as one that passed).
+session: this command runs the sessions, then sums the JUnit XML every suite wrote into one folder and
+prints pytest's plain closing line, `N passed, M failed`, as the last line of the whole run. It exits
+non-zero when a session failed, when a test failed or errored, or when a suite that ran wrote no report
+(a suite that crashed before pytest started must not read as one that passed).
+
+The sessions run two at a time (`--jobs`), each in its own `nox` process whose output is printed whole
+when it ends, the longest first so that a short one finishes last. nox's own `--parallel` runs a session
+either beside any other or alone; the tools in `APART` must run beside a suite but never beside each
+other, which it cannot say.
 
     starling-check                    # what the README's test command runs: every default session
-    starling-check -s "tests(users)"  # anything given goes to nox
+    starling-check -s "tests(users)"  # anything else given goes to nox
+    starling-check --jobs 1           # one nox process, the sessions one after another
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 from starling_devtools.junit import closing_line, read, report_name
 from starling_devtools.matrix import SUITES
@@ -26,45 +41,259 @@ from starling_devtools.matrix import SUITES
 # The noxfile writes each suite's report here when this variable is set (see `run_suite`).
 JUNIT_DIR_VARIABLE = "STARLING_JUNIT_DIR"
 
+# Sessions that never run beside one another: each starts the services on ports of its own fixed
+# table (serve 8001-8003 and 9092, bench 191xx, soak 1921x, faults 1922x-1926x, fuzz 1931x), and the
+# soak and faults runs judge services they expect to have most of the machine. Matched by name, so
+# `tests(x)` means every parametrization; a new tool with fixed ports belongs here.
+APART = frozenset({"serve", "bench", "soak", "faults", "fuzz"})
 
-def expected_reports(nox_report: Path) -> list[str]:
+# Warm seconds of each session run alone on the 2-core machine (`starling-check --jobs 1 --report`,
+# as of dba285e): only their order matters, the longest starts first. A session not listed counts as long.
+RECORDED = {
+    "tests(testkit)": 59,
+    "fuzz": 48,
+    "faults": 44,
+    "tests(devtools)": 38,
+    "tests_postgres(core)": 35,
+    "tests(core)": 33,
+    "soak": 25,
+    "tests(agents)": 24,
+    "typecheck": 23,
+    "tests_postgres(agents)": 23,
+    "tests(reporting)": 13,
+    "tests_postgres(reporting)": 13,
+    "tests(users)": 11,
+    "tests_postgres(users)": 11,
+    "tests_postgres(assessments)": 11,
+    "tests(assessments)": 10,
+    "shards(testkit)": 6,
+    "lint": 1,
+}
+UNRECORDED = 60
+JOBS = 2
+
+# nox's options that choose sessions: read to list them, then replaced by `-s <one session>` per process.
+SELECTION = (("-s", "-e", "--session", "--sessions"), ("-k", "--keywords"), ("-t", "--tags"))
+# Options that make nox do something other than run sessions: given to one nox process as they are.
+NOT_A_RUN = frozenset({"-l", "--list", "--list-sessions", "--json", "-h", "--help", "--version", "--usage"})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One session's nox process: its exit code, its report's entries, and how long it took."""
+
+    session: str
+    returncode: int
+    seconds: float
+    entries: list[dict[str, Any]]
+
+
+def expected_reports(entries: Sequence[dict[str, Any]]) -> list[str]:
     """The report file of every suite session nox ran: passed, failed or aborted (only a skip writes none)."""
-    if not nox_report.is_file():
-        return []
-    sessions = json.loads(nox_report.read_text())["sessions"]
     return [
         report_name(entry["signatures"][0] if entry["signatures"] else entry["name"])
-        for entry in sessions
+        for entry in entries
         if entry["name"] in SUITES and entry["result"] != "skipped"
     ]
 
 
+def report_entries(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    entries: list[dict[str, Any]] = json.loads(path.read_text())["sessions"]
+    return entries
+
+
+def split_selection(args: Sequence[str]) -> tuple[list[str], list[str]]:
+    """nox's arguments as (those that choose sessions, the rest); `--` and what follows stay in the rest."""
+    end = args.index("--") if "--" in args else len(args)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    for flags in SELECTION:
+        parser.add_argument(*flags, nargs="*", action="extend", dest=flags[-1].lstrip("-"))
+    known, rest = parser.parse_known_args(list(args[:end]))
+    chosen = [
+        arg
+        for flags in SELECTION
+        if (values := getattr(known, flags[-1].lstrip("-"))) is not None
+        for arg in (flags[-1], *values)
+    ]
+    return chosen, [*rest, *args[end:]]
+
+
+def listed(chosen: Sequence[str]) -> list[str]:
+    """The sessions nox would run for these selection arguments, in nox's order."""
+    output = subprocess.run(
+        [sys.executable, "-m", "nox", "--json", "-l", *chosen], check=True, capture_output=True, text=True
+    ).stdout
+    return [str(entry["session"]) for entry in json.loads(output)]
+
+
+def by_recorded_time(sessions: Sequence[str]) -> list[str]:
+    return sorted(sessions, key=lambda session: RECORDED.get(session, UNRECORDED), reverse=True)
+
+
+def is_apart(session: str) -> bool:
+    return session.partition("(")[0] in APART
+
+
+def startable(pending: Sequence[str], running: Sequence[str], jobs: int) -> list[str]:
+    """The pending sessions to start now, in order: as many as free slots allow, at most one of `APART`."""
+    chosen: list[str] = []
+    apart = any(is_apart(session) for session in running)
+    for session in pending:
+        if len(running) + len(chosen) >= jobs:
+            break
+        if is_apart(session) and apart:
+            continue
+        apart = apart or is_apart(session)
+        chosen.append(session)
+    return chosen
+
+
+class Runner:
+    """Runs sessions, each in its own nox process, `jobs` at a time and never two of `APART` at once."""
+
+    def __init__(self, rest: Sequence[str], scratch: Path, env: dict[str, str], jobs: int) -> None:
+        self.rest, self.scratch, self.env, self.jobs = list(rest), scratch, env, jobs
+        self.printing = threading.Lock()
+        self.running: dict[str, subprocess.Popen[bytes]] = {}
+
+    def run_all(self, sessions: Sequence[str]) -> list[Outcome]:
+        pending = by_recorded_time(sessions)
+        outcomes: list[Outcome] = []
+        futures: dict[Future[Outcome], str] = {}
+        with ThreadPoolExecutor(max_workers=self.jobs) as executor:
+            try:
+                while pending or futures:
+                    for session in startable(pending, list(futures.values()), self.jobs):
+                        pending.remove(session)
+                        futures[executor.submit(self.run_one, session)] = session
+                    done, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        del futures[future]
+                        outcomes.append(future.result())
+            except BaseException:
+                self.stop_all()
+                raise
+        return outcomes
+
+    def run_one(self, session: str) -> Outcome:
+        stem = Path(report_name(session)).stem
+        log, report = self.scratch / f"{stem}.log", self.scratch / f"{stem}.json"
+        end = self.rest.index("--") if "--" in self.rest else len(self.rest)
+        argv = [sys.executable, "-m", "nox", *self.rest[:end], "-s", session, "--report", str(report)]
+        started = time.perf_counter()
+        with log.open("wb") as output:
+            # A process group of its own, so stopping the run stops the session's services and pytest too.
+            process = subprocess.Popen(
+                [*argv, *self.rest[end:]],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
+            )
+            with self.printing:
+                self.running[session] = process
+            returncode = process.wait()
+        seconds = time.perf_counter() - started
+        with self.printing:
+            del self.running[session]
+            sys.stdout.write(log.read_text(errors="replace"))
+            sys.stdout.flush()
+        return Outcome(session, returncode, seconds, report_entries(report))
+
+    def stop_all(self) -> None:
+        """SIGTERM to every running session's process group, SIGKILL to what is left after 5 s."""
+        with self.printing:
+            processes = list(self.running.values())
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        for process in processes:
+            try:
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def terminated_as_interrupted() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job) stops the sessions as Ctrl-C does, instead of orphaning them."""
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def summary(outcomes: Sequence[Outcome], jobs: int, wall: float) -> str:
+    lines = [f"starling-check: {len(outcomes)} sessions, {jobs} at a time, {wall:.0f} s in all:"]
+    width = max((len(outcome.session) for outcome in outcomes), default=0)
+    for outcome in sorted(outcomes, key=lambda outcome: outcome.seconds, reverse=True):
+        results = ", ".join(str(entry["result"]) for entry in outcome.entries) or f"exit {outcome.returncode}"
+        lines.append(f"  {outcome.session:<{width}}  {outcome.seconds:5.0f} s  {results}")
+    return "\n".join(lines)
+
+
+def run_sessions(nox_args: Sequence[str], env: dict[str, str], jobs: int, scratch: Path) -> list[Outcome]:
+    """Every chosen session in its own nox process, or all of them in one when concurrency cannot apply."""
+    chosen, rest = split_selection(nox_args)
+    head = rest[: rest.index("--")] if "--" in rest else rest
+    if jobs > 1 and not NOT_A_RUN.intersection(head):
+        try:
+            sessions = listed(chosen)
+        except subprocess.CalledProcessError as error:
+            sys.stdout.write(error.stderr)
+            return [Outcome("nox -l", error.returncode, 0.0, [])]
+        started = time.perf_counter()
+        with terminated_as_interrupted():
+            outcomes = Runner(rest, scratch, env, jobs).run_all(sessions)
+        print(summary(outcomes, jobs, time.perf_counter() - started))
+        return outcomes
+    report = scratch / "nox.json"
+    started = time.perf_counter()
+    returncode = subprocess.call([sys.executable, "-m", "nox", "--report", str(report), *nox_args], env=env)
+    return [Outcome("nox", returncode, time.perf_counter() - started, report_entries(report))]
+
+
 def main(argv: list[str] | None = None) -> int:
     # nox's own `--report` is honoured (the bench reads session durations from it) and read here too
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--report", type=Path)
+    parser.add_argument("--jobs", type=int, default=JOBS)
     known, nox_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     folder = Path(os.environ.get(JUNIT_DIR_VARIABLE) or Path.cwd() / ".junit").resolve()
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.xml"):
         stale.unlink()
+    env = {**os.environ, JUNIT_DIR_VARIABLE: str(folder)}
     with tempfile.TemporaryDirectory(prefix="starling-check-") as scratch:
-        nox_report = known.report or Path(scratch) / "nox.json"
-        returncode = subprocess.call(
-            [sys.executable, "-m", "nox", "--report", str(nox_report), *nox_args],
-            env={**os.environ, JUNIT_DIR_VARIABLE: str(folder)},
-        )
-        expected = expected_reports(nox_report)
+        outcomes = run_sessions(nox_args, env, max(1, known.jobs), Path(scratch))
+    entries = [entry for outcome in outcomes for entry in outcome.entries]
+    if known.report:  # nox's format, every session's entry in one file
+        passed = int(not any(outcome.returncode for outcome in outcomes))
+        known.report.write_text(json.dumps({"result": passed, "sessions": entries}, indent=2))
     sys.stderr.flush()
-    missing = [name for name in expected if not (folder / name).is_file()]
+    missing = [name for name in expected_reports(entries) if not (folder / name).is_file()]
     rows = [read(path) for path in sorted(folder.glob("*.xml"))]
     for name in missing:
         print(f"no JUnit report: {folder / name} (the suite stopped before pytest wrote it)")
-    if returncode:
-        print(f"nox exited with {returncode}: the sessions marked failed above did not pass")
+    failed_sessions = [outcome.session for outcome in outcomes if outcome.returncode]
+    if failed_sessions:
+        print(f"failed: {', '.join(failed_sessions)} (their output is above)")
     print(closing_line(rows), flush=True)
     failed = sum(row.failed for row in rows)
-    return 1 if returncode or failed or missing else 0
+    return 1 if failed_sessions or failed or missing else 0
 
 
 if __name__ == "__main__":
