@@ -20,9 +20,11 @@ def test_dependencies_include_the_test_group(repo_root: Path) -> None:
 
     # `starling-testkit` is named only in the users' test group, and still counts
     assert members["users"].depends_on == {"core", "testkit"}
-    assert members["testkit"].depends_on == {"core"}
+    assert members["testkit"].depends_on == {"core", "servers"}
     assert members["core"].depends_on == {"testkit"}  # core's suite uses the kit
-    assert members["devtools"].depends_on == {"core", "testkit"}
+    # the tools run on core and the starters; only their tests and the bench use the kit
+    assert members["devtools"].depends_on == {"core", "servers", "testkit"}
+    assert members["servers"].depends_on == {"testkit"}  # its suite runs under the kit's configuration
 
 
 def test_a_change_in_core_reaches_every_member_that_uses_it(repo_root: Path) -> None:

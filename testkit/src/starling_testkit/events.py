@@ -84,7 +84,7 @@ def kafka_broker() -> Iterator[str]:
     try:
         broker = kafka.start()
     except kafka.BrokerUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+        pytest.fail(f"{exc} (or name a broker in {BOOTSTRAP_ENV})", pytrace=False)
     try:
         yield broker.bootstrap
     finally:

@@ -167,7 +167,7 @@ def _starling_database(
             return preparation.database()
         return databases.provider(request.config, tmp_path_factory.getbasetemp())
     except postgres.PostgresUnavailable as exc:
-        pytest.fail(str(exc), pytrace=False)
+        pytest.fail(f"{exc} (or point {options.DATABASE_URL_ENV} at a server)", pytrace=False)
 
 
 @pytest.fixture(scope="session")

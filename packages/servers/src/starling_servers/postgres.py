@@ -1,8 +1,11 @@
-"""A throwaway PostgreSQL cluster for a test run, started from the machine's own binaries.
+"""A throwaway PostgreSQL cluster for a test run or a tool run, started from the machine's own binaries.
 
-One cluster serves the whole run, xdist workers included: the first worker that needs it starts it
-under a file lock (the pattern the xdist docs recommend for session-wide resources) and records
-where it listens; the others read that record. The controlling process stops it when the run ends.
+One cluster serves every process that names the same run directory (the kit's xdist workers, a tool's
+service processes): the first to ask starts it under a file lock (the pattern the xdist docs recommend
+for session-wide resources) and records where it listens; the others read that record. Whoever made
+the run directory stops it when the run ends.
+
+No pytest here: the kit's `--db postgres` and the workspace tools both start clusters with it.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ SERVER_OPTIONS = (
 
 
 class PostgresUnavailable(RuntimeError):
-    pass
+    """No cluster could be started; the message says why (and the server's log when it failed to start)."""
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,7 @@ def find_binaries() -> Path:
         if (Path(candidate) / "pg_ctl").exists() and (Path(candidate) / "initdb").exists():
             return Path(candidate)
     raise PostgresUnavailable(
-        "starling: --db postgres needs PostgreSQL's initdb and pg_ctl (Debian: apt-get install postgresql), "
-        "or STARLING_TEST_DATABASE_URL pointing at a server"
+        "starling: a throwaway PostgreSQL needs its initdb and pg_ctl (Debian: apt-get install postgresql)"
     )
 
 
