@@ -63,3 +63,18 @@ def test_a_workspace_that_follows_the_rules_passes(root: Path) -> None:
 def test_each_broken_rule_fails_the_check(root: Path, path: str, text: str) -> None:
     (root / path).write_text(text)
     assert architecture.main(["--root", str(root)]) == 1
+
+
+def test_the_real_servers_package_is_held_to_stand_alone(repo_root: Path) -> None:
+    config = architecture.contracts(repo_root, workspace.load(repo_root))
+
+    assert "source_modules =\n    starling_servers\nforbidden_modules =\n    pytest\n" in config
+
+
+@pytest.mark.parametrize(("text", "code"), [("import socket\n", 0), ("import pytest\n", 1)])
+def test_a_standalone_package_may_not_import_pytest(
+    root: Path, monkeypatch: pytest.MonkeyPatch, text: str, code: int
+) -> None:
+    monkeypatch.setattr(architecture, "STANDALONE", {"fake_servers": ("pytest", "fake_core")})
+    member(root, "packages/servers", "fake_servers", {"postgres": text})
+    assert architecture.main(["--root", str(root)]) == code

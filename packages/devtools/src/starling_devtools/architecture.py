@@ -5,7 +5,9 @@ The contracts are written for whatever members exist, so a new service is held t
 - the shared packages (core, the kit, the tools) import no service;
 - services never import each other: they talk over HTTP (and events) only;
 - in every service, `routes.py` and `service.py` import nothing from SQLAlchemy themselves: SQL is built in
-  `repository.py` alone (`models.py` declares the tables), and driver errors are seen there only.
+  `repository.py` alone (`models.py` declares the tables), and driver errors are seen there only;
+- the throwaway servers' starters import neither pytest nor the kit nor core: the tools install them
+  without a test runner.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from starling_devtools import workspace
 
 # The modules of a service that may not import SQLAlchemy directly.
 NO_SQL = ("routes", "service")
+# Shared packages installed without the kit, and what they may therefore not import.
+STANDALONE = {"starling_servers": ("pytest", "starling_testkit", "starling_core")}
 
 
 def packages(root: Path, member: workspace.Member) -> dict[str, Path]:
@@ -59,6 +63,18 @@ def contracts(root: Path, members: Mapping[str, workspace.Member]) -> str:
             *(f"    {name}" for name in services),
             "",
         ]
+    for name, forbidden in STANDALONE.items():
+        if name in folders:
+            lines += [
+                f"[importlinter:contract:{name}-stands-alone]",
+                f"name = {name} imports neither pytest nor the kit nor core (the tools install it alone)",
+                "type = forbidden",
+                "source_modules =",
+                f"    {name}",
+                "forbidden_modules =",
+                *(f"    {module}" for module in forbidden),
+                "",
+            ]
     layered = [
         f"{name}.{module}"
         for name in services
