@@ -3,6 +3,7 @@ loopback; stopped and removed (or kept) when asked. Needs PostgreSQL's server bi
 
 from __future__ import annotations
 
+import glob
 import json
 import shutil
 import socket
@@ -81,3 +82,12 @@ def test_stopping_can_keep_the_data_for_a_post_mortem(run_dir: Path) -> None:
     assert postgres.stop_cluster(run_dir, keep_data=True) is True
     assert not listening(cluster.url)
     assert (cluster.data_dir / "PG_VERSION").is_file()
+
+
+def test_a_machine_without_the_server_binaries_is_told_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setattr(glob, "glob", lambda pattern: [])  # no Debian /usr/lib/postgresql/<version>/bin
+    with pytest.raises(postgres.PostgresUnavailable) as refused:
+        postgres.find_binaries()
+    assert "initdb and pg_ctl" in str(refused.value)
+    assert "\n" not in str(refused.value)
