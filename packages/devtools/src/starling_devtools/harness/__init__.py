@@ -1,0 +1,47 @@
+"""The one way the workspace tools run Starling's services as real processes.
+
+`run()` (in `stack`) is the whole of it: which services exist (`discovery`: every member under
+`services/`, with its `[tool.starling.serve] port`), their environment (`environment`: databases,
+broker, signing secret, cheap hashing, in one place), their databases (`databases`), their processes
+and readiness (`processes`), tokens (`tokens`), logs and their scans (`logs`), and teardown. What a
+tool finds is recorded as answers (`answers`) and reported as checks (`report`). A tool is then what
+it measures or checks, not how it starts things.
+"""
+
+from starling_devtools.harness.answers import Recorder, http_client, percentile
+from starling_devtools.harness.databases import Databases, query
+from starling_devtools.harness.discovery import Discovered, discover, free_port
+from starling_devtools.harness.environment import Admin, Environment
+from starling_devtools.harness.processes import Running, Service, StopSignals, wait_for
+from starling_devtools.harness.report import Check, check, exit_code, render
+from starling_devtools.harness.stack import ROOT, Stack, run, work_dir
+from starling_devtools.harness.tokens import bearer, declared_scopes, issued, login
+
+__all__ = [
+    "ROOT",
+    "Admin",
+    "Check",
+    "Databases",
+    "Discovered",
+    "Environment",
+    "Recorder",
+    "Running",
+    "Service",
+    "Stack",
+    "StopSignals",
+    "bearer",
+    "check",
+    "declared_scopes",
+    "discover",
+    "exit_code",
+    "free_port",
+    "http_client",
+    "issued",
+    "login",
+    "percentile",
+    "query",
+    "render",
+    "run",
+    "wait_for",
+    "work_dir",
+]
