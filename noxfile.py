@@ -9,7 +9,6 @@ the CI matrix and in `affected` without an edit here.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import re
@@ -22,10 +21,8 @@ import nox
 import yaml
 
 from starling_devtools import affected as affected_packages
-from starling_devtools import check, junit, workspace
-from starling_devtools import seed as demo
-from starling_devtools import services as processes
-from starling_servers import kafka
+from starling_devtools import check, harness, junit, workspace
+from starling_devtools import services as serving
 
 ROOT = Path(__file__).parent
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
@@ -239,116 +236,23 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy", "noxfile.py")
 
 
-DEMO_ADMIN = {
-    "STARLING_USERS_ADMIN_EMAIL": "admin@starling.dev",
-    "STARLING_USERS_ADMIN_PASSWORD": "starling-admin",
-}
-# seconds `nox -s serve` waits for every service's /health before it gives up and stops them all
-SERVE_HEALTHY_WITHIN = 60.0
-
-
 @nox.session(default=False)
 def serve(session: nox.Session) -> None:
     """Every service on its port with SQLite under .data/, seeded with demo data; Ctrl-C stops them all.
 
-    SIGTERM and SIGHUP stop them the same way. A service's port is its `[tool.starling.serve] port`, or
-    users 8001, agents 8002, reporting 8003; STARLING_SERVE_PORTS="users=18001,agents=18002" moves them.
-    Each service's own STARLING_<NAME>_DATABASE_URL still applies.
+    SIGTERM and SIGHUP stop them the same way. A service's port is its `[tool.starling.serve] port`;
+    STARLING_SERVE_PORTS="users=18001,agents=18002" moves them (`starling_devtools.services`).
     """
-    names = sorted(name for name, member in MEMBERS.items() if member.is_service)
-    if not names:
+    if not any(member.is_service for member in MEMBERS.values()):
         session.log("No services yet: add one under services/ and it is served here.")
         return
+    # the services and what they depend on, nothing else: no pytest, no test kit, no dev tools
+    services = [member.distribution for member in MEMBERS.values() if member.is_service]
+    sync(session, *[arg for name in services for arg in ("--package", name)])
     try:
-        asked = processes.parse_ports(os.environ.get(processes.PORTS_VARIABLE, ""))
+        serving.serve(python=str(Path(session.bin) / "python"), root=ROOT, log=session.log)
     except ValueError as error:
         session.error(str(error))
-    if unknown := sorted(set(asked) - set(names)):
-        session.error(f"{processes.PORTS_VARIABLE} names no service: {unknown} (services: {names})")
-    ports = {name: asked.get(name) or serve_port(name, index) for index, name in enumerate(names)}
-    with processes.StopSignals() as signals, contextlib.ExitStack() as stack:
-        # the services and what they depend on, nothing else: no pytest, no test kit, no dev tools
-        sync(session, *[arg for name in names for arg in ("--package", MEMBERS[name].distribution)])
-        env = serve_env(ports)
-        if "STARLING_KAFKA_BOOTSTRAP_SERVERS" not in os.environ:
-            # the dev loop runs the real thing: a Kafka-protocol broker from the pinned wheel, stopped last
-            port = int(os.environ.get("STARLING_SERVE_KAFKA_PORT", str(SERVE_KAFKA_PORT)))
-            try:
-                broker = stack.enter_context(kafka.start(port))
-            except kafka.BrokerUnavailable as error:
-                session.warn(f"no local broker ({error}): the services keep their events in their outboxes")
-            else:
-                env["STARLING_KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
-                session.log(f"Kafka-protocol broker (Tansu) on {broker.bootstrap}")
-        found = [processes.Service(name, ports[name], env) for name in names]
-
-        def ready(started: list[processes.Running], took: float) -> None:
-            urls = {item.service.name: item.url for item in started}
-            if {"users", "agents", "reporting"} <= urls.keys():
-                seeded = demo.seed(
-                    users_url=urls["users"],
-                    agents_url=urls["agents"],
-                    reporting_url=urls["reporting"],
-                    email=env["STARLING_USERS_ADMIN_EMAIL"],
-                    password=env["STARLING_USERS_ADMIN_PASSWORD"],
-                )
-                session.log(
-                    f"demo data: agents created {seeded.agents_created or 'none (already there)'}, "
-                    f"orders accepted {seeded.orders_accepted} (already there {seeded.orders_duplicates})"
-                )
-            print(serve_banner(urls, env, took), file=sys.stderr, flush=True)
-
-        try:
-            # a fresh checkout compiles every module on first import: four services on 2 busy cores
-            # took more than 20 s
-            processes.run_until_stopped(
-                found,
-                signals=signals,
-                python=str(Path(session.bin) / "python"),
-                cwd=ROOT,
-                timeout=SERVE_HEALTHY_WITHIN,
-                ready=ready,
-            )
-        finally:
-            print("all services stopped", file=sys.stderr, flush=True)
-
-
-# Where `nox -s serve` starts its broker (STARLING_SERVE_KAFKA_PORT moves it; a configured
-# STARLING_KAFKA_BOOTSTRAP_SERVERS replaces it).
-SERVE_KAFKA_PORT = 9092
-
-
-def serve_port(name: str, index: int) -> int:
-    """Where a service is served by default: its `[tool.starling.serve] port` (which `nox -s new` writes),
-    else the port it has always had, else one from 8100 up."""
-    config = tomllib.loads((ROOT / MEMBERS[name].path / "pyproject.toml").read_text())
-    declared = config.get("tool", {}).get("starling", {}).get("serve", {}).get("port")
-    return int(declared) if declared else processes.DEFAULT_PORTS.get(name, 8100 + index)
-
-
-def serve_env(ports: dict[str, int]) -> dict[str, str]:
-    """The demo admin, and reporting pointed at agents wherever agents is served (unless set already)."""
-    env = {key: os.environ.get(key, value) for key, value in DEMO_ADMIN.items()}
-    if "agents" in ports and "STARLING_REPORTING_AGENTS_URL" not in os.environ:
-        env["STARLING_REPORTING_AGENTS_URL"] = f"http://127.0.0.1:{ports['agents']}"
-    return env
-
-
-def serve_banner(urls: dict[str, str], env: dict[str, str], took: float) -> str:
-    lines = [f"\nall {len(urls)} services healthy in {took:.1f} s (Ctrl-C stops them all):"]
-    width = max(len(name) for name in urls)
-    lines += [f"  {name:<{width}}  {url}   (OpenAPI: {url}/openapi.json)" for name, url in urls.items()]
-    if "users" in urls:
-        lines += [
-            "",
-            f"admin: {env['STARLING_USERS_ADMIN_EMAIL']} / {env['STARLING_USERS_ADMIN_PASSWORD']}; a token:",
-            f"  TOKEN=$(curl -s -X POST {urls['users']}/auth/token -H 'Content-Type: application/json' \\",
-            f'    -d \'{{"email": "{env["STARLING_USERS_ADMIN_EMAIL"]}", '
-            f'"password": "{env["STARLING_USERS_ADMIN_PASSWORD"]}"}}\' \\',
-            "    | python3 -c 'import json, sys; print(json.load(sys.stdin)[\"access_token\"])')",
-            f'  curl -s {urls["users"]}/users/me -H "Authorization: Bearer $TOKEN"',
-        ]
-    return "\n".join(lines)
 
 
 # What `nox -s new` prints for STARLING_USERS_ROLE_SCOPES: the grants in force (that variable, or the users
@@ -385,11 +289,7 @@ def new(session: nox.Session) -> None:
     if name in MEMBERS or (ROOT / "services" / name).exists():
         where = MEMBERS[name].path if name in MEMBERS else Path("services", name)
         session.error(f"{name!r} exists already: {where}")
-    declared = {**processes.DEFAULT_PORTS, "assessments": 8004}
-    for member in MEMBERS.values():
-        config = tomllib.loads((ROOT / member.path / "pyproject.toml").read_text())
-        if port := config.get("tool", {}).get("starling", {}).get("serve", {}).get("port"):
-            declared[member.name] = int(port)
+    declared = {"assessments": 8004} | {name: found.port for name, found in harness.discover(ROOT).items()}
     # A port kept for this very name (8004 for assessments) is its default, not another's port.
     reserved = declared.pop(name, None)
     port = args.port or reserved or max(declared.values()) + 1

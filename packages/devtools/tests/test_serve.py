@@ -17,16 +17,10 @@ import httpx
 import psutil
 import pytest
 
-from starling_devtools import services as services_module
-from starling_devtools import workspace
-from starling_devtools.services import (
-    PORTS_VARIABLE,
-    Service,
-    StopSignals,
-    parse_ports,
-    run_until_stopped,
-    sqlite_env,
-)
+from starling_devtools import harness, workspace
+from starling_devtools.harness import processes
+from starling_devtools.harness.processes import Service, StopSignals
+from starling_devtools.services import PORTS_VARIABLE, parse_ports
 
 # the first run of a checkout creates the serve venv; on 2 busy cores that can take a while
 START_TIMEOUT = 180.0
@@ -61,6 +55,13 @@ def in_group(group: int) -> list[psutil.Process]:
     return found
 
 
+def alive(process: psutil.Process) -> bool:
+    """Running, not merely a zombie: an orphan's exit waits for PID 1 to reap it, which some do late."""
+    with contextlib.suppress(psutil.Error):
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    return False
+
+
 def poll(condition: Callable[[], bool], *, timeout: float, what: Callable[[], str]) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -78,7 +79,7 @@ def nox_serve(
     env["STARLING_SERVE_KAFKA_PORT"] = str(kafka_port)
     env.pop("STARLING_KAFKA_BOOTSTRAP_SERVERS", None)
     for name in ports:
-        env.update(sqlite_env(name, data))
+        env[f"STARLING_{name.upper()}_DATABASE_URL"] = f"sqlite+aiosqlite:///{data / name}.db"
     with log.open("wb") as output:
         process = subprocess.Popen(
             [sys.executable, "-m", "nox", "-f", str(repo_root / "noxfile.py"), "-s", "serve"],
@@ -126,8 +127,10 @@ def test_a_signal_to_nox_serve_stops_every_service_and_frees_every_port(
 
         poll(started, timeout=START_TIMEOUT, what=lambda: f"the services did not answer:\n{log.read_text()}")
         children = psutil.Process(nox.pid).children(recursive=True)
-        served = [child for child in children if "uvicorn" in child.cmdline()]
+        # each service as production runs it: starling_core.serve, supervising one uvicorn child
+        served = [child for child in children if "starling_core.serve" in child.cmdline()]
         assert len(served) == len(names), [child.cmdline() for child in children]
+        assert all(parent.children() for parent in served)
         # the services run in a venv holding them and what they need, not the test tools
         python = served[0].cmdline()[0]
         for module in ("pytest", "starling_testkit", "starling_devtools"):
@@ -152,7 +155,7 @@ def test_a_signal_to_nox_serve_stops_every_service_and_frees_every_port(
             timeout=STOP_TIMEOUT,
             what=lambda: f"still taken: {[port for port in every_port if not port_is_free(port)]}",
         )
-        assert not any(child.is_running() for child in children)
+        assert not [child.pid for child in children if alive(child)]
         assert "all services stopped" in log.read_text()
 
 
@@ -199,24 +202,30 @@ def test_an_ignored_signal_is_dropped_even_inside_a_deferred_block() -> None:
 def test_a_signal_while_a_child_is_recorded_still_stops_every_child(monkeypatch: pytest.MonkeyPatch) -> None:
     # no real service: `python -c` stands in, alive until it is told to stop (it never answers /health)
     sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
-    services = [Service("one", free_port()), Service("two", free_port())]
-    real_start = services_module.start
+    services = {name: Service(name, free_port()) for name in ("one", "two")}
+    stack = harness.Stack(harness.Environment({}), harness.Databases({}), services, {})
+    real_start = processes.start
     seen: list[psutil.Process] = []
 
-    def start(service: Service, **kwargs: object) -> services_module.Running:
+    def start(service: Service, **kwargs: object) -> processes.Running:
         running = real_start(service, argv=sleeper)
         seen.append(psutil.Process(running.pid))
         if len(seen) == len(services):
-            signal.raise_signal(signal.SIGTERM)  # started, not yet in run_until_stopped's list
+            signal.raise_signal(signal.SIGTERM)  # started, not yet in the stack's record
         return running
 
-    monkeypatch.setattr(services_module, "start", start)
+    monkeypatch.setattr(processes, "start", start)
 
     with StopSignals() as signals:
-        run_until_stopped(services, signals=signals, timeout=60)
+        try:
+            stack.start(list(services), signals=signals)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            processes.stop_shielded(list(stack.running.values()), signals)
 
     assert len(seen) == 2
-    assert not any(process.is_running() for process in seen)
+    assert not any(alive(process) for process in seen)
 
 
 def test_ports_are_read_as_name_equals_port() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from starling_devtools import load
-from starling_devtools.load import MIB, MemoryBound, MemorySampler, Recorder
-from starling_devtools.soak import EXPECTED, PASSWORD, Ledger, Soak, make_order, parse_args
+from starling_devtools import harness
+from starling_devtools.harness import Recorder, Running, Service, logs
+from starling_devtools.soak.__main__ import parse_args
+from starling_devtools.soak.callers import PASSWORD, Callers, make_order
+from starling_devtools.soak.generic import operations, plain_gets
+from starling_devtools.soak.ledger import Ledger
+from starling_devtools.soak.memory import MIB, MemoryBound, MemorySampler
+from starling_devtools.soak.verification import EXPECTED
 
 
 def batch(*ids: str) -> list[dict[str, Any]]:
@@ -101,7 +107,7 @@ async def test_the_soak_books_only_what_the_services_accepted() -> None:
         return httpx.Response(202, json={"accepted": len(new), "duplicates": len(orders) - len(new)})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(reporting)) as client:
-        soak = Soak(client, {"reporting": "http://reporting"}, admin_token="t")
+        soak = Callers(client, {"reporting": "http://reporting"}, admin_token="t")
         rng = random.Random(5)
         for kind in ("new", "replay", "mixed", "new", "replay"):
             await soak.orders(0, rng, kind)
@@ -122,16 +128,16 @@ def test_memory_may_grow_by_the_larger_of_the_absolute_and_relative_bounds() -> 
 
 
 def test_a_service_that_grew_past_the_bound_fails_its_memory_check() -> None:
-    sampler = MemorySampler({"users": 1, "agents": 2})
+    exited = subprocess.Popen(["true"])  # memory is read from marks here, never from the process
+    exited.wait()
+    sampler = MemorySampler({name: Running(Service(name, 1), exited) for name in ("users", "agents")})
     sampler.marks = {
         "warm": {"users": 100 * MIB, "agents": 100 * MIB},
         "end": {"users": 110 * MIB, "agents": 300 * MIB},
     }
     sampler.peak = {"users": 120 * MIB, "agents": 300 * MIB}
 
-    checks = {
-        check.name: check for check in load.memory_checks(sampler, MemoryBound(), warm="warm", end="end")
-    }
+    checks = {check.name: check for check in sampler.checks(MemoryBound(), warm="warm", end="end")}
 
     assert checks["memory of users"].ok
     assert not checks["memory of agents"].ok
@@ -139,12 +145,12 @@ def test_a_service_that_grew_past_the_bound_fails_its_memory_check() -> None:
 
 
 def test_a_report_fails_when_any_check_fails() -> None:
-    checks = [load.check("first", True, "1"), load.check("second", False, "2")]
+    checks = [harness.check("first", True, "1"), harness.check("second", False, "2")]
 
-    assert load.exit_code(checks) == 1
-    assert load.exit_code(checks[:1]) == 0
-    assert load.exit_code([]) == 1  # a run that checked nothing proved nothing
-    assert "[FAIL] second: 2" in load.render("soak", checks)
+    assert harness.exit_code(checks) == 1
+    assert harness.exit_code(checks[:1]) == 0
+    assert harness.exit_code([]) == 1  # a run that checked nothing proved nothing
+    assert "[FAIL] second: 2" in harness.render("soak", checks)
 
 
 @pytest.mark.parametrize(
@@ -152,7 +158,7 @@ def test_a_report_fails_when_any_check_fails() -> None:
     [([], 0.5, 0.0), ([3.0, 1.0, 2.0], 0.5, 2.0), ([1.0, 2.0, 3.0, 4.0], 0.99, 4.0), ([5.0], 0.01, 5.0)],
 )
 def test_percentile_is_nearest_rank(values: list[float], fraction: float, expected: float) -> None:
-    assert load.percentile(values, fraction) == expected
+    assert harness.percentile(values, fraction) == expected
 
 
 def test_defaults_are_short_and_a_short_run_warms_up_for_a_sixth() -> None:
@@ -167,6 +173,7 @@ def test_defaults_are_short_and_a_short_run_warms_up_for_a_sixth() -> None:
         3.33,
         "sqlite",
     )
+    assert default.revocation_bound == 5.0
     assert long.warmup == 10.0
     assert (short.seconds, short.callers, short.warmup) == (12.0, 5, 2.0)
 
@@ -182,7 +189,7 @@ def test_a_log_holding_a_token_a_password_or_a_hash_is_caught(tmp_path: Path) ->
         "INFO starling.access [r-1] POST /auth/token 200 3.1 ms 127.0.0.1\n"
         "INFO starling.access [r-2] GET /users/me 200 1.0 ms 127.0.0.1\n"
     )
-    assert load.secrets_in_log(log, {"tok-abc", "pass-123"}) == 0
+    assert logs.secrets_in(log, {"tok-abc", "pass-123"}) == 0
 
     with log.open("a") as file:
         file.write(
@@ -190,8 +197,8 @@ def test_a_log_holding_a_token_a_password_or_a_hash_is_caught(tmp_path: Path) ->
             "DEBUG z: $argon2id$v=19$m=8$salt$hash\n"
         )
 
-    assert load.secrets_in_log(log, {"tok-abc", "pass-123"}) == 3
-    assert load.secrets_in_log(tmp_path / "absent.log", {"tok-abc"}) == 0
+    assert logs.secrets_in(log, {"tok-abc", "pass-123"}) == 3
+    assert logs.secrets_in(tmp_path / "absent.log", {"tok-abc"}) == 0
 
 
 async def test_the_soak_remembers_every_token_it_was_issued_and_the_password() -> None:
@@ -206,10 +213,46 @@ async def test_the_soak_remembers_every_token_it_was_issued_and_the_password() -
         )
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(users)) as client:
-        soak = Soak(client, {"users": "http://users"}, admin_token="t")
+        soak = Callers(client, {"users": "http://users"}, admin_token="t")
         rng = random.Random(1)
         await soak.login(0, rng)
         await soak.login(0, rng)
 
     assert soak.user_tokens == {0: "first"}
     assert soak.secrets == {PASSWORD, "first", "r-first", "second", "r-second"}
+
+
+DOCUMENT = {
+    "paths": {
+        "/health": {"get": {}},
+        "/api/v1/items": {"get": {"security": [{"bearer": ["items:read"]}]}, "post": {}},
+        "/api/v1/items/{item_id}": {"get": {"security": [{"bearer": ["items:read"]}]}},
+        "/api/v1/search": {"get": {"parameters": [{"name": "q", "required": True}]}},
+        "/api/v1/admin": {
+            "get": {"security": [{"bearer": ["items:admin"]}], "parameters": [{"name": "limit"}]}
+        },
+    }
+}
+
+
+def test_a_service_the_soak_does_not_know_is_read_on_every_plain_get_with_every_scope() -> None:
+    minted: list[list[str]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=DOCUMENT)
+
+    def mint(scopes: object) -> str:
+        minted.append(list(scopes))  # type: ignore[call-overload]
+        return "tok"
+
+    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+        found = operations(client, {"catalog": "http://c"}, mint)
+
+    assert plain_gets(DOCUMENT) == [("/api/v1/items", True), ("/api/v1/admin", True)]
+    assert [(op.label, op.url) for op in found] == [
+        ("catalog.health", "http://c/health"),
+        ("catalog.GET /api/v1/items", "http://c/api/v1/items"),
+        ("catalog.GET /api/v1/admin", "http://c/api/v1/admin"),
+    ]
+    assert minted == [["items:admin", "items:read"]]
+    assert found[1].headers == {"Authorization": "Bearer tok"}

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+
+from starling_devtools.harness.tokens import bearer, login
 
 DEMO_AGENTS: list[dict[str, Any]] = [
     {
@@ -73,6 +77,15 @@ def demo_orders(count: int = 30, *, start: datetime | None = None) -> list[dict[
     return orders
 
 
+def units(orders: Iterable[Mapping[str, Any]]) -> Counter[str]:
+    """Units bought per product over `orders`: what reporting's `/top-products` must count."""
+    total: Counter[str] = Counter()
+    for order in orders:
+        for item in order["items"]:
+            total[item["product_id"]] += int(item["quantity"])
+    return total
+
+
 @dataclass(frozen=True)
 class Seeded:
     token: str
@@ -81,48 +94,33 @@ class Seeded:
     orders_duplicates: int
 
 
-def token(users_url: str, email: str, password: str, *, client: httpx.Client) -> str:
-    response = client.post(f"{users_url}/auth/token", json={"email": email, "password": password})
-    response.raise_for_status()
-    return str(response.json()["access_token"])
-
-
-def seed(
-    *, users_url: str, agents_url: str, reporting_url: str, email: str, password: str, orders: int = 30
-) -> Seeded:
+def seed(urls: Mapping[str, str], email: str, password: str, *, orders: int = 30) -> Seeded:
+    """The demo agents and orders, through the agents and reporting APIs, as the administrator."""
     with httpx.Client(timeout=10.0) as client:
-        access = token(users_url, email, password, client=client)
-        headers = {"Authorization": f"Bearer {access}"}
+        access = str(login(client, urls["users"], email, password)["access_token"])
         created = []
         for agent in DEMO_AGENTS:
-            response = client.post(f"{agents_url}/api/v1/agents", json=agent, headers=headers)
+            response = client.post(f"{urls['agents']}/api/v1/agents", json=agent, headers=bearer(access))
             if response.status_code == 201:
                 created.append(agent["agent_id"])
             elif response.status_code != 409:
                 response.raise_for_status()
-        response = client.post(
-            f"{reporting_url}/api/v1/orders", json={"orders": demo_orders(orders)}, headers=headers
-        )
+        body = {"orders": demo_orders(orders)}
+        response = client.post(f"{urls['reporting']}/api/v1/orders", json=body, headers=bearer(access))
         response.raise_for_status()
-        body = response.json()
-        return Seeded(access, created, int(body["accepted"]), int(body["duplicates"]))
+        answer = response.json()
+        return Seeded(access, created, int(answer["accepted"]), int(answer["duplicates"]))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Seed demo agents and orders through the services' APIs.")
-    parser.add_argument("--users", default="http://127.0.0.1:8001")
-    parser.add_argument("--agents", default="http://127.0.0.1:8002")
-    parser.add_argument("--reporting", default="http://127.0.0.1:8003")
+    for name, port in (("users", 8001), ("agents", 8002), ("reporting", 8003)):
+        parser.add_argument(f"--{name}", default=f"http://127.0.0.1:{port}")
     parser.add_argument("--email", required=True)
     parser.add_argument("--password", required=True)
     args = parser.parse_args(argv)
-    result = seed(
-        users_url=args.users,
-        agents_url=args.agents,
-        reporting_url=args.reporting,
-        email=args.email,
-        password=args.password,
-    )
+    urls = {"users": args.users, "agents": args.agents, "reporting": args.reporting}
+    result = seed(urls, args.email, args.password)
     print(
         f"seeded: agents created {result.agents_created or 'none (already there)'}, "
         f"orders accepted {result.orders_accepted}, replayed {result.orders_duplicates}"

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from starling_devtools import services
 from starling_devtools.bench import (
     inprocess,
     isolation,
@@ -340,7 +339,9 @@ def run_profile(options: Options, report: Report, workdir: Path, server_url: str
 def _database_env(database: str, workdir: Path, server_url: str | None) -> Callable[[str], dict[str, str]]:
     """How service `name` finds its own database: a SQLite file, or a fresh PostgreSQL database."""
     if database == "sqlite":
-        return lambda name: services.sqlite_env(name, workdir / "serving-sqlite")
+        return lambda name: {
+            f"STARLING_{name.upper()}_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/serving-sqlite/{name}.db"
+        }
     assert server_url is not None
     from starling_devtools.bench.cluster import create_database
 

@@ -29,9 +29,10 @@ from typing import Any
 
 import httpx
 
-from starling_devtools import services
 from starling_devtools.bench import bare, servers, serving, wrk
 from starling_devtools.bench.results import Figure
+from starling_devtools.harness import processes as services
+from starling_devtools.harness.environment import UNLIMITED_RATE
 
 PART = "profile"
 RATE = 200
@@ -164,7 +165,7 @@ def measure(
     out_dir.mkdir(parents=True, exist_ok=True)
     found: list[Profiled] = []
     for workload in workloads:
-        env = {"STARLING_RATE_LIMIT": services.UNLIMITED_RATE, **env_for(workload.service)}
+        env = {"STARLING_RATE_LIMIT": UNLIMITED_RATE, **env_for(workload.service)}
         target = servers.Target(services.Service(workload.service, PORT).app, "127.0.0.1", PORT)
         bare_env = {**env, bare.DATABASE_VARIABLE: serving.database_url(env, workload.service)}
         bare_target = servers.Target(f"{bare.__name__}:{workload.service}", "127.0.0.1", PORT)

@@ -42,10 +42,12 @@ from typing import Any
 import httpx
 import psutil
 
-from starling_devtools import seed, services
+from starling_devtools import harness, seed
 from starling_devtools.bench import bare, servers, wrk
 from starling_devtools.bench.results import Figure, Target
 from starling_devtools.bench.stats import median, ratio
+from starling_devtools.harness import processes as services
+from starling_devtools.harness.environment import UNLIMITED_RATE
 
 PART = "serving"
 TARGET_BARE = 0.7
@@ -110,7 +112,7 @@ def _users(url: str, client: httpx.Client) -> Prepared:
     registered = client.post(f"{url}/users", json=body)
     if registered.status_code not in (201, 409):
         registered.raise_for_status()
-    headers = {"Authorization": f"Bearer {seed.token(url, BENCH_EMAIL, BENCH_PASSWORD, client=client)}"}
+    headers = harness.bearer(harness.login(client, url, BENCH_EMAIL, BENCH_PASSWORD)["access_token"])
     me = client.get(f"{url}/users/me", headers=headers).raise_for_status().json()
     return Prepared(headers, f"/users/{me['id']}")
 
@@ -490,7 +492,7 @@ def measure(
     measured: list[Measured] = []
     workdir.mkdir(parents=True, exist_ok=True)
     for index, workload in enumerate(plan.workloads):
-        env = {"STARLING_RATE_LIMIT": services.UNLIMITED_RATE, **env_for(workload.service)}
+        env = {"STARLING_RATE_LIMIT": UNLIMITED_RATE, **env_for(workload.service)}
         port = BASE_PORT + index
         # One process first: it migrates the database and the caller is prepared on it.
         target = servers.Target(services.Service(workload.service, port).app, "127.0.0.1", port)

@@ -1,0 +1,228 @@
+"""`python -m starling_devtools.soak`: the workspace's services under a bounded load, then the books checked.
+
+Every service of the workspace runs (the harness finds them), beside a broker so that the users
+service's events reach the others. The callers (`callers`) load users, agents and reporting with
+their own workload and every other service with the generic one (`generic`), while an administrator
+revokes three users' tokens (`revocation`). Afterwards the background runs are waited for, the
+services stopped and their databases read directly (`verification`): each accepted write must be
+there exactly once, and nothing else. Nothing may answer 5xx or go unanswered, every ingest answer
+must count exactly the orders that were new, no service's memory may grow past the stated bound
+between the end of the warm-up and the end of the load (`memory`), no service's log may hold a
+password, a password hash, a token the run was given or a traceback, and no revoked token may work
+later than `--revocation-bound` seconds after its revocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from starling_devtools import harness
+from starling_devtools.harness import logs
+from starling_devtools.soak import generic, verification
+from starling_devtools.soak.callers import KNOWN, PASSWORD, Callers
+from starling_devtools.soak.memory import MemoryBound, MemorySampler
+from starling_devtools.soak.revocation import Revocations
+
+
+@dataclass(frozen=True)
+class Options:
+    seconds: float
+    callers: int
+    warmup: float
+    db: str
+    seed: int
+    drain_timeout: float
+    bound: MemoryBound
+    revocation_bound: float
+    keep: bool
+    root: Path = harness.ROOT
+
+
+@dataclass
+class Outcome:
+    """What the load left: the callers' books, memory, the revocations, and the state read afterwards."""
+
+    callers: Callers
+    sampler: MemorySampler
+    revocations: Revocations | None
+    drained: bool = True
+    top: dict[str, int] = field(default_factory=dict)
+    elapsed: float = 0.0
+
+
+def admin_session(stack: harness.Stack) -> tuple[str, str, set[str]]:
+    """The administrator's token and id (a real login when the users service runs), and its secrets."""
+    admin = stack.environment.admin or harness.Admin()
+    if "users" not in stack.urls:
+        return stack.environment.mint("soak-admin", []), "soak-admin", {admin.password}
+    with httpx.Client(timeout=30.0) as client:
+        answer = harness.login(client, stack.urls["users"], admin.email, admin.password)
+        me = client.get(f"{stack.urls['users']}/users/me", headers=harness.bearer(answer["access_token"]))
+    return (
+        answer["access_token"],
+        me.raise_for_status().json()["id"],
+        harness.issued(answer) | {admin.password},
+    )
+
+
+async def drive(options: Options, stack: harness.Stack) -> Outcome:
+    """The load, the revocations in it, then the wait for background runs; memory marked on the way."""
+    urls = stack.urls
+    token, admin_id, secrets = admin_session(stack)
+    unknown = {name: url for name, url in urls.items() if not (urls.keys() >= KNOWN and name in KNOWN)}
+    with httpx.Client(timeout=30.0) as sync_client:
+        ops = generic.operations(
+            sync_client, unknown, lambda scopes: stack.environment.mint(admin_id, list(scopes))
+        )
+    sampler = MemorySampler(stack.running)
+    async with harness.http_client(connections=options.callers * 3 + 16, seconds=30.0) as client:
+        callers = Callers(client, urls, token, generic=ops)
+        callers.secrets |= secrets
+        revocations = (
+            Revocations(client, urls, token, PASSWORD, secrets=callers.secrets) if "users" in urls else None
+        )
+        done = asyncio.Event()
+        background = [asyncio.create_task(sampler.run(), name="soak-memory")]
+        if revocations is not None:
+            await revocations.prepare()
+            callers.ledger.registered |= {victim.email for victim in revocations.victims}
+            background.append(asyncio.create_task(revocations.watch(done), name="soak-revocations"))
+        started = time.monotonic()
+        deadline = started + options.seconds
+        tasks = [
+            asyncio.create_task(callers.caller(index, options.seed, deadline), name=f"soak-caller-{index}")
+            for index in range(options.callers)
+        ]
+        await asyncio.sleep(min(options.warmup, options.seconds / 3))
+        sampler.mark("warm")
+        await asyncio.sleep(max(0.0, started + options.seconds / 3 - time.monotonic()))
+        if revocations is not None:
+            await revocations.revoke()
+            callers.ledger.deleted.add(revocations.victims[1].email)
+        await asyncio.gather(*tasks)
+        sampler.mark("end")
+        outcome = Outcome(callers, sampler, revocations, elapsed=time.monotonic() - started)
+        if urls.keys() >= KNOWN:
+            agents, reporting = urls["agents"], urls["reporting"]
+
+            async def drained() -> bool:
+                return await verification.unfinished_runs(client, agents, token) == 0
+
+            outcome.drained = await harness.wait_for(drained, within=options.drain_timeout, interval=0.25)
+            outcome.top = await verification.top_products(client, reporting, token)
+        if revocations is not None:
+            last = max(victim.revoked_at for victim in revocations.victims)
+            await asyncio.sleep(max(0.0, last + options.revocation_bound + 1.0 - time.time()))
+            done.set()
+            await revocations.afterwards()
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        return outcome
+
+
+def run(options: Options) -> int:
+    with harness.work_dir("starling-soak-", keep=options.keep) as directory:
+        with harness.run(directory, root=options.root, db=options.db, broker=True) as stack:
+            outcome = asyncio.run(drive(options, stack))
+        checks = verification.answers(outcome.callers.recorder, outcome.callers.ledger)
+        if stack.urls.keys() >= KNOWN:
+            checks.append(
+                harness.check(
+                    "background runs all finished",
+                    outcome.drained,
+                    f"{len(outcome.callers.ledger.background_runs)} queued; none left queued or running"
+                    if outcome.drained
+                    else f"still unfinished after {options.drain_timeout:.0f} s",
+                )
+            )
+        checks += [logs.tracebacks_check(stack.logs), logs.secrets_check(stack.logs, outcome.callers.secrets)]
+        checks += outcome.sampler.checks(options.bound, warm="warm", end="end")
+        if outcome.revocations is not None:
+            checks += outcome.revocations.checks(options.revocation_bound)
+        if stack.urls.keys() >= KNOWN:
+            admin = (stack.environment.admin or harness.Admin()).email
+            checks += asyncio.run(
+                verification.stored(outcome.callers.ledger, stack.databases.urls, admin, outcome.top)
+            )
+        print(render(options, outcome, checks))
+        return harness.exit_code(checks)
+
+
+def render(options: Options, outcome: Outcome, checks: Sequence[harness.Check]) -> str:
+    elapsed = outcome.elapsed or options.seconds
+    recorder = outcome.callers.recorder
+    notes = [
+        f"{options.callers} callers for {elapsed:.1f} s on {options.db} (seed {options.seed}); "
+        f"{recorder.total} requests, {recorder.total / elapsed:.0f}/s; "
+        f"warm-up {options.warmup:.0f} s; memory bound: {options.bound.describe()}",
+        "Argon2id at time_cost=1, memory_cost=8 MiB, parallelism=1 (hashing is not what is soaked)",
+        *recorder.table(),
+        *(f"  sample: {text}" for text in recorder.samples),
+    ]
+    return harness.render("soak", checks, notes)
+
+
+def parse_args(argv: Sequence[str] | None) -> Options:
+    parser = argparse.ArgumentParser(
+        prog="python -m starling_devtools.soak", description=__doc__.splitlines()[0]
+    )
+    # short in the README's test command; the nightly workflow runs it for 10 minutes
+    parser.add_argument("--seconds", type=float, default=20.0, help="how long the load lasts (default 20)")
+    parser.add_argument("--callers", type=int, default=50, help="concurrent callers (default 50)")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=None,
+        help="seconds before the first memory sample (default: 1/6 of the run, at most 10)",
+    )
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--drain-timeout", type=float, default=120.0, help="seconds background runs get to finish"
+    )
+    parser.add_argument(
+        "--memory-mib", type=float, default=64.0, help="growth always allowed, MiB (default 64)"
+    )
+    parser.add_argument(
+        "--memory-fraction", type=float, default=0.25, help="or this fraction of the warm RSS"
+    )
+    parser.add_argument(
+        "--revocation-bound",
+        type=float,
+        default=5.0,
+        help="seconds a revoked token may still work on a service other than users (default 5)",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
+    parser.add_argument("--root", type=Path, default=harness.ROOT, help="the workspace whose services run")
+    args = parser.parse_args(argv)
+    if args.seconds <= 0 or args.callers < 1:
+        parser.error("--seconds must be positive and --callers at least 1")
+    warmup = args.warmup if args.warmup is not None else min(10.0, args.seconds / 6)
+    return Options(
+        seconds=args.seconds,
+        callers=args.callers,
+        warmup=warmup,
+        db=args.db,
+        seed=args.seed,
+        drain_timeout=args.drain_timeout,
+        bound=MemoryBound(args.memory_mib, args.memory_fraction),
+        revocation_bound=args.revocation_bound,
+        keep=args.keep,
+        root=args.root,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
