@@ -3,7 +3,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import replace
 
 import httpx
@@ -14,7 +14,6 @@ from starlette.endpoints import HTTPEndpoint
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import Message, Scope
 from starlette.websockets import WebSocket
 
 from starling_core.auth import (
@@ -26,6 +25,8 @@ from starling_core.auth import (
 )
 from starling_core.errors import exception_handlers
 from starling_core.tokens import JWTConfig, issue_token
+
+from .websockets import websocket_session
 
 # Scopes of an imaginary service: core checks scopes, it does not know any service's.
 AGENT_READ = "agent:read"
@@ -221,44 +222,13 @@ def test_declared_scopes_list_the_users_then_the_administrators() -> None:
     assert Scopes().all == ()
 
 
-async def websocket_session(path: str, query: str = "", protocols: Sequence[str] = ()) -> list[Message]:
-    # Starlette's TestClient warns that it wants httpx2, which Starling does not install, so the
-    # WebSocket conversation is spoken in ASGI directly: the client connects, sends nothing, and
-    # disconnects if the app waits for more; the messages the app sent are returned.
-    scope: Scope = {
-        "type": "websocket",
-        "asgi": {"version": "3.0"},
-        "scheme": "ws",
-        "server": ("testserver", 80),
-        "client": ("127.0.0.1", 50000),
-        "root_path": "",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query.encode(),
-        "headers": [(b"host", b"testserver")]
-        + ([(b"sec-websocket-protocol", ", ".join(protocols).encode())] if protocols else []),
-        "subprotocols": list(protocols),
-    }
-    incoming: list[Message] = [{"type": "websocket.connect"}]
-    sent: list[Message] = []
-
-    async def receive() -> Message:
-        return incoming.pop(0) if incoming else {"type": "websocket.disconnect", "code": 1000}
-
-    async def send(message: Message) -> None:
-        sent.append(message)
-
-    await app(scope, receive, send)
-    return sent
-
-
 @pytest.mark.parametrize(
     "query",
     ["", "token=", "token=garbage", f"token={token(AGENT_READ, expires_in=-10)}"],
     ids=["no-token", "empty-token", "garbage", "expired"],
 )
 async def test_websocket_without_a_valid_token_is_closed_with_1008(query: str) -> None:
-    messages = await websocket_session("/events", query)
+    messages = await websocket_session(app, "/events", query)
 
     assert [(m["type"], m.get("code")) for m in messages] == [
         ("websocket.accept", None),
@@ -267,7 +237,7 @@ async def test_websocket_without_a_valid_token_is_closed_with_1008(query: str) -
 
 
 async def test_websocket_token_without_the_scope_is_closed_with_1008() -> None:
-    messages = await websocket_session("/events", f"token={token('reports:read')}")
+    messages = await websocket_session(app, "/events", f"token={token('reports:read')}")
 
     assert [m["type"] for m in messages] == ["websocket.accept", "websocket.close"]
     assert messages[-1] == {
@@ -278,7 +248,7 @@ async def test_websocket_token_without_the_scope_is_closed_with_1008() -> None:
 
 
 async def test_websocket_with_token_and_scope_is_accepted() -> None:
-    messages = await websocket_session("/events", f"token={token(AGENT_READ)}")
+    messages = await websocket_session(app, "/events", f"token={token(AGENT_READ)}")
 
     assert messages[0]["type"] == "websocket.accept"
     assert json.loads(messages[1]["text"]) == {"sub": "user-1"}
@@ -306,7 +276,7 @@ async def test_a_protected_route_says_why_a_token_was_refused(client: httpx.Asyn
 
 
 async def test_a_websocket_token_can_travel_in_the_bearer_subprotocol_not_the_url() -> None:
-    messages = await websocket_session("/events", protocols=["bearer", token(AGENT_READ)])
+    messages = await websocket_session(app, "/events", protocols=["bearer", token(AGENT_READ)])
 
     assert messages[0] == {"type": "websocket.accept", "subprotocol": "bearer", "headers": []}
     assert json.loads(messages[1]["text"]) == {"sub": "user-1"}
@@ -318,7 +288,7 @@ async def test_a_websocket_token_can_travel_in_the_bearer_subprotocol_not_the_ur
     ids=["no-token", "garbage", "expired"],
 )
 async def test_a_bad_bearer_subprotocol_is_closed_with_1008(protocols: list[str]) -> None:
-    messages = await websocket_session("/events", protocols=protocols)
+    messages = await websocket_session(app, "/events", protocols=protocols)
     # accepted with the protocol the client offered, or a browser would drop it before seeing 1008
     assert messages[0] == {"type": "websocket.accept", "subprotocol": "bearer", "headers": []}
     assert messages[-1]["code"] == 1008

@@ -14,7 +14,7 @@ from starling_core.migrations import differences, upgrade
 from .itemsapp import ItemBase, ItemSettings, build_app
 
 SCRIPTS = Path(__file__).parent / "migrations_fixture"
-CORE_TABLES = {"rate_limit_buckets", "outbox_events", "inbox_events"}
+CORE_TABLES = {"rate_limit_buckets", "outbox_events", "inbox_events", "token_revocations"}
 
 
 async def test_upgrade_creates_the_tables_and_is_idempotent(tmp_path: Path) -> None:
@@ -43,6 +43,7 @@ async def test_differences_name_what_the_database_lacks_until_it_is_upgraded(tmp
         ("add_table", "items"),
         ("add_table", "outbox_events"),
         ("add_table", "rate_limit_buckets"),
+        ("add_table", "token_revocations"),
     ]
     assert after == []
 

@@ -18,6 +18,7 @@ from starling_agents.app import create_app
 from starling_agents.followers import TASK_PREFIX
 from starling_agents.settings import AgentsSettings
 from starling_core.db import Database
+from starling_core.events import Events
 from starling_core.ratelimit import RateLimitBackend
 from starling_core.settings import ServiceSettings
 
@@ -39,6 +40,7 @@ def build_app(
     *,
     llm_transport: httpx.AsyncBaseTransport | None = None,
     rate_limit_backend: RateLimitBackend | None = None,
+    events: Events | None = None,
     **overrides: Any,
 ) -> Starlette:
     """The app with `overrides` on the kit's settings, on `database` (the kit's `app_database`, which
@@ -49,6 +51,7 @@ def build_app(
         llm_transport=llm_transport,
         sleep=no_sleep,
         rate_limit_backend=rate_limit_backend,
+        events=events,
     )
 
 

@@ -18,6 +18,10 @@ from starling_core.migrations import CORE_VERSIONS, differences, upgrade
 from starling_core.tokens import JWTConfig, issue_token
 
 
+def head_of(versions: Path) -> str | None:
+    return ScriptDirectory(str(versions), version_locations=[str(versions)]).get_current_head()
+
+
 async def test_an_empty_database_migrated_matches_the_models_and_cores_tables(tmp_path: Path) -> None:
     database = Database.from_url(f"sqlite+aiosqlite:///{tmp_path}/agents.db")
     try:
@@ -30,9 +34,7 @@ async def test_an_empty_database_migrated_matches_the_models_and_cores_tables(tm
             heads = set((await connection.scalars(text("SELECT version_num FROM alembic_version"))).all())
         assert tables == {"alembic_version", *AgentsBase.metadata.tables, *schema.metadata.tables}
         # this service's history and core's, side by side, each at its head
-        core = ScriptDirectory(str(CORE_VERSIONS), version_locations=[str(CORE_VERSIONS)])
-        core_head = core.get_current_head()
-        assert heads == {"0004", core_head}
+        assert heads == {head_of(MIGRATIONS / "versions"), head_of(CORE_VERSIONS)}
     finally:
         await database.dispose()
 

@@ -1,10 +1,11 @@
 """The users service's events: `user.changed` and `user.deleted` end the user's earlier tokens on every
-route and WebSocket here, and `user.deleted` cancels the user's unfinished runs.
+route and WebSocket here (core's `agents-tokens` group, `starling_core.revocations`), and `user.deleted`
+cancels the user's unfinished runs (this service's `agents` group).
 
-In process, events are handed to the app's own consumer group (`Consumer.deliver`: the same inbox,
+In process, events are handed to the app's own consumer groups (`Consumer.deliver`: the same inbox,
 transaction and handlers as from the broker). Over the real broker (the kit's `kafka_broker`), the
 users service's outbox is played by this database's own: an event written to it is sent by core's relay
-to `users.users`, and the app's consumer takes it from there.
+to `users.users`, and the app's consumers take it from there.
 """
 
 from __future__ import annotations
@@ -16,44 +17,48 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
-from starling_agents.app import create_app
-from starling_agents.models import TokenRevocation
-from starling_agents.repository import AgentsStores
-from starling_agents.schemas import USER_CHANGED, USER_DELETED, UserRevoked
-from starling_agents.service import Revocations
 from starling_agents.settings import AgentsSettings
-from starling_core.app import ServiceApp
-from starling_core.db import Database
 from starling_core.events import Consumer, Event, Events, Message, Outbox, Outcome
 from starling_core.events import topics as contract
 from starling_core.events.kafka import KafkaBroker, KafkaOptions
+from starling_core.revocations import REVOKED, consumer_group
 from starling_core.settings import ServiceSettings
-from starling_testkit import AppFactory, BoundDatabase, FrozenClock
+from starling_testkit import BoundDatabase, FrozenClock
 from starling_testkit.events import PublishedEvents
 from starling_testkit.tokens import DEFAULT_SUB, TokenFactory
 
 from .asgi_ws import websocket_connect
 from .helpers import SAMPLE_TEXT, build_app, client_for, started
 
-REVOKED = "Token has been revoked: log in again"
 TIMEOUT = 20.0  # seconds the relay, the broker and the consumer may take on a loaded 2-core machine
+TOKENS = consumer_group("agents")
 
 
-def consumer_of(database: BoundDatabase) -> Consumer[Any]:
-    """The app's consumer group, as its lifespan builds it, on the test's database."""
-    stores = AgentsStores(database)
-    revocations = Revocations(stores)
-    return (
-        Consumer(stores, "agents", retry_delays=())
-        .on(USER_CHANGED, revocations.user_changed)
-        .on(USER_DELETED, revocations.user_deleted)
-    )
+@pytest.fixture
+def app_events(app_settings: ServiceSettings) -> Events:
+    """The app's events, kept to reach its consumer groups; the relay polls often, so events written
+    during a test reach the broker while it runs."""
+    return Events(app_settings, poll_interval=0.05)
 
 
-def changed(user_id: str, at: datetime, kind: Any = USER_CHANGED) -> Event[UserRevoked]:
-    event: Event[UserRevoked] = kind.new(user_id, UserRevoked(user_id=user_id, role="user"), occurred_at=at)
+@pytest.fixture
+def app(app_settings: ServiceSettings, app_database: BoundDatabase, app_events: Events) -> Starlette:
+    return build_app(app_settings, app_database, events=app_events)
+
+
+def group(events: Events, name: str) -> Consumer[Any]:
+    """The started app's consumer group `name`, with no retries: a failing event raises at once."""
+    (consumer,) = [consumer for consumer in events.consumers if consumer.group == name]
+    consumer.retry_delays = ()
+    return consumer
+
+
+def changed(user_id: str, at: datetime, kind: Any = contract.USER_CHANGED) -> Event[contract.UserEvent]:
+    payload = contract.UserEvent(user_id=user_id, role="user")
+    event: Event[contract.UserEvent] = kind.new(user_id, payload, occurred_at=at)
     return event
 
 
@@ -67,9 +72,11 @@ async def queued_runs(client: httpx.AsyncClient, count: int) -> list[str]:
 
 
 @pytest.fixture
-async def no_workers(app_settings: ServiceSettings, app_database: BoundDatabase) -> AsyncIterator[ASGIApp]:
+async def no_workers(
+    app_settings: ServiceSettings, app_database: BoundDatabase, app_events: Events
+) -> AsyncIterator[ASGIApp]:
     """The app with no worker: background runs stay queued until something cancels them."""
-    async with started(build_app(app_settings, app_database, workers=0)) as served:
+    async with started(build_app(app_settings, app_database, workers=0, events=app_events)) as served:
         yield served
 
 
@@ -77,7 +84,7 @@ async def no_workers(app_settings: ServiceSettings, app_database: BoundDatabase)
 
 
 async def test_user_changed_refuses_the_users_earlier_tokens_on_every_route_and_the_websocket(
-    started_app: ASGIApp, app_database: BoundDatabase, token_factory: TokenFactory, frozen_clock: FrozenClock
+    started_app: ASGIApp, app_events: Events, token_factory: TokenFactory, frozen_clock: FrozenClock
 ) -> None:
     earlier = token_factory(scopes=["agent:run", "agent:read", "agent:admin"])
     async with client_for(started_app, earlier) as client:
@@ -85,7 +92,7 @@ async def test_user_changed_refuses_the_users_earlier_tokens_on_every_route_and_
             await client.post("/api/v1/agents/run", json={"agent_id": "summarizer", "input_text": "Hi."})
         ).json()["run_id"]
         change = frozen_clock.tick(5)
-        assert await consumer_of(app_database).deliver(changed(DEFAULT_SUB, change)) == Outcome.HANDLED
+        assert await group(app_events, TOKENS).deliver(changed(DEFAULT_SUB, change)) == Outcome.HANDLED
 
         for response in (
             await client.get("/api/v1/agents"),
@@ -113,36 +120,9 @@ async def test_user_changed_refuses_the_users_earlier_tokens_on_every_route_and_
         assert (await client.get("/api/v1/agents")).status_code == 200  # nobody else's tokens change
 
 
-async def test_a_token_issued_in_the_second_of_the_change_counts_as_before_it(
-    started_app: ASGIApp, app_database: BoundDatabase, token_factory: TokenFactory, frozen_clock: FrozenClock
-) -> None:
-    frozen_clock.move_to(datetime(2026, 6, 1, 12, 0, 0, 200_000, tzinfo=UTC))
-    token = token_factory()  # iat 12:00:00, whole seconds
-    await consumer_of(app_database).deliver(changed(DEFAULT_SUB, frozen_clock.tick(0.5)))  # 12:00:00.7
-    async with client_for(started_app, token) as client:
-        assert await refused(await client.get("/api/v1/agents"))
-
-
-async def test_a_redelivered_or_late_event_changes_nothing(
-    app_database: BoundDatabase, frozen_clock: FrozenClock
-) -> None:
-    consumer = consumer_of(app_database)
-    first, later = frozen_clock.tick(0), frozen_clock.tick(60)
-    newer = changed(DEFAULT_SUB, later)
-    older = changed(DEFAULT_SUB, first, USER_DELETED)
-
-    outcomes = [await consumer.deliver(newer), await consumer.deliver(newer), await consumer.deliver(older)]
-
-    assert outcomes == [Outcome.HANDLED, Outcome.DUPLICATE, Outcome.HANDLED]
-    async with app_database.session() as session:
-        row = await session.get(TokenRevocation, DEFAULT_SUB)
-    assert row is not None
-    assert (row.revoked_at, row.reason) == (later, "user.changed")  # the latest time stands
-
-
 async def test_user_deleted_cancels_the_users_unfinished_runs_and_publishes_each(
     no_workers: ASGIApp,
-    app_database: BoundDatabase,
+    app_events: Events,
     token_factory: TokenFactory,
     published_events: PublishedEvents,
 ) -> None:
@@ -155,11 +135,12 @@ async def test_user_deleted_cancels_the_users_unfinished_runs_and_publishes_each
     async with client_for(no_workers, token_factory(sub="someone-else")) as client:
         (others,) = await queued_runs(client, 1)
 
-    deletion = changed(DEFAULT_SUB, datetime.now(UTC), USER_DELETED)
-    consumer = consumer_of(app_database)
-    assert [await consumer.deliver(deletion), await consumer.deliver(deletion)] == [
+    deletion = changed(DEFAULT_SUB, datetime.now(UTC), contract.USER_DELETED)
+    runs, tokens = group(app_events, "agents"), group(app_events, TOKENS)
+    assert [await runs.deliver(deletion), await runs.deliver(deletion), await tokens.deliver(deletion)] == [
         Outcome.HANDLED,
         Outcome.DUPLICATE,
+        Outcome.HANDLED,
     ]
 
     async with client_for(
@@ -178,13 +159,13 @@ async def test_user_deleted_cancels_the_users_unfinished_runs_and_publishes_each
 
 
 async def test_an_event_the_users_service_did_not_send_is_dead_lettered_not_applied(
-    app_database: BoundDatabase,
+    started_app: ASGIApp, app_events: Events
 ) -> None:
     from starling_core.events import EventFailed
 
-    bad = contract.USER_DELETED.new(DEFAULT_SUB, contract.UserEvent(user_id="", role=None))
+    bad = contract.USER_DELETED.new(DEFAULT_SUB, contract.UserEvent.model_construct(user_id="", role=None))
     with pytest.raises(EventFailed):  # an empty user id: no dead-letter topic in process, so it raises
-        await consumer_of(app_database).deliver(bad)
+        await group(app_events, "agents").deliver(bad)
 
 
 # --- over the real broker ----------------------------------------------------------------------------------
@@ -195,12 +176,12 @@ async def health_events(client: httpx.AsyncClient) -> dict[str, Any]:
     return events
 
 
-async def handled(client: httpx.AsyncClient, count: int) -> None:
-    """Wait until the app's consumer group took `count` events, handled or skipped as duplicates."""
+async def handled(client: httpx.AsyncClient, count: int, name: str = "agents") -> None:
+    """Wait until the app's consumer group `name` took `count` events, handled or skipped as duplicates."""
     async with asyncio.timeout(TIMEOUT):
         while True:
-            group = (await health_events(client))["consumers"]["agents"]
-            if group["handled"] + group["duplicates"] >= count:
+            taken = (await health_events(client))["consumers"][name]
+            if taken["handled"] + taken["duplicates"] >= count:
                 return
             await asyncio.sleep(0.05)  # the consumer works in its own task: nothing to await but its count
 
@@ -219,10 +200,6 @@ class TestOverTheBroker:
     def app_settings(self, app_settings: AgentsSettings, kafka_settings: dict[str, Any]) -> AgentsSettings:
         return app_settings.model_copy(update={**kafka_settings, "workers": 0})
 
-    @pytest.fixture
-    def app_factory(self) -> AppFactory:
-        return fast_relay
-
     async def test_a_revoked_users_old_token_is_refused_once_user_changed_arrives(
         self, started_app: ASGIApp, app_database: BoundDatabase, token_factory: TokenFactory
     ) -> None:
@@ -231,11 +208,11 @@ class TestOverTheBroker:
             assert (await client.get("/api/v1/agents")).status_code == 200
 
             await publish_as_the_users_service(app_database, (contract.USER_CHANGED, DEFAULT_SUB))
-            await handled(client, 1)
+            await handled(client, 1, TOKENS)
 
             assert await refused(await client.get("/api/v1/agents"))
-            group = (await health_events(client))["consumers"]["agents"]
-            assert (group["handled"], group["dead_lettered"], group["state"]) == (1, 0, "running")
+            taken = (await health_events(client))["consumers"][TOKENS]
+            assert (taken["handled"], taken["dead_lettered"], taken["state"]) == (1, 0, "running")
         await asyncio.sleep(1.1)  # `iat` has whole seconds: the next token is issued a second later
         async with client_for(started_app, token_factory()) as client:
             assert (await client.get("/api/v1/agents")).status_code == 200
@@ -260,8 +237,8 @@ class TestOverTheBroker:
                 await publisher.publish([Message(contract.USERS, event.key, event.to_json())])
             await handled(client, 2)
 
-            group = (await health_events(client))["consumers"]["agents"]
-            assert (group["handled"], group["duplicates"]) == (1, 1)
+            taken = (await health_events(client))["consumers"]["agents"]
+            assert (taken["handled"], taken["duplicates"]) == (1, 1)
         async with client_for(
             started_app, token_factory(sub="an-admin", scopes=["agent:read", "agent:admin"])
         ) as admin:
@@ -271,8 +248,3 @@ class TestOverTheBroker:
         assert statuses == ["cancelled", "cancelled"]
         cancelled = [e for e in await published_events.of(contract.RUN_FINISHED) if e.key in queued]
         assert sorted(e.key for e in cancelled) == sorted(queued)  # one run.finished each, not two
-
-
-def fast_relay(settings: AgentsSettings, *, database: Database) -> ServiceApp:
-    """The app with its own relay polling often, so its events reach the broker while the test runs."""
-    return create_app(settings, database=database, events=Events(settings, poll_interval=0.05))

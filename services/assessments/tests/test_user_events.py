@@ -19,13 +19,15 @@ from sqlalchemy import func, select
 
 from starling_assessments.app import create_app
 from starling_assessments.models import AreaRating, Assessment, AssessmentQuestion, Question
-from starling_assessments.repository import DatabaseAssessmentStores, DatabaseRevocationStores
-from starling_assessments.schemas import USER_CHANGED, USER_DELETED, UserEventIn
-from starling_assessments.service import AssessmentsService, Revocations
+from starling_assessments.repository import DatabaseAssessmentStores
+from starling_assessments.schemas import USER_DELETED, UserEventIn
+from starling_assessments.service import AssessmentsService
 from starling_assessments.settings import AssessmentsSettings
 from starling_core.app import ServiceApp
 from starling_core.db import Database
-from starling_core.events import Consumer, Events, Outcome
+from starling_core.events import Consumer, Events, Outcome, topics
+from starling_core.revocations import REVOKED as REVOKED_DETAIL
+from starling_core.revocations import Revocations, consumer_group
 from starling_testkit import AppFactory, BoundDatabase, FrozenClock, in_process
 from starling_testkit.tokens import ADMIN_SUB, DEFAULT_SUB, TEST_JWT_SECRET, TokenFactory
 from starling_users.app import create_app as create_users_app
@@ -46,13 +48,8 @@ def consumer_of(database: Database) -> Consumer[Any]:
 
 
 def revoking_consumer_of(database: Database) -> Consumer[Any]:
-    """The app's consumer group that ends tokens, as its lifespan builds it."""
-    revocations = Revocations(DatabaseRevocationStores(database))
-    return (
-        Consumer(DatabaseRevocationStores(database), "assessments-tokens", retry_delays=())
-        .on(USER_CHANGED, revocations.record)
-        .on(USER_DELETED, revocations.record)
-    )
+    """The app's consumer group that ends tokens, as core's create_app builds it."""
+    return Revocations(database).consumer(consumer_group("assessments"), retry_delays=())
 
 
 async def take_one(client: httpx.AsyncClient, headers: dict[str, str], bank: Bank, title: str) -> str:
@@ -110,10 +107,10 @@ async def test_user_deleted_erases_the_users_assessments_and_no_one_elses(
     assert (await client.get(f"{ASSESSMENTS}/{bobs}/rating", headers=bob)).json()["overall"] == 4.0
 
 
-REVOKED = {"detail": "Token has been revoked: log in again"}
+REVOKED = {"detail": REVOKED_DETAIL}
 
 
-@pytest.mark.parametrize("kind", [USER_CHANGED, USER_DELETED])
+@pytest.mark.parametrize("kind", [topics.USER_CHANGED, topics.USER_DELETED])
 async def test_a_users_tokens_from_before_the_event_are_refused_and_later_ones_are_not(
     bank: Bank,
     client: httpx.AsyncClient,
@@ -125,7 +122,7 @@ async def test_a_users_tokens_from_before_the_event_are_refused_and_later_ones_a
     earlier = bearer(token_factory())
     adas = await take_one(client, earlier, bank, "Ada's")
     event = kind.new(
-        DEFAULT_SUB, UserEventIn(user_id=DEFAULT_SUB, role="user"), occurred_at=frozen_clock.tick(5)
+        DEFAULT_SUB, topics.UserEvent(user_id=DEFAULT_SUB, role="user"), occurred_at=frozen_clock.tick(5)
     )
 
     assert await revoking_consumer_of(app_database).deliver(event) == Outcome.HANDLED

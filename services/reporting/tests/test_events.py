@@ -20,6 +20,7 @@ import pytest
 from sqlalchemy import String, select
 from starlette.types import ASGIApp
 
+from starling_core import revocations
 from starling_core.app import ServiceApp
 from starling_core.db import Database
 from starling_core.events import Consumer, EventFailed, Events, Message, Outbox, Outcome
@@ -31,12 +32,9 @@ from starling_reporting.repository import ReportingStores
 from starling_reporting.schemas import (
     ORDER_PLACED,
     RUN_FINISHED,
-    USER_CHANGED,
-    USER_DELETED,
     OrderIn,
-    UserRevoked,
 )
-from starling_reporting.service import AgentUsageService, OrdersService, Revocations
+from starling_reporting.service import AgentUsageService, OrdersService
 from starling_reporting.settings import ReportingSettings
 from starling_testkit import AppFactory, BoundDatabase, FrozenClock
 from starling_testkit.events import PublishedEvents
@@ -96,13 +94,10 @@ def consumer_of(database: Database) -> Consumer[Any]:
     """The app's consumer group, as its lifespan builds it, on the test's database."""
     stores = ReportingStores(database)
     usage = AgentUsageService(stores, gateway=None)  # type: ignore[arg-type]  # handlers never pull
-    revocations = Revocations(stores)
     return (
         Consumer(stores, "reporting", retry_delays=())
         .on(ORDER_PLACED, OrdersService(stores).place_from_event)
         .on(RUN_FINISHED, usage.record_finished)
-        .on(USER_CHANGED, revocations.record)
-        .on(USER_DELETED, revocations.record)
     )
 
 
@@ -256,10 +251,10 @@ async def test_no_user_is_named_in_reportings_data(app_database: BoundDatabase) 
 
 # --- revoked tokens -----------------------------------------------------------------------------------
 
-REVOKED = {"detail": "Token has been revoked: log in again"}
+REVOKED = {"detail": revocations.REVOKED}
 
 
-@pytest.mark.parametrize("kind", [USER_CHANGED, USER_DELETED])
+@pytest.mark.parametrize("kind", [contract.USER_CHANGED, contract.USER_DELETED])
 async def test_a_users_tokens_from_before_the_event_are_refused_and_later_ones_are_not(
     client: httpx.AsyncClient,
     app_database: BoundDatabase,
@@ -272,9 +267,10 @@ async def test_a_users_tokens_from_before_the_event_are_refused_and_later_ones_a
         bearer(token_factory(scopes=scopes)),
         bearer(token_factory("someone", scopes=scopes)),
     )
-    event = kind.new(DEFAULT_SUB, UserRevoked(user_id=DEFAULT_SUB), occurred_at=frozen_clock.tick(5))
+    event = kind.new(DEFAULT_SUB, contract.UserEvent(user_id=DEFAULT_SUB), occurred_at=frozen_clock.tick(5))
+    tokens = revocations.Revocations(app_database).consumer(revocations.consumer_group("reporting"))
 
-    assert await consumer_of(app_database).deliver(event) == Outcome.HANDLED
+    assert await tokens.deliver(event) == Outcome.HANDLED
 
     for response in (
         await client.get("/top-products", headers=earlier),
@@ -305,11 +301,11 @@ async def health_events(client: httpx.AsyncClient) -> dict[str, Any]:
     return events
 
 
-async def taken(client: httpx.AsyncClient, count: int) -> dict[str, Any]:
-    """The consumer group's counts once it took `count` events, handled or skipped as duplicates."""
+async def taken(client: httpx.AsyncClient, count: int, name: str = "reporting") -> dict[str, Any]:
+    """The consumer group `name`'s counts once it took `count` events, handled or skipped as duplicates."""
     async with asyncio.timeout(TIMEOUT):
         while True:
-            group: dict[str, Any] = (await health_events(client))["consumers"]["reporting"]
+            group: dict[str, Any] = (await health_events(client))["consumers"][name]
             if group["handled"] + group["duplicates"] >= count:
                 return group
             await asyncio.sleep(0.05)  # the consumer works in its own task: nothing to await but its count
@@ -381,7 +377,7 @@ class TestOverTheBroker:
             app_database,
             (contract.USER_CHANGED, DEFAULT_SUB, contract.UserEvent(user_id=DEFAULT_SUB, role="user")),
         )
-        await taken(served, 1)
+        await taken(served, 1, revocations.consumer_group("reporting"))
         refused = await served.get("/api/v1/reports/agent-usage", headers=reader)
         assert (refused.status_code, refused.json()) == (401, REVOKED)
 

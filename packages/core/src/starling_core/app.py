@@ -36,6 +36,7 @@ from starling_core.ratelimit import (
     parse_rate,
 )
 from starling_core.requestid import RequestIDMiddleware
+from starling_core.revocations import Revocations, RevokedTokensMiddleware, consumer_group
 from starling_core.secureheaders import SecurityHeadersMiddleware
 from starling_core.settings import ServiceSettings
 from starling_core.tokens import JWTConfig
@@ -71,6 +72,7 @@ def create_app(
     middleware: Sequence[Middleware] = (),
     gauges: Sequence[CallbackGauge] = (),
     events: Events | None = None,
+    refuse_revoked_tokens: bool = False,
 ) -> ServiceApp:
     """Build a service app, checking the `scopes` it declares.
 
@@ -84,12 +86,19 @@ def create_app(
 
     `events` (`starling_core.events.Events`) runs the outbox relay for as long as the app, and puts the
     outbox and the consumers in `/health`.
+
+    `refuse_revoked_tokens` (needs `events`) consumes the users service's `user.changed` and
+    `user.deleted` and refuses a user's tokens issued before them (`starling_core.revocations`): every
+    service that accepts the users service's tokens, other than the users service itself, wants it.
     """
+    if refuse_revoked_tokens and events is None:
+        raise ValueError("refuse_revoked_tokens learns of revocations from events: pass events= too")
     owned = database is None
     database = database or Database.from_url(settings.database_url)
     jwt_config = JWTConfig.from_settings(settings)
     backend = rate_limit_backend or default_rate_limit_backend(settings, database)
     metrics = Metrics(settings.service_name, database, gauges)
+    revocations = Revocations(database) if refuse_revoked_tokens else None
 
     @asynccontextmanager
     async def app_lifespan(app: Starlette) -> AsyncIterator[Mapping[str, Any]]:
@@ -104,6 +113,9 @@ def create_app(
             async with contextlib.AsyncExitStack() as stack:
                 if events is not None:
                     await stack.enter_async_context(events.running(database))
+                    if revocations is not None:
+                        group = consumer_group(settings.service_name)
+                        await stack.enter_async_context(events.consuming(revocations.consumer(group)))
                 state: Mapping[str, Any] = {}
                 if lifespan is not None:
                     state = await stack.enter_async_context(lifespan(database))
@@ -125,6 +137,8 @@ def create_app(
             BodySizeLimitMiddleware, max_body_size=settings.max_body_size, body_timeout=settings.body_timeout
         ),
         authentication_middleware(jwt_config),
+        # a revoked token leaves its caller anonymous before the limiter counts it
+        *([Middleware(RevokedTokensMiddleware, revocations=revocations)] if revocations is not None else []),
         Middleware(
             RateLimitMiddleware,
             rate=parse_rate(settings.rate_limit),

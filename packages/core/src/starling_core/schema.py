@@ -48,3 +48,13 @@ inbox_events = Table(
     Column("handled_at", UTCDateTime, nullable=False),
     Index("ix_inbox_events_handled_at", "handled_at"),
 )
+
+# The users whose tokens issued before `revoked_at` are refused (`starling_core.revocations`), learned
+# from the users service's `user.changed` and `user.deleted` events: one row per user, the latest kept.
+token_revocations = Table(
+    "token_revocations",
+    metadata,
+    Column("user_id", String(255), primary_key=True),
+    Column("revoked_at", UTCDateTime, nullable=False),
+    Column("reason", String(20), nullable=False),  # the event's type: user.changed or user.deleted
+)

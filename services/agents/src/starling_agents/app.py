@@ -9,7 +9,6 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import httpx
-from starlette.middleware import Middleware
 
 from starling_agents.events import RunEvents
 from starling_agents.followers import Followers
@@ -17,10 +16,9 @@ from starling_agents.gateways import ChatCompletionsGateway
 from starling_agents.outbound import DEFAULT_KEY, HostRule, LLMKey, OutboundPolicy
 from starling_agents.redaction import redact_tokens_in_logs
 from starling_agents.repository import AgentsStores
-from starling_agents.revocations import RevokedTokensMiddleware
 from starling_agents.routes import SCOPES, AgentsState, routes
-from starling_agents.schemas import USER_CHANGED, USER_DELETED
-from starling_agents.service import AgentExecutor, AgentsService, Revocations, RunsService
+from starling_agents.schemas import USER_DELETED
+from starling_agents.service import AgentExecutor, AgentsService, RunsService
 from starling_agents.settings import AgentsSettings
 from starling_agents.workers import RunWorkers
 from starling_core.app import ServiceApp, default_rate_limit_backend
@@ -80,12 +78,7 @@ async def agents_state(
             poll=settings.events_poll,
             idle_timeout=settings.events_idle_timeout,
         )
-        revocations = Revocations(stores)
-        users = (
-            Consumer(stores, "agents")
-            .on(USER_CHANGED, revocations.user_changed)
-            .on(USER_DELETED, revocations.user_deleted)
-        )
+        users = Consumer(stores, "agents").on(USER_DELETED, runs.user_deleted)
         workers.start(runs.process, runs.claimable)
         try:
             async with events.consuming(users) if events is not None else contextlib.nullcontext():
@@ -96,7 +89,6 @@ async def agents_state(
                     "workers": workers,
                     "max_input_chars": settings.max_input_chars,
                     "followers": followers,
-                    "revocations": revocations,
                 }
         finally:
             await workers.stop()
@@ -144,9 +136,8 @@ def create_app(
         migrations=MIGRATIONS,
         database=database,
         rate_limit_backend=rate_limit_backend,
-        # after core's authentication: a token the users service has since revoked is refused here too
-        middleware=[Middleware(RevokedTokensMiddleware)],
         events=app_events,
+        refuse_revoked_tokens=True,
     )
 
 

@@ -1,4 +1,4 @@
-"""The agents tables: the agent catalogue, the runs, and the users whose earlier tokens were revoked."""
+"""The agents tables: the agent catalogue and the runs."""
 
 from __future__ import annotations
 
@@ -63,14 +63,3 @@ class Run(AgentsBase):
     # was left by a process that died, and any process may take it.
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     lease_holder: Mapped[str | None] = mapped_column(String(32))  # the holding process's id
-
-
-class TokenRevocation(AgentsBase):
-    """A user whose tokens issued before `revoked_at` are refused here, learned from the users service's
-    `user.changed` and `user.deleted` events: one row per user, the latest time kept."""
-
-    __tablename__ = "token_revocations"
-
-    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    reason: Mapped[str] = mapped_column(String(20))  # the event's type: user.changed or user.deleted

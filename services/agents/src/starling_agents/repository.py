@@ -1,5 +1,5 @@
-"""All of the agents service's SQL: the catalogue, runs and their guarded status changes, the users whose
-earlier tokens are revoked, and the `run.finished` events written into core's outbox."""
+"""All of the agents service's SQL: the catalogue, runs and their guarded status changes, and the
+`run.finished` events written into core's outbox."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from starling_agents.errors import AgentExists
-from starling_agents.models import UNFINISHED, Agent, Run, TokenRevocation
+from starling_agents.models import UNFINISHED, Agent, Run
 from starling_core.db import Database
 from starling_core.events import Outbox
 from starling_core.events.topics import RUN_FINISHED, RunFinished
@@ -160,43 +159,16 @@ def _held_by(holder: str) -> ColumnElement[bool]:
     return and_(Run.status == "running", Run.lease_holder == holder)
 
 
-class RevocationRepository(Repository[TokenRevocation]):
-    model = TokenRevocation
-
-    async def record(self, user_id: str, at: datetime, reason: str) -> None:
-        """The user's tokens issued before `at` are revoked; a later time replaces an earlier one, never
-        the other way round (events may arrive again, and late)."""
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(TokenRevocation).values(user_id=user_id, revoked_at=at, reason=reason)
-        newer = statement.excluded.revoked_at > TokenRevocation.revoked_at
-        await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[TokenRevocation.user_id],
-                set_={"revoked_at": statement.excluded.revoked_at, "reason": statement.excluded.reason},
-                where=newer,
-            )
-        )
-
-    async def revoked_before(self, user_id: str) -> datetime | None:
-        """The time before which the user's tokens are refused, None when none is."""
-        found: datetime | None = await self.session.scalar(
-            select(TokenRevocation.revoked_at).where(TokenRevocation.user_id == user_id)
-        )
-        return found
-
-
 @dataclass(frozen=True)
 class AgentsRepositories:
     """The service's repositories, on one session."""
 
     agents: AgentRepository
     runs: RunRepository
-    revocations: RevocationRepository
 
     @classmethod
     def on(cls, session: AsyncSession) -> AgentsRepositories:
-        return cls(AgentRepository(session), RunRepository(session), RevocationRepository(session))
+        return cls(AgentRepository(session), RunRepository(session))
 
 
 class AgentsStores(Stores[AgentsRepositories]):

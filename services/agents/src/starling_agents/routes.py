@@ -25,7 +25,7 @@ from starling_agents.errors import (
 from starling_agents.events import RunEvents
 from starling_agents.followers import NOT_FOUND_CLOSE_CODE, Followers, authorized, refuse
 from starling_agents.schemas import AgentCreate, AgentOut, AgentSummary, RunForm, RunIn, RunOut, RunsQuery
-from starling_agents.service import Actor, AgentsService, Revocations, RunsService
+from starling_agents.service import Actor, AgentsService, RunsService
 from starling_agents.workers import RunWorkers
 from starling_core.auth import Scopes, current_user
 from starling_core.db import DatabaseUnavailable
@@ -50,7 +50,6 @@ class AgentsState(TypedDict):
     workers: RunWorkers  # the background runs' tasks, started and stopped by the lifespan
     max_input_chars: int  # STARLING_AGENTS_MAX_INPUT_CHARS
     followers: Followers  # the run WebSockets' rate limit, poll and idle timeout
-    revocations: Revocations  # users whose earlier tokens are refused (revocations.py reads it)
 
 
 def _actor(conn: HTTPConnection[AgentsState]) -> Actor:

@@ -182,12 +182,10 @@ class RunsQuery(BaseModel):
 # --- events consumed: the users service's, on `users.users` ---------------------------------------------
 
 
-class UserRevoked(BaseModel):
-    """The payload of `user.changed` and `user.deleted` as this service reads it: whose tokens end."""
+class UserDeleted(BaseModel):
+    """The payload of `user.deleted` as this service reads it: whose runs end."""
 
     user_id: str = Field(min_length=1, max_length=255)
-    role: str | None = None
 
 
-USER_CHANGED = EventType("user.changed", USERS, UserRevoked)
-USER_DELETED = EventType("user.deleted", USERS, UserRevoked)
+USER_DELETED = EventType("user.deleted", USERS, UserDeleted)

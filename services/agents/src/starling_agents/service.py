@@ -1,5 +1,5 @@
 """Use cases: the agent catalogue, running agents (now or in the background), reading and cancelling runs,
-and the users whose earlier tokens are revoked.
+and cancelling a deleted user's runs.
 
 The services are built once, in the app's lifespan, on the repository layer's `AgentsStores`, and open
 their own sessions and transactions; they return the stored `Agent` and `Run`. A run that ends
@@ -32,13 +32,12 @@ from starling_agents.schemas import (
     RunIn,
     RunsQuery,
     SummarizerConfig,
-    UserRevoked,
+    UserDeleted,
     parse_config,
 )
 from starling_core.db import DatabaseUnavailable
 from starling_core.events import Event
 from starling_core.pagination import InvalidCursor, decode_cursor, encode_cursor
-from starling_core.validation import unstorable
 
 logger = logging.getLogger("starling.agents")
 
@@ -347,39 +346,10 @@ class RunsService:
             self.events.publish(run_id, done_event(run.status))
         return run
 
-
-# --- revoked tokens ---------------------------------------------------------------------------------
-
-# The longest user id a revocation can name (the table's column): a longer subject names nobody here.
-MAX_USER_ID_LENGTH = 255
-
-
-class Revocations:
-    """Which tokens the users service's events have ended here, and the handlers of those events.
-
-    A `user.changed` (a role or password change, a logout) or a `user.deleted` ends every token of that
-    user issued before it: one whose `iat` is before the event's time is refused on every route and
-    WebSocket. A deletion also cancels the user's queued and running runs. The handlers run in the
-    consumer's transaction, beside its inbox row, so a redelivered event changes nothing.
-    """
-
-    def __init__(self, stores: AgentsStores) -> None:
-        self.stores = stores
-
-    async def revoked(self, user_id: str, issued_at: float) -> bool:
-        """True when a token of `user_id` issued at `issued_at` (its `iat`, seconds) has been revoked."""
-        if len(user_id) > MAX_USER_ID_LENGTH or unstorable(user_id, ()):
-            return False  # no revocation can name it (and the database would refuse to look)
-        async with self.stores.reading() as repositories:
-            before = await repositories.revocations.revoked_before(user_id)
-        # `iat` has whole seconds: a token issued in the second of the change counts as before it.
-        return before is not None and issued_at < before.timestamp()
-
-    async def user_changed(self, event: Event[UserRevoked], stored: AgentsRepositories) -> None:
-        await stored.revocations.record(event.payload.user_id, event.occurred_at, event.type)
-
-    async def user_deleted(self, event: Event[UserRevoked], stored: AgentsRepositories) -> None:
-        await stored.revocations.record(event.payload.user_id, event.occurred_at, event.type)
+    async def user_deleted(self, event: Event[UserDeleted], stored: AgentsRepositories) -> None:
+        """`user.deleted` from `users.users`: the user's queued and running runs are cancelled, each
+        announced with `run.finished`, in the consumer's transaction beside its inbox row, so a
+        redelivered event changes nothing. (Their tokens end in core: `starling_core.revocations`.)"""
         cancelled = await stored.runs.cancel_unfinished_of(event.payload.user_id, utcnow())
         for run in cancelled:
             await stored.runs.announce_finished(run)

@@ -6,17 +6,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from starlette.middleware import Middleware
-
 from starling_assessments.repository import (
     DatabaseAssessmentStores,
     DatabaseQuestionStores,
-    DatabaseRevocationStores,
 )
-from starling_assessments.revocations import RevokedTokensMiddleware
 from starling_assessments.routes import SCOPES, AssessmentsState, routes
-from starling_assessments.schemas import USER_CHANGED, USER_DELETED
-from starling_assessments.service import AssessmentsService, QuestionBank, Revocations
+from starling_assessments.schemas import USER_DELETED
+from starling_assessments.service import AssessmentsService, QuestionBank
 from starling_assessments.settings import AssessmentsSettings
 from starling_core import app as core
 from starling_core.db import Database
@@ -34,7 +30,7 @@ def create_app(
     """The service; a `database` handed in is the caller's (the test kit's), else one from the settings.
     `events` relays the outbox (`assessment.completed`) to the broker the settings name, if any, and runs
     two consumer groups on `users.users`: `assessments` (`user.deleted` erases the user's assessments)
-    and `assessments-tokens` (both events end the user's earlier tokens)."""
+    and core's `assessments-tokens` (both events end the user's earlier tokens)."""
     settings = settings or AssessmentsSettings()
     app_events = events or Events(settings)
 
@@ -42,18 +38,11 @@ def create_app(
     async def lifespan(database: Database) -> AsyncIterator[AssessmentsState]:
         stores = DatabaseAssessmentStores(database)
         assessments = AssessmentsService(stores)
-        revocations = Revocations(DatabaseRevocationStores(database))
         erasing = Consumer(stores, "assessments").on(USER_DELETED, assessments.forget_user)
-        revoking = (
-            Consumer(DatabaseRevocationStores(database), "assessments-tokens")
-            .on(USER_CHANGED, revocations.record)
-            .on(USER_DELETED, revocations.record)
-        )
-        async with app_events.consuming(erasing, revoking):
+        async with app_events.consuming(erasing):
             yield {
                 "assessments": assessments,
                 "bank": QuestionBank(DatabaseQuestionStores(database)),
-                "revocations": revocations,
             }
 
     return core.create_app(
@@ -63,9 +52,10 @@ def create_app(
         lifespan=lifespan,
         migrations=MIGRATIONS,
         database=database,
-        # after core's authentication: a token the users service has since revoked is refused here too
-        middleware=[Middleware(RevokedTokensMiddleware)],
         # core runs the outbox relay for as long as the app (to Kafka when one is configured; otherwise
         # events wait in the outbox) and shows the outbox in /health
         events=app_events,
+        # core's consumer group `assessments-tokens`: a token the users service has since revoked is
+        # refused here too (starling_core.revocations)
+        refuse_revoked_tokens=True,
     )

@@ -1,5 +1,4 @@
-"""The question bank, the assessments drawn from it, their answers and the ratings stored at submission, and
-the users whose earlier tokens were revoked."""
+"""The question bank, the assessments drawn from it, their answers and the ratings stored at submission."""
 
 from __future__ import annotations
 
@@ -90,14 +89,3 @@ class AreaRating(AssessmentsBase):
     answered: Mapped[int] = mapped_column(Integer)
     rating: Mapped[float | None] = mapped_column(Float, default=None)  # None: no answer in this area
     confidence: Mapped[float] = mapped_column(Float)
-
-
-class TokenRevocation(AssessmentsBase):
-    """A user whose tokens issued before `revoked_at` are refused here, learned from the users service's
-    `user.changed` and `user.deleted` events: one row per user, the latest time kept."""
-
-    __tablename__ = "token_revocations"
-
-    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    reason: Mapped[str] = mapped_column(String(20))  # the event's type: user.changed or user.deleted

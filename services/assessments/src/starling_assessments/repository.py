@@ -7,11 +7,10 @@ from datetime import datetime
 from typing import cast
 
 from sqlalchemy import CursorResult, and_, delete, func, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from starling_assessments.errors import QuestionExists
-from starling_assessments.models import AreaRating, Assessment, AssessmentQuestion, Question, TokenRevocation
+from starling_assessments.models import AreaRating, Assessment, AssessmentQuestion, Question
 from starling_core.db import Database
 from starling_core.events import Outbox
 from starling_core.events.topics import ASSESSMENT_COMPLETED, AssessmentCompleted
@@ -174,40 +173,6 @@ class AssessmentRepository(Repository[Assessment]):
             select(AreaRating).where(AreaRating.assessment_id == assessment_id).order_by(AreaRating.position)
         )
         return (await self.session.scalars(statement)).all()
-
-
-class RevocationRepository(Repository[TokenRevocation]):
-    """Users whose tokens issued before a time are refused."""
-
-    model = TokenRevocation
-
-    async def record(self, user_id: str, at: datetime, reason: str) -> None:
-        """The user's tokens issued before `at` are revoked; a later time replaces an earlier one, never
-        the other way round (events may arrive again, and late)."""
-        dialect = self.session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(TokenRevocation).values(user_id=user_id, revoked_at=at, reason=reason)
-        await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[TokenRevocation.user_id],
-                set_={"revoked_at": statement.excluded.revoked_at, "reason": statement.excluded.reason},
-                where=statement.excluded.revoked_at > TokenRevocation.revoked_at,
-            )
-        )
-
-    async def revoked_before(self, user_id: str) -> datetime | None:
-        """The time before which the user's tokens are refused, None when none is."""
-        found: datetime | None = await self.session.scalar(
-            select(TokenRevocation.revoked_at).where(TokenRevocation.user_id == user_id)
-        )
-        return found
-
-
-class DatabaseRevocationStores(Stores[RevocationRepository]):
-    """`RevocationRepository` on a plain session for reads, or in a transaction for writes."""
-
-    def __init__(self, database: Database) -> None:
-        super().__init__(database, RevocationRepository)
 
 
 class DatabaseQuestionStores(Stores[QuestionRepository]):

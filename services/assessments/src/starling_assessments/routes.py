@@ -20,7 +20,7 @@ from starling_assessments.schemas import (
     RatingOut,
     SkillAreaOut,
 )
-from starling_assessments.service import Actor, AssessmentsService, QuestionBank, Revocations
+from starling_assessments.service import Actor, AssessmentsService, QuestionBank
 from starling_core.auth import Scopes, current_user
 from starling_core.operations import operation, route
 from starling_core.pagination import Page
@@ -38,7 +38,6 @@ class AssessmentsState(TypedDict):
 
     assessments: AssessmentsService
     bank: QuestionBank
-    revocations: Revocations  # users whose earlier tokens are refused (revocations.py reads it)
 
 
 def _actor(request: Request[AssessmentsState]) -> Actor:

@@ -125,12 +125,9 @@ class BankQuery(PageParams):
 
 
 class UserEventIn(BaseModel):
-    """The payload of `user.deleted` and `user.changed` as this service reads it: whose assessments go
-    (on a deletion), whose earlier tokens end (on both)."""
+    """The payload of `user.deleted` as this service reads it: whose assessments go."""
 
     user_id: str = Field(min_length=1, max_length=255)
-    role: str | None = None
 
 
 USER_DELETED = EventType("user.deleted", USERS, UserEventIn)
-USER_CHANGED = EventType("user.changed", USERS, UserEventIn)

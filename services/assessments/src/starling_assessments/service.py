@@ -35,7 +35,6 @@ from starling_assessments.schemas import AssessmentCreate, QuestionCreate, UserE
 from starling_core.events import Event
 from starling_core.events.topics import AssessmentCompleted
 from starling_core.pagination import InvalidCursor, decode_cursor, encode_cursor
-from starling_core.validation import unstorable
 
 Clock = Callable[[], datetime]
 logger = logging.getLogger("starling.assessments")
@@ -367,42 +366,3 @@ def _owned(actor: Actor, assessment: Assessment | None, assessment_id: str) -> A
     if assessment is None or assessment.owner != actor.sub:
         raise AssessmentNotFound(assessment_id)
     return assessment
-
-
-# --- revoked tokens ----------------------------------------------------------------------------------
-
-# The longest user id a revocation can name (the table's column): a longer subject names nobody here.
-MAX_USER_ID_LENGTH = 255
-
-
-class RevocationStore(Protocol):
-    async def record(self, user_id: str, at: datetime, reason: str) -> None: ...
-    async def revoked_before(self, user_id: str) -> datetime | None: ...
-
-
-class RevocationStores(Protocol):
-    def reading(self) -> AbstractAsyncContextManager[RevocationStore]: ...
-    def writing(self) -> AbstractAsyncContextManager[RevocationStore]: ...
-
-
-class Revocations:
-    """Which tokens the users service's events have ended here, and the handler of those events.
-
-    A `user.changed` (a role or password change, a logout) or a `user.deleted` ends every token of that
-    user issued before it: one whose `iat` is before the event's time is refused on every route.
-    """
-
-    def __init__(self, stores: RevocationStores) -> None:
-        self.stores = stores
-
-    async def revoked(self, user_id: str, issued_at: float) -> bool:
-        """True when a token of `user_id` issued at `issued_at` (its `iat`, seconds) has been revoked."""
-        if len(user_id) > MAX_USER_ID_LENGTH or unstorable(user_id, ()):
-            return False  # no revocation can name it (and the database would refuse to look)
-        async with self.stores.reading() as store:
-            before = await store.revoked_before(user_id)
-        # `iat` has whole seconds: a token issued in the second of the change counts as before it.
-        return before is not None and issued_at < before.timestamp()
-
-    async def record(self, event: Event[UserEventIn], store: RevocationStore) -> None:
-        await store.record(event.payload.user_id, event.occurred_at, event.type)

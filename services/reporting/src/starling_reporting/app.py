@@ -9,7 +9,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from starlette.middleware import Middleware
 
 from starling_core.app import ServiceApp
 from starling_core.app import create_app as create_service_app
@@ -19,14 +18,12 @@ from starling_core.http import Sleep, create_http_client
 from starling_core.tokens import JWTConfig
 from starling_reporting.gateways import HttpAgentRunsGateway, HttpOrdersGateway, service_token
 from starling_reporting.repository import DatabaseOrdersPublisher, ReportingStores
-from starling_reporting.revocations import RevokedTokensMiddleware
 from starling_reporting.routes import SCOPES, ReportingState, routes
-from starling_reporting.schemas import ORDER_PLACED, RUN_FINISHED, USER_CHANGED, USER_DELETED
+from starling_reporting.schemas import ORDER_PLACED, RUN_FINISHED
 from starling_reporting.service import (
     AgentUsageService,
     ExtractOrdersUseCase,
     OrdersService,
-    Revocations,
     run_periodically,
 )
 from starling_reporting.settings import ReportingSettings
@@ -45,7 +42,8 @@ def create_app(
 ) -> ServiceApp:
     """The reporting app; the transports and `sleep` (retry backoff) are seams for tests. `events`
     (default: `Events(settings)`, the broker the settings name, if any) runs the consumer group
-    `reporting`: orders from `orders`, finished runs from `agents.runs`, revoked tokens from `users.users`."""
+    `reporting`: orders from `orders`, finished runs from `agents.runs`; and core's `reporting-tokens`:
+    revoked tokens from `users.users`."""
     settings = settings or ReportingSettings()
     jwt_config = JWTConfig.from_settings(settings)
     app_events = events or Events(settings)
@@ -78,13 +76,10 @@ def create_app(
             agent_usage = AgentUsageService(
                 stores, HttpAgentRunsGateway(agents_client, service_token(jwt_config))
             )
-            revocations = Revocations(stores)
             consumer = (
                 Consumer(stores, "reporting")
                 .on(ORDER_PLACED, orders.place_from_event)
                 .on(RUN_FINISHED, agent_usage.record_finished)
-                .on(USER_CHANGED, revocations.record)
-                .on(USER_DELETED, revocations.record)
             )
             await stack.enter_async_context(app_events.consuming(consumer))
             yield {
@@ -92,7 +87,6 @@ def create_app(
                 "extract_orders": extract_orders,
                 "extraction_ran": extraction_ran,
                 "agent_usage": agent_usage,
-                "revocations": revocations,
             }
 
     return create_service_app(
@@ -102,9 +96,8 @@ def create_app(
         lifespan=lifespan,
         migrations=MIGRATIONS,
         database=database,
-        # after core's authentication: a token the users service has since revoked is refused here too
-        middleware=[Middleware(RevokedTokensMiddleware)],
         events=app_events,
+        refuse_revoked_tokens=True,
     )
 
 

@@ -1,5 +1,4 @@
-"""The reporting tables: orders and their items, the extraction checkpoint, agent runs read so far, and the
-users whose earlier tokens were revoked."""
+"""The reporting tables: orders and their items, the extraction checkpoint, and agent runs read so far."""
 
 from __future__ import annotations
 
@@ -8,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from starling_core.db import Base, UTCDateTime, new_metadata
+from starling_core.db import Base, new_metadata
 
 
 class ReportingBase(Base):
@@ -61,14 +60,3 @@ class AgentRun(ReportingBase):
     # Unknown (None) for a run known only from its event until the runs API is read again.
     created_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-class TokenRevocation(ReportingBase):
-    """A user whose tokens issued before `revoked_at` are refused here, learned from the users service's
-    `user.changed` and `user.deleted` events: one row per user, the latest time kept."""
-
-    __tablename__ = "token_revocations"
-
-    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    reason: Mapped[str] = mapped_column(String(20))  # the event's type: user.changed or user.deleted

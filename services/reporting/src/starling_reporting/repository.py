@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from starling_core.db import Database
 from starling_core.repository import Repository, Stores
-from starling_reporting.models import AgentRun, ExtractionCheckpoint, Order, OrderItem, TokenRevocation
+from starling_reporting.models import AgentRun, ExtractionCheckpoint, Order, OrderItem
 from starling_reporting.schemas import AgentRunIn, OrderIn, RunFinishedIn
 
 StatementT = TypeVar("StatementT", bound=Select[*tuple[Any, ...]])
@@ -208,31 +208,6 @@ class AgentRunRepository(Repository[AgentRun]):
         return [(agent_id, int(runs), int(tokens)) for agent_id, runs, tokens in rows]
 
 
-class RevocationRepository(Repository[TokenRevocation]):
-    model = TokenRevocation
-
-    async def record(self, user_id: str, at: datetime, reason: str) -> None:
-        """The user's tokens issued before `at` are revoked; a later time replaces an earlier one, never
-        the other way round (events may arrive again, and late)."""
-        statement = _insert(self.session, TokenRevocation).values(
-            user_id=user_id, revoked_at=at, reason=reason
-        )
-        await self.session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[TokenRevocation.user_id],
-                set_={"revoked_at": statement.excluded.revoked_at, "reason": statement.excluded.reason},
-                where=statement.excluded.revoked_at > TokenRevocation.revoked_at,
-            )
-        )
-
-    async def revoked_before(self, user_id: str) -> datetime | None:
-        """The time before which the user's tokens are refused, None when none is."""
-        found: datetime | None = await self.session.scalar(
-            select(TokenRevocation.revoked_at).where(TokenRevocation.user_id == user_id)
-        )
-        return found
-
-
 @dataclass(frozen=True)
 class ReportingRepositories:
     """The service's repositories, on one session."""
@@ -240,7 +215,6 @@ class ReportingRepositories:
     orders: OrderRepository
     checkpoints: CheckpointRepository
     agent_runs: AgentRunRepository
-    revocations: RevocationRepository
 
     @classmethod
     def on(cls, session: AsyncSession) -> ReportingRepositories:
@@ -248,7 +222,6 @@ class ReportingRepositories:
             OrderRepository(session),
             CheckpointRepository(session),
             AgentRunRepository(session),
-            RevocationRepository(session),
         )
 
 

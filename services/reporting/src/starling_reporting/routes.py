@@ -20,7 +20,7 @@ from starling_reporting.schemas import (
     TopProductOut,
     TopProductsQuery,
 )
-from starling_reporting.service import AgentUsageService, ExtractOrdersUseCase, OrdersService, Revocations
+from starling_reporting.service import AgentUsageService, ExtractOrdersUseCase, OrdersService
 
 REPORTS_READ = "reports:read"
 REPORTS_WRITE = "reports:write"
@@ -36,7 +36,6 @@ class ReportingState(TypedDict):
     # Set after each periodic extraction run, whatever its outcome.
     extraction_ran: asyncio.Event
     agent_usage: AgentUsageService
-    revocations: Revocations  # users whose earlier tokens are refused (revocations.py reads it)
 
 
 @operation(

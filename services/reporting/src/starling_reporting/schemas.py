@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, WithJsonSchema, field_validator, model_validator
 
 from starling_core.events import EventType
-from starling_core.events.topics import AGENTS_RUNS, ORDERS, USERS
+from starling_core.events.topics import AGENTS_RUNS, ORDERS
 
 MAX_ORDERS_PER_REQUEST = 1000
 
@@ -142,14 +142,3 @@ class RunFinishedIn(BaseModel):
 # An order placed upstream, validated as `POST /api/v1/orders` validates one (the same model).
 ORDER_PLACED = EventType("order.placed", ORDERS, OrderIn)
 RUN_FINISHED = EventType("run.finished", AGENTS_RUNS, RunFinishedIn)
-
-
-class UserRevoked(BaseModel):
-    """The payload of `user.changed` and `user.deleted` as this service reads it: whose tokens end. No
-    more is read: this service stores no user."""
-
-    user_id: str = Field(min_length=1, max_length=255)
-
-
-USER_CHANGED = EventType("user.changed", USERS, UserRevoked)
-USER_DELETED = EventType("user.deleted", USERS, UserRevoked)

@@ -13,11 +13,10 @@ from typing import Protocol
 
 from starling_core.db import DatabaseUnavailable
 from starling_core.events import Event
-from starling_core.validation import unstorable
 from starling_reporting.errors import NoOrderData, UpstreamUnavailable
 from starling_reporting.gateways import AgentRunsGateway, OrdersGateway
 from starling_reporting.repository import ReportingRepositories, ReportingStores
-from starling_reporting.schemas import OrderIn, RunFinishedIn, TimeRange, TopProductsQuery, UserRevoked
+from starling_reporting.schemas import OrderIn, RunFinishedIn, TimeRange, TopProductsQuery
 
 logger = logging.getLogger("starling.reporting")
 
@@ -165,32 +164,3 @@ class AgentUsageService:
         """`run.finished` from `agents.runs`: the run stored (or brought to its end) by its `run_id`, the
         same row the runs API's pull writes, so the two never count a run twice."""
         await stored.agent_runs.record_finished(event.payload)
-
-
-# The longest user id a revocation can name (the table's column): a longer subject names nobody here.
-MAX_USER_ID_LENGTH = 255
-
-
-class Revocations:
-    """Which tokens the users service's events have ended here, and the handlers of those events.
-
-    A `user.changed` (a role or password change, a logout) or a `user.deleted` ends every token of that
-    user issued before it: one whose `iat` is before the event's time is refused on every route. The
-    aggregates stay as they are: they name no user.
-    """
-
-    def __init__(self, stores: ReportingStores) -> None:
-        self.stores = stores
-
-    async def revoked(self, user_id: str, issued_at: float) -> bool:
-        """True when a token of `user_id` issued at `issued_at` (its `iat`, seconds) has been revoked."""
-        if len(user_id) > MAX_USER_ID_LENGTH or unstorable(user_id, ()):
-            return False  # no revocation can name it (and the database would refuse to look)
-        async with self.stores.reading() as stored:
-            before = await stored.revocations.revoked_before(user_id)
-        # `iat` has whole seconds: a token issued in the second of the change counts as before it.
-        return before is not None and issued_at < before.timestamp()
-
-    async def record(self, event: Event[UserRevoked], stored: ReportingRepositories) -> None:
-        """`user.changed` and `user.deleted` alike: the user's earlier tokens end."""
-        await stored.revocations.record(event.payload.user_id, event.occurred_at, event.type)

@@ -46,10 +46,15 @@ class RunFinished(BaseModel):
     finished_at: AwareDatetime | None = None
 
 
-class UserEvent(BaseModel):
-    """`user.deleted` and `user.changed` (a role change): the user and the role it has (or had)."""
+# The longest user id an event may name: the users service's ids are UUIDs, far shorter.
+USER_ID_LENGTH = 255
 
-    user_id: str
+
+class UserEvent(BaseModel):
+    """`user.deleted` and `user.changed` (a role or password change, a logout): the user and the role
+    it has (or had)."""
+
+    user_id: str = Field(min_length=1, max_length=USER_ID_LENGTH)
     role: str | None = None
 
 

@@ -1,0 +1,226 @@
+"""Tokens the users service revoked are refused by a service built with `refuse_revoked_tokens=True`.
+
+In process, events are handed to the app's own consumer group (`Consumer.deliver`: the same inbox,
+transaction and handlers as from the broker). Over the real broker (the kit's `kafka_broker`), the users
+service's outbox is played by this database's own: an event written to it is sent by core's relay to
+`users.users`, and the app's `<service>-tokens` group takes it from there.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp
+from starlette.websockets import WebSocket
+
+from starling_core.app import ServiceApp, create_app
+from starling_core.auth import JWTBackend, Scopes, current_user, requires_scopes, websocket_subprotocol
+from starling_core.db import Database, DatabaseUnavailable
+from starling_core.errors import DATABASE_RETRY_AFTER
+from starling_core.events import Consumer, Event, EventFailed, Events, Outbox, Outcome
+from starling_core.events.topics import USER_CHANGED, USER_DELETED, UserEvent
+from starling_core.revocations import (
+    REVOKED,
+    Revocations,
+    RevokedTokensMiddleware,
+    TokenRevocations,
+    consumer_group,
+)
+from starling_core.schema import token_revocations
+from starling_core.settings import ServiceSettings
+from starling_core.tokens import JWTConfig
+from starling_testkit import AppFactory, BoundDatabase, FrozenClock
+from starling_testkit.tokens import DEFAULT_SUB, TokenFactory
+
+from .polling import eventually
+from .websockets import websocket_session
+
+THINGS_READ = "things:read"
+
+
+class GuardedSettings(ServiceSettings):
+    service_name: str = "guarded"
+
+
+@requires_scopes(THINGS_READ)
+async def things(request: Request) -> JSONResponse:
+    return JSONResponse({"sub": current_user(request).sub})
+
+
+@requires_scopes(THINGS_READ)
+async def follow(websocket: WebSocket) -> None:
+    await websocket.accept(subprotocol=websocket_subprotocol(websocket))
+    await websocket.send_json({"sub": websocket.user.identity})
+    await websocket.close()
+
+
+def build_guarded(settings: GuardedSettings, *, database: Database | None = None) -> ServiceApp:
+    return create_app(
+        settings,
+        routes=[Route("/api/things", things), WebSocketRoute("/api/follow", follow)],
+        scopes=Scopes(user=(THINGS_READ,)),
+        database=database,
+        events=Events(settings, poll_interval=0.05),
+        refuse_revoked_tokens=True,
+    )
+
+
+@pytest.fixture
+def app_factory() -> AppFactory:
+    return build_guarded
+
+
+def tokens_consumer(database: Database) -> Consumer[TokenRevocations]:
+    """The app's `guarded-tokens` group, as create_app builds it, on the test's database."""
+    return Revocations(database).consumer(consumer_group("guarded"), retry_delays=())
+
+
+def user_event(user_id: str, at: datetime, kind: Any = USER_CHANGED) -> Event[UserEvent]:
+    event: Event[UserEvent] = kind.new(user_id, UserEvent(user_id=user_id, role="user"), occurred_at=at)
+    return event
+
+
+def refused(response: httpx.Response) -> bool:
+    return response.status_code == 401 and response.json() == {"detail": REVOKED}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_user_changed_refuses_the_users_earlier_tokens_and_only_those(
+    client: httpx.AsyncClient,
+    app_database: BoundDatabase,
+    token_factory: TokenFactory,
+    frozen_clock: FrozenClock,
+) -> None:
+    earlier = token_factory()
+    assert (await client.get("/api/things", headers=bearer(earlier))).status_code == 200
+
+    outcome = await tokens_consumer(app_database).deliver(user_event(DEFAULT_SUB, frozen_clock.tick(5)))
+
+    assert outcome == Outcome.HANDLED
+    response = await client.get("/api/things", headers=bearer(earlier))
+    assert refused(response), response.text
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    assert (await client.get("/health", headers=bearer(earlier))).status_code == 200  # no user's route
+    frozen_clock.tick(1)  # a token issued after the change: the user logged in again
+    assert (await client.get("/api/things", headers=bearer(token_factory()))).status_code == 200
+    other = token_factory(sub="someone-else")
+    assert (await client.get("/api/things", headers=bearer(other))).status_code == 200
+
+
+async def test_a_deleted_users_websocket_is_closed_with_the_reason(
+    started_app: ASGIApp, app_database: BoundDatabase, token_factory: TokenFactory, frozen_clock: FrozenClock
+) -> None:
+    earlier = token_factory()
+    await tokens_consumer(app_database).deliver(user_event(DEFAULT_SUB, frozen_clock.tick(5), USER_DELETED))
+
+    messages = await websocket_session(started_app, "/api/follow", protocols=["bearer", earlier])
+
+    assert messages[0] == {"type": "websocket.accept", "subprotocol": "bearer", "headers": []}
+    assert messages[-1] == {"type": "websocket.close", "code": 1008, "reason": REVOKED}
+
+
+async def test_a_token_issued_in_the_second_of_the_change_counts_as_before_it(
+    client: httpx.AsyncClient,
+    app_database: BoundDatabase,
+    token_factory: TokenFactory,
+    frozen_clock: FrozenClock,
+) -> None:
+    frozen_clock.move_to(datetime(2026, 6, 1, 12, 0, 0, 200_000, tzinfo=UTC))
+    token = token_factory()  # iat 12:00:00, whole seconds
+    await tokens_consumer(app_database).deliver(user_event(DEFAULT_SUB, frozen_clock.tick(0.5)))  # 12:00:00.7
+    assert refused(await client.get("/api/things", headers=bearer(token)))
+
+
+async def test_a_redelivered_or_late_event_changes_nothing(
+    app_database: BoundDatabase, frozen_clock: FrozenClock
+) -> None:
+    consumer = tokens_consumer(app_database)
+    first, later = frozen_clock.tick(0), frozen_clock.tick(60)
+    newer = user_event(DEFAULT_SUB, later)
+
+    outcomes = [
+        await consumer.deliver(newer),
+        await consumer.deliver(newer),
+        await consumer.deliver(user_event(DEFAULT_SUB, first, USER_DELETED)),
+    ]
+
+    assert outcomes == [Outcome.HANDLED, Outcome.DUPLICATE, Outcome.HANDLED]
+    async with app_database.session() as session:
+        rows = (await session.execute(select(token_revocations))).all()
+    assert [tuple(row) for row in rows] == [(DEFAULT_SUB, later, "user.changed")]  # the latest time stands
+
+
+async def test_an_event_naming_nobody_is_dead_lettered_not_applied(app_database: BoundDatabase) -> None:
+    bad = USER_DELETED.new(DEFAULT_SUB, UserEvent.model_construct(user_id="", role=None))
+    with pytest.raises(EventFailed):  # no dead-letter topic in process, so it raises
+        await tokens_consumer(app_database).deliver(bad)
+
+
+@pytest.mark.parametrize("subject", ["x" * 256, "nul\x00byte"], ids=["too-long", "nul"])
+async def test_a_subject_no_event_can_name_is_never_revoked_and_never_looked_up(
+    app_database: BoundDatabase, subject: str
+) -> None:
+    assert await Revocations(app_database).revoked(subject, issued_at=0.0) is False
+
+
+class Outage(Revocations):
+    async def revoked(self, user_id: str, issued_at: float) -> bool:
+        raise DatabaseUnavailable("the database went away")
+
+
+async def test_with_the_database_away_a_request_is_a_503_and_a_websocket_a_1013(
+    app: ServiceApp, app_database: BoundDatabase, token_factory: TokenFactory
+) -> None:
+    async def protected(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("a request whose token could not be checked went on")
+
+    guarded = AuthenticationMiddleware(
+        RevokedTokensMiddleware(protected, revocations=Outage(app_database)),
+        backend=JWTBackend(JWTConfig.from_settings(app.settings)),
+    )
+    token = token_factory()
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded), base_url="http://t") as client:
+        response = await client.get("/api/things", headers=bearer(token))
+    assert (response.status_code, response.headers["retry-after"]) == (503, str(DATABASE_RETRY_AFTER))
+    assert "unavailable" in response.json()["detail"]
+
+    messages = await websocket_session(guarded, "/api/follow", protocols=["bearer", token])
+    assert messages[-1] == {"type": "websocket.close", "code": 1013, "reason": "Try again later"}
+
+
+def test_refusing_revoked_tokens_needs_the_events_that_announce_them() -> None:
+    with pytest.raises(ValueError, match="events"):
+        create_app(GuardedSettings(), routes=[], refuse_revoked_tokens=True)
+
+
+class TestOverTheBroker:
+    @pytest.fixture
+    def app_settings(self, app_settings: GuardedSettings, kafka_settings: dict[str, Any]) -> GuardedSettings:
+        return app_settings.model_copy(update=kafka_settings)
+
+    async def test_user_changed_sent_by_the_users_service_reaches_the_tokens_group(
+        self, client: httpx.AsyncClient, app_database: BoundDatabase, token_factory: TokenFactory
+    ) -> None:
+        earlier = token_factory()
+        assert (await client.get("/api/things", headers=bearer(earlier))).status_code == 200
+        async with app_database.transaction() as session:  # as the users service writes it
+            payload = UserEvent(user_id=DEFAULT_SUB, role="user")
+            await Outbox(session).add(USER_CHANGED, key=DEFAULT_SUB, payload=payload)
+
+        async def revoked() -> bool:
+            return refused(await client.get("/api/things", headers=bearer(earlier)))
+
+        await eventually(revoked, "the earlier token refused")
+        group = (await client.get("/health")).json()["details"]["events"]["consumers"]["guarded-tokens"]
+        assert (group["handled"], group["dead_lettered"], group["state"]) == (1, 0, "running")
