@@ -42,6 +42,7 @@ def test_schemathesis_is_called_with_the_checks_the_seed_and_the_token(tmp_path:
     assert options["--seed"] == "7"
     assert options["--report-json-path"] == str(tmp_path / "r.json")
     assert command[-2:] == ["--header", "Authorization: Bearer tok"]
+    assert "--exclude-path" not in command  # only where the document has the operation
 
 
 def test_an_anonymous_pass_sends_no_authorization(tmp_path: Path) -> None:
@@ -113,19 +114,16 @@ def test_an_unknown_cursor_starts_from_the_beginning() -> None:
     assert fuzz.orders_page(orders, "not-a-cursor", 10) == {"items": orders, "next_cursor": None}
 
 
-def test_reporting_is_pointed_at_the_agents_service_and_the_upstream() -> None:
-    env = fuzz.service_env(
-        "reporting",
-        database_env={
-            "STARLING_REPORTING_DATABASE_URL": "sqlite+aiosqlite:///r.db",
-            "STARLING_USERS_DATABASE_URL": "u",
-        },
-        ports={"users": 1, "agents": 2, "reporting": 3},
-        upstream="http://127.0.0.1:4",
+def test_no_caller_is_fuzzed_on_the_logout_that_would_end_its_own_token(tmp_path: Path) -> None:
+    item = fuzz.Pass("users", "admin", 5, ("stateful",))
+    command = fuzz.schemathesis_command(
+        item,
+        "http://u",
+        token="t",
+        seed_value=1,
+        workers=1,
+        report=tmp_path / "r.json",
+        exclude=["/auth/logout"],
     )
-    assert env["STARLING_REPORTING_AGENTS_URL"] == "http://127.0.0.1:2"
-    assert env["STARLING_REPORTING_UPSTREAM_URL"] == "http://127.0.0.1:4"
-    assert env["STARLING_REPORTING_DATABASE_URL"] == "sqlite+aiosqlite:///r.db"
-    assert "STARLING_USERS_DATABASE_URL" not in env
-    # A 429 must never hide what an operation really answers.
-    assert env["STARLING_RATE_LIMIT"] == "1000000/minute"
+    assert fuzz.EXCLUDED_PATHS == ("/auth/logout",)
+    assert command[command.index("--exclude-path") + 1] == "/auth/logout"

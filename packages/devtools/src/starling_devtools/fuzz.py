@@ -1,21 +1,22 @@
 """`python -m starling_devtools.fuzz`: schemathesis against every service's `/openapi.json`, over real HTTP.
 
-The three services run as uvicorn processes, each on its own fresh database (SQLite files, or a
-throwaway PostgreSQL cluster with `--db postgres`), with a rate limit high enough that a 429 never
-hides an answer. The data a fuzzer cannot make up is put there first: demo agents and orders through
-the services' own APIs, and a small upstream orders API for the reporting service to extract from, so
-that the 503s the contract reserves for "no data yet" and "no upstream" are not what gets tested.
+Every service of the workspace runs on the harness (assessments, and any service added under
+`services/`, included), each on its own fresh database (SQLite files, or a throwaway PostgreSQL cluster
+with `--db postgres`), with a rate limit high enough that a 429 never hides an answer. The data a
+fuzzer cannot make up is put there first: demo agents and orders through the services' own APIs, and a
+small upstream orders API for the reporting service to extract from, so that the 503s the contract
+reserves for "no data yet" and "no upstream" are not what gets tested.
 
-Each service is then fuzzed as three callers: an administrator holding every scope (every phase,
-stateful included), a plain user and an anonymous caller (fewer examples: they mostly meet 401 and
-403). The run fails on any finding of the checks below, and prints each one with a curl command
-that reproduces it.
+Each service is then fuzzed as three callers: an administrator holding every scope its document
+declares (every phase, stateful included), a plain user and an anonymous caller (fewer examples: they
+mostly meet 401 and 403). `POST /auth/logout` is left out for every caller: it would end the caller's
+own token mid-run, and every later answer would be a 401 that says nothing. The run fails on any
+finding of the checks below, and prints each one with a curl command that reproduces it.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import json
@@ -37,9 +38,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from starling_devtools import load, seed, services
+from starling_devtools import harness, seed
 
-SERVICES = ("users", "agents", "reporting")
 CALLERS = ("admin", "user", "anonymous")
 CHECKS = (
     "not_a_server_error",
@@ -47,12 +47,15 @@ CHECKS = (
     "content_type_conformance",
     "response_schema_conformance",
 )
-FIRST_PORT = 19310  # users, agents, reporting, then the upstream orders API
-ADMIN_EMAIL = "fuzz-admin@example.com"
 USER_EMAIL = "fuzz-user@example.com"
 PASSWORD = "fuzz-password-0123"
+# Operations no caller is fuzzed on: each would end the caller's own token (see the docstring).
+EXCLUDED_PATHS = ("/auth/logout",)
 UPSTREAM_ORDERS = 12
 RUN_TIMEOUT = 900.0
+
+
+Tokens = dict[str, str | None]  # caller -> its token (None: no Authorization header)
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ def schemathesis_command(
     seed_value: int,
     workers: int,
     report: Path,
+    exclude: Sequence[str] = (),
     python: str = sys.executable,
 ) -> list[str]:
     command = [
@@ -122,6 +126,7 @@ def schemathesis_command(
         "--report", "json",
         "--report-json-path", str(report),
         "--no-color",
+        *[arg for path in exclude for arg in ("--exclude-path", path)],
     ]  # fmt: skip
     if token is not None:
         command += ["--header", f"Authorization: Bearer {token}"]
@@ -214,78 +219,50 @@ def serve_in_thread(app: Starlette, port: int) -> Iterator[str]:
         thread.join(timeout=10)
 
 
-# --- databases ---------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def databases(kind: str, names: Sequence[str], data_dir: Path) -> Iterator[dict[str, str]]:
-    """Each service's database URL environment: SQLite files under `data_dir`, or PostgreSQL databases."""
-    if kind == "sqlite":
-        env: dict[str, str] = {}
-        for name in names:
-            env |= services.sqlite_env(name, data_dir)
-        yield env
-        return
-    # The test kit knows how to start a throwaway cluster from the machine's binaries.
-    from starling_servers import postgres
-
-    # The cluster runs as an unprivileged user when we are root; it must reach its directory through ours.
-    data_dir.chmod(data_dir.stat().st_mode | 0o711)
-    cluster = postgres.ensure_cluster(data_dir / "postgres")
-    try:
-        asyncio.run(load.create_databases(cluster.url, [f"fuzz_{name}" for name in names]))
-        base = cluster.url.rsplit("/", 1)[0]
-        yield {f"STARLING_{name.upper()}_DATABASE_URL": f"{base}/fuzz_{name}" for name in names}
-    finally:
-        postgres.stop_cluster(data_dir / "postgres")
-
-
 # --- the run -----------------------------------------------------------------------------------------
 
 
-def service_env(
-    name: str, *, database_env: Mapping[str, str], ports: Mapping[str, int], upstream: str
-) -> dict[str, str]:
-    env = {
-        "STARLING_ENV": "development",
-        "STARLING_RATE_LIMIT": services.UNLIMITED_RATE,
-        **{key: value for key, value in database_env.items() if key.startswith(f"STARLING_{name.upper()}_")},
-    }
-    if name == "users":
-        env |= {
-            "STARLING_USERS_ADMIN_EMAIL": ADMIN_EMAIL,
-            "STARLING_USERS_ADMIN_PASSWORD": PASSWORD,
-            # Argon2id at its cheapest: the fuzzer registers and logs in hundreds of times.
-            "STARLING_USERS_PASSWORD_TIME_COST": "1",
-            "STARLING_USERS_PASSWORD_MEMORY_COST": "1024",
-            "STARLING_USERS_PASSWORD_PARALLELISM": "1",
+def caller_tokens(stack: harness.Stack, documents: Mapping[str, Mapping[str, Any]]) -> dict[str, Tokens]:
+    """Per service, each caller's token: real logins where the users service runs, and for the
+    administrator a token minted with the same subject wherever its role lacks a scope the document
+    names (a new service's scopes are granted to no role until an operator grants them)."""
+    admin = stack.environment.admin or harness.Admin()
+    subject, held, tokens = "fuzz-admin", set[str](), {"admin": "", "user": ""}
+    if "users" in stack.urls:
+        users = stack.urls["users"]
+        with httpx.Client(timeout=10.0) as client:
+            harness.register(client, users, USER_EMAIL, PASSWORD)
+            tokens["user"] = harness.login(client, users, USER_EMAIL, PASSWORD)["access_token"]
+            answer = harness.login(client, users, admin.email, admin.password)
+            tokens["admin"] = answer["access_token"]
+            held = set(answer.get("scope", "").split())
+            me = client.get(f"{users}/users/me", headers=harness.bearer(tokens["admin"]))
+            subject = me.raise_for_status().json()["id"]
+    found = {}
+    for name, document in documents.items():
+        wanted = harness.declared_scopes(document)
+        admin_token = tokens["admin"] if tokens["admin"] and wanted <= held else ""
+        found[name] = {
+            "admin": admin_token or stack.environment.mint(subject, sorted(wanted | held)),
+            "user": tokens["user"] or stack.environment.mint("fuzz-user", []),
+            "anonymous": None,
         }
-    if name == "reporting":
-        env |= {
-            "STARLING_REPORTING_AGENTS_URL": f"http://127.0.0.1:{ports['agents']}",
-            "STARLING_REPORTING_UPSTREAM_URL": upstream,
-        }
-    return env
-
-
-def caller_tokens(users_url: str) -> dict[str, str | None]:
-    with httpx.Client(timeout=10.0) as client:
-        admin = seed.token(users_url, ADMIN_EMAIL, PASSWORD, client=client)
-        registered = client.post(
-            f"{users_url}/users", json={"name": "Fuzz", "email": USER_EMAIL, "password": PASSWORD}
-        )
-        if registered.status_code not in (201, 409):
-            registered.raise_for_status()
-        user = seed.token(users_url, USER_EMAIL, PASSWORD, client=client)
-    return {"admin": admin, "user": user, "anonymous": None}
+    return found
 
 
 def run_pass(
-    item: Pass, url: str, token: str | None, *, seed_value: int, workers: int, work_dir: Path
+    item: Pass,
+    url: str,
+    token: str | None,
+    *,
+    seed_value: int,
+    workers: int,
+    work_dir: Path,
+    exclude: Sequence[str] = (),
 ) -> Outcome:
     report = work_dir / f"{item.service}-{item.caller}.json"
     command = schemathesis_command(
-        item, url, token=token, seed_value=seed_value, workers=workers, report=report
+        item, url, token=token, seed_value=seed_value, workers=workers, report=report, exclude=exclude
     )
     print(f"\n=== {item.service} as {item.caller}: {url}/openapi.json", flush=True)
     try:
@@ -303,9 +280,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m starling_devtools.fuzz", description=__doc__.splitlines()[0]
     )
-    parser.add_argument(
-        "--service", action="append", choices=SERVICES, help="fuzz only this service (repeatable)"
-    )
+    parser.add_argument("--service", action="append", help="fuzz only this service (repeatable)")
     parser.add_argument(
         "--caller", action="append", choices=CALLERS, help="fuzz only as this caller (repeatable)"
     )
@@ -318,23 +293,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--seed", type=int, help="schemathesis seed (random, and printed, when absent)")
     parser.add_argument("--workers", type=int, default=1, help="schemathesis workers per pass")
-    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--port", type=int, default=FIRST_PORT, help="first of four consecutive ports")
+    parser.add_argument("--db", choices=harness.KINDS, default="sqlite")
+    parser.add_argument(
+        "--port-base", type=int, default=0, help="base + each service's offset (0: free ports)"
+    )
+    parser.add_argument("--root", type=Path, default=harness.ROOT, help="the workspace whose services run")
     parser.add_argument(
         "--keep", type=Path, help="keep reports, replay files and databases in this directory"
     )
     args = parser.parse_args(argv)
     if args.max_examples < 1 or args.workers < 1:
         parser.error("--max-examples and --workers must be at least 1")
+    if unknown := set(args.service or ()) - set(harness.discover(args.root)):
+        parser.error(f"--service: no such service {sorted(unknown)}")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    names = args.service or list(SERVICES)
     callers = args.caller or list(CALLERS)
     seed_value = args.seed if args.seed is not None else secrets.randbelow(2**32)
-    ports = {name: args.port + index for index, name in enumerate(SERVICES)}
 
     with contextlib.ExitStack() as stack:
         if args.keep is not None:
@@ -342,42 +320,39 @@ def main(argv: Sequence[str] | None = None) -> int:
             work_dir = args.keep.resolve()
         else:
             work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="starling-fuzz-")))
-        upstream = stack.enter_context(serve_in_thread(upstream_app(upstream_orders()), args.port + 3))
-        database_env = stack.enter_context(databases(args.db, SERVICES, work_dir))
+        upstream = stack.enter_context(serve_in_thread(upstream_app(upstream_orders()), harness.free_port()))
         # Every service runs whichever are fuzzed: tokens come from users, agent usage from agents.
-        started: list[services.Running] = []
-        stack.callback(services.stop, started)
-        for name in SERVICES:
-            env = service_env(name, database_env=database_env, ports=ports, upstream=upstream)
-            service = services.Service(name, ports[name], env)
-            quiet = [*services.command(service), "--no-access-log", "--log-level", "warning"]
-            started.append(services.start(service, argv=quiet))
-        services.wait_healthy(started, timeout=60)
-        urls = {item.service.name: item.url for item in started}
-        tokens = caller_tokens(urls["users"])
-        seeded = seed.seed(
-            users_url=urls["users"],
-            agents_url=urls["agents"],
-            reporting_url=urls["reporting"],
-            email=ADMIN_EMAIL,
-            password=PASSWORD,
+        settings = {"reporting": {"STARLING_REPORTING_UPSTREAM_URL": upstream}}
+        run = harness.run(
+            work_dir, root=args.root, db=args.db, base=args.port_base, settings=settings, quiet=True
         )
-        print(
-            f"up on {args.db}; agents {seeded.agents_created}, orders {seeded.orders_accepted}",
-            flush=True,
-        )
+        served = stack.enter_context(run)
+        with httpx.Client(timeout=10.0) as client:
+            documents = {
+                name: client.get(f"{url}/openapi.json").raise_for_status().json()
+                for name, url in served.urls.items()
+            }
+        tokens = caller_tokens(served, documents)
+        if {"users", "agents", "reporting"} <= served.urls.keys():
+            admin = served.environment.admin or harness.Admin()
+            seeded = seed.seed(served.urls, admin.email, admin.password)
+            print(
+                f"up on {args.db}; agents {seeded.agents_created}, orders {seeded.orders_accepted}",
+                flush=True,
+            )
 
         results = []
-        for item in plan(names, callers, args.max_examples):
+        for item in plan(args.service or list(served.urls), callers, args.max_examples):
             outcome = run_pass(
                 item,
-                urls[item.service],
-                tokens[item.caller],
+                served.urls[item.service],
+                tokens[item.service][item.caller],
                 seed_value=seed_value,
                 workers=args.workers,
                 work_dir=work_dir,
+                exclude=[path for path in EXCLUDED_PATHS if path in documents[item.service].get("paths", {})],
             )
-            dead = [running.service.name for running in started if running.process.poll() is not None]
+            dead = [name for name, running in served.running.items() if running.process.poll() is not None]
             if dead:
                 outcome = dataclasses.replace(outcome, errors=[*outcome.errors, f"exited: {', '.join(dead)}"])
             results.append((item, outcome))

@@ -9,15 +9,16 @@ it measures or checks, not how it starts things.
 """
 
 from starling_devtools.harness.answers import Recorder, http_client, percentile
-from starling_devtools.harness.databases import Databases, query
+from starling_devtools.harness.databases import KINDS, Databases, query
 from starling_devtools.harness.discovery import Discovered, discover, free_port
 from starling_devtools.harness.environment import Admin, Environment
 from starling_devtools.harness.processes import Running, Service, StopSignals, wait_for
 from starling_devtools.harness.report import Check, check, exit_code, render
 from starling_devtools.harness.stack import ROOT, Stack, run, work_dir
-from starling_devtools.harness.tokens import bearer, declared_scopes, issued, login
+from starling_devtools.harness.tokens import bearer, declared_scopes, issued, login, register
 
 __all__ = [
+    "KINDS",
     "ROOT",
     "Admin",
     "Check",
@@ -40,6 +41,7 @@ __all__ = [
     "login",
     "percentile",
     "query",
+    "register",
     "render",
     "run",
     "wait_for",
