@@ -87,7 +87,7 @@ def test_a_matrix_without_python_or_with_no_shards_is_refused(
 def test_nox_lists_a_suite_per_member_on_both_databases(nox_sessions: list[dict[str, Any]]) -> None:
     names = {entry["session"] for entry in nox_sessions}
 
-    for member in ("core", "testkit", "users", "agents", "reporting", "devtools"):
+    for member in ("core", "testkit", "servers", "users", "agents", "reporting", "devtools"):
         assert f"tests({member})" in names
     for member in ("core", "users", "agents", "reporting"):
         assert f"tests_postgres({member})" in names
