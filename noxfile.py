@@ -302,16 +302,19 @@ def new(session: nox.Session) -> None:
     else:
         sync(session, "--only-group", "template")
     data = {"name": name, "port": str(port)} | ({"description": args.description} if args.description else {})
-    # The template is a folder of this checkout, not a repository of its own: copier renders it as it is in
-    # the working tree, offline, and records its path and the answers in services/<name>/.copier-answers.yml.
+    # The template is this repository (copier.yml at its root, the files in packages/devtools/template):
+    # copier renders it as it is in the working tree (HEAD and any uncommitted change), offline, and records
+    # the answers and the commit in services/<name>/.copier-answers.yml, from which `copier update` later
+    # replays the template's changes.
     session.chdir(ROOT)
     session.run(
         "copier",
         "copy",
         "--quiet",
         "--defaults",
+        "--vcs-ref=HEAD",
         *[arg for key, value in data.items() for arg in ("--data", f"{key}={value}")],
-        "packages/devtools/template",
+        ".",
         f"services/{name}",
     )
     session.run("uv", "lock")  # the new member enters the lock, with nothing else changed

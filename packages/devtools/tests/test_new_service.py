@@ -13,11 +13,13 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 
 import pytest
 import yaml
 from copier import run_copy
+from copier.errors import DirtyLocalWarning
 
 # Sorted before starling_core and starling_testkit, which the template's import blocks must follow.
 NAME = "catalog"
@@ -25,13 +27,17 @@ NAME = "catalog"
 
 def render(repo_root: Path, workspace: Path, name: str, **data: object) -> Path:
     service = workspace / "services" / name
-    run_copy(
-        str(repo_root / "packages" / "devtools" / "template"),
-        service,
-        data={"name": name, "port": 8005, **data},
-        defaults=True,
-        quiet=True,
-    )
+    # A working tree with uncommitted changes is what a template author tests: copier says so, as it should.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DirtyLocalWarning)
+        run_copy(
+            str(repo_root),  # copier.yml at the root; the files in packages/devtools/template
+            service,
+            vcs_ref="HEAD",  # the working tree as it is, uncommitted changes included
+            data={"name": name, "port": 8005, **data},
+            defaults=True,
+            quiet=True,
+        )
     return service
 
 
@@ -80,7 +86,9 @@ def test_the_service_has_the_standard_files_and_records_its_answers(workspace: P
     answers = yaml.safe_load((service / ".copier-answers.yml").read_text())
     assert answers["name"] == NAME
     assert answers["port"] == 8005
-    assert answers["_src_path"].endswith("template")
+    # the repository the template is the root of, and the commit it was at: what `copier update` needs
+    assert (Path(answers["_src_path"]) / "copier.yml").is_file()
+    assert answers["_commit"]
     readme = (service / "README.md").read_text()
     assert f"starling-migrate {NAME} revision -m" in readme
     assert f"starling-migrate {NAME} upgrade" in readme
