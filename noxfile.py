@@ -234,6 +234,16 @@ def typecheck(session: nox.Session) -> None:
         targets = [str(p) for p in (member.path / "src", member.path / "tests") if (ROOT / p).is_dir()]
         session.run("mypy", *targets)
     session.run("mypy", "noxfile.py")
+    # The bench's test projects (which the config leaves out of devtools' run): each is checked as it
+    # runs, in a folder of its own, with the checked-in folders it is copied from as its import roots.
+    from starling_devtools.bench import projects
+
+    for kind in projects.LAYOUTS:
+        roots = projects.folders(kind)
+        files = [os.path.relpath(path, ROOT) for root in roots for path in sorted(root.rglob("*.py"))]
+        session.log(f"mypy: bench project {kind}")
+        search_path = os.pathsep.join(str(root) for root in roots)
+        session.run("mypy", "--explicit-package-bases", *files, env={"MYPYPATH": search_path})
 
 
 @nox.session(default=False)

@@ -53,37 +53,28 @@ def test_a_project_needs_a_test() -> None:
         projects.module_sizes(0)
 
 
-@pytest.mark.parametrize("kind", projects.KINDS)
+@pytest.mark.parametrize("kind", projects.LAYOUTS)
 def test_a_generated_project_holds_the_asked_number_of_tests(tmp_path: Path, kind: str) -> None:
     directory = projects.generate(kind, tmp_path / kind, 120)
 
     assert projects.count_tests(directory) == 120
-    assert len(list(directory.glob("test_m*.py"))) == 3
-    assert "asyncio_mode = auto" in (directory / "pytest.ini").read_text()
-    for source in directory.glob("*.py"):
-        compile(source.read_text(), str(source), "exec")
+    assert sorted(path.name for path in directory.glob("test_*.py")) == [f"test_m00{i}.py" for i in range(3)]
+    assert "[pytest]" in (directory / "pytest.ini").read_text()
+    assert 'pytest_plugins = ["benchclock"]' in (directory / "conftest.py").read_text()
 
 
-def test_database_tests_assert_that_exactly_one_row_is_visible(tmp_path: Path) -> None:
-    directory = projects.generate(projects.KIT, tmp_path, 1)
+def test_each_kind_gets_its_own_conftest_and_tests(tmp_path: Path) -> None:
+    made = {kind: projects.generate(kind, tmp_path / kind, 1) for kind in projects.LAYOUTS}
 
-    test = (directory / "test_m000.py").read_text()
-    assert "db_session.add(Row(" in test
-    assert "select_from(Row)) == 1" in test
-
-
-def test_each_kind_gets_its_own_conftest_and_every_one_the_stopwatch(tmp_path: Path) -> None:
-    conftests = {
-        kind: (projects.generate(kind, tmp_path / kind, 1) / "conftest.py").read_text()
-        for kind in projects.KINDS
-    }
-
-    assert "def app_factory" in conftests[projects.KIT]
-    assert "def db_metadata" in conftests[projects.KIT]
-    assert 'join_transaction_mode="create_savepoint"' in conftests[projects.TEXTBOOK]
-    assert "await transaction.rollback()" in conftests[projects.TEXTBOOK]
-    assert "db_session" not in conftests[projects.FLOOR]
-    assert all(projects.CLOCK_ENV in conftest for conftest in conftests.values())
+    kit = (made[projects.KIT] / "conftest.py").read_text()
+    textbook = (made[projects.TEXTBOOK] / "conftest.py").read_text()
+    assert "def app_factory" in kit
+    assert 'join_transaction_mode="create_savepoint"' in textbook
+    assert "starling_suite = true" in (made[projects.KIT] / "pytest.ini").read_text()
+    assert "starling_suite" not in (made[projects.TEXTBOOK] / "pytest.ini").read_text()
+    assert "db_session" not in (made[projects.FLOOR] / "test_m000.py").read_text()
+    assert "select_from(Row)) == 1" in (made[projects.KIT] / "test_m000.py").read_text()
+    assert (made[projects.DJANGO] / "benchapp" / "models.py").is_file()
 
 
 def test_an_unknown_kind_is_refused(tmp_path: Path) -> None:
@@ -91,12 +82,15 @@ def test_an_unknown_kind_is_refused(tmp_path: Path) -> None:
         projects.generate("django", tmp_path, 1)
 
 
-def test_the_requests_project_compiles(tmp_path: Path) -> None:
-    directory = projects.generate_requests(tmp_path)
+@pytest.mark.parametrize("kind", [projects.FLOOR, projects.KIT, projects.TEXTBOOK])
+def test_a_generated_project_runs_its_tests_on_the_stopwatch(tmp_path: Path, kind: str) -> None:
+    directory = projects.generate(kind, tmp_path, 3)
+    config = Config(kind, "sqlite", 1, 3)
 
-    assert projects.count_tests(directory) == 1
-    for source in directory.glob("*.py"):
-        compile(source.read_text(), str(source), "exec")
+    run = pytest_runs.run(directory, config.pytest_args(), expect=3, env=config.env(None))
+
+    assert run.summary.passed == 3
+    assert 0 < run.tests < run.wall
 
 
 # --- pytest's summary ----------------------------------------------------------------------------

@@ -31,15 +31,16 @@ def cluster() -> Iterator[str]:
 
 def create_database(server_url: str, name: str) -> str:
     """A fresh, empty database `name` on the server; returns its URL."""
+    return asyncio.run(recreate_database(server_url, name))
 
-    async def recreate() -> None:
-        maintenance = make_url(server_url).set(drivername="postgresql", database="postgres")
-        connection = await asyncpg.connect(maintenance.render_as_string(hide_password=False))
-        try:
-            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await connection.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await connection.close()
 
-    asyncio.run(recreate())
+async def recreate_database(server_url: str, name: str) -> str:
+    """`create_database` on a running loop: the textbook project's session fixture awaits it."""
+    maintenance = make_url(server_url).set(drivername="postgresql", database="postgres")
+    connection = await asyncpg.connect(maintenance.render_as_string(hide_password=False))
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
     return make_url(server_url).set(database=name).render_as_string(hide_password=False)

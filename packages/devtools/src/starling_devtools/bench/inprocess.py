@@ -1,7 +1,7 @@
 """Figure 2: a request through the kit's `client`, against a bare Starlette route doing the same read.
 
 The pair, both through `httpx.AsyncClient(transport=httpx.ASGITransport(...))` in one pytest test of a
-generated project (see `projects.REQUESTS_TEST`), on the test's own connection:
+generated project (`projects/requests/requests_tests.py`), on the test's own connection:
 
 - the kit: `auth_client` (the kit's fixture, a bearer token included) on the users service's
   `GET /users/me`, through its whole stack: request id, body limit, JWT authentication, rate limit,
@@ -34,7 +34,7 @@ def measure(
     directory: Path, database: str, *, server_url: str | None, rounds: int, batch: int
 ) -> dict[str, Any]:
     """Run the request project on `database`; per-round seconds per request for each client."""
-    projects.generate_requests(directory)
+    projects.generate(projects.REQUESTS, directory, 1)
     out = directory / f"requests-{database}.json"
     env: dict[str, str | None] = {
         "STARLING_RATE_LIMIT": services.UNLIMITED_RATE,

@@ -121,17 +121,8 @@ def plan(
 
 def prepare(configs: Sequence[Config], root: Path) -> dict[tuple[str, int], Path]:
     """Generate one project per (kind, test count) under `root`."""
-    directories: dict[tuple[str, int], Path] = {}
-    for config in configs:
-        key = (config.kind, config.tests)
-        if key in directories:
-            continue
-        where = root / f"{config.kind}-{config.tests}"
-        if config.kind == DJANGO:
-            directories[key] = projects.generate_django(where, config.tests)
-        else:
-            directories[key] = projects.generate(config.kind, where, config.tests)
-    return directories
+    keys = dict.fromkeys((config.kind, config.tests) for config in configs)
+    return {(kind, tests): projects.generate(kind, root / f"{kind}-{tests}", tests) for kind, tests in keys}
 
 
 Runs = dict[str, list[pytest_runs.PytestRun]]

@@ -1,6 +1,6 @@
 """One pytest run of a generated project, timed three ways.
 
-- `tests`: the generated conftest's stopwatch (see `projects.CLOCK`), from the end of collection to
+- `tests`: the projects' stopwatch (`projects/common/benchclock.py`), from the end of collection to
   the end of the session. The figures use this one: interpreter start-up, plugin imports and, under
   xdist, worker start-up are the noisiest part of a run (seconds on a busy machine) and no test pays
   for them.

@@ -48,7 +48,7 @@ def measure(
 ) -> Walls:
     pairs = [Pair(database, tests) for tests in sizes for database in databases]
     directories = {
-        (kind, tests): _generate(kind, root / f"whole-{kind}-{tests}", tests)
+        (kind, tests): projects.generate(kind, root / f"whole-{kind}-{tests}", tests)
         for tests in sizes
         for kind in (projects.KIT, projects.DJANGO)
     }
@@ -68,12 +68,6 @@ def measure(
                         f"whole process {repetition}/{repeat}: {LABELS[kind]}, {pair.label}: {run.wall:.2f} s"
                     )
     return walls
-
-
-def _generate(kind: str, directory: Path, tests: int) -> Path:
-    if kind == projects.DJANGO:
-        return projects.generate_django(directory, tests)
-    return projects.generate(kind, directory, tests)
 
 
 def figures(walls: Walls) -> list[Figure]:
