@@ -18,7 +18,6 @@ from starling_devtools.faults import (
     serving,
     squeeze,
     upstream_orders,
-    upstream_units,
 )
 from starling_devtools.faults.__main__ import parse_args
 from starling_devtools.faults.database import _good_503
@@ -80,14 +79,6 @@ async def test_the_fake_upstream_really_drops_connections_on_the_wire() -> None:
         "dropped mid-body",
     ]
     assert [offset for offset, _ in upstream.requests] == [0, 4, 4, 8]
-
-
-def test_upstream_units_sum_quantities_per_product() -> None:
-    orders = [
-        {"items": [{"product_id": "a", "quantity": 2}, {"product_id": "b", "quantity": 1}]},
-        {"items": [{"product_id": "a", "quantity": 5}]},
-    ]
-    assert upstream_units(orders) == {"a": 7, "b": 1}
 
 
 def test_upstream_orders_are_reproducible_and_uniquely_named() -> None:

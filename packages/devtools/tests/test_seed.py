@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from starling_devtools.seed import DEMO_AGENTS, demo_orders
+from starling_devtools.seed import DEMO_AGENTS, demo_orders, units
 
 
 def test_demo_orders_are_stable_so_seeding_twice_replays_them() -> None:
@@ -25,3 +25,11 @@ def test_demo_orders_are_valid_ingestion_input() -> None:
 def test_demo_agents_cover_the_built_in_kinds_with_their_own_ids() -> None:
     assert {agent["kind"] for agent in DEMO_AGENTS} == {"summarizer", "classifier"}
     assert {agent["agent_id"] for agent in DEMO_AGENTS}.isdisjoint({"summarizer", "classifier"})
+
+
+def test_units_sum_quantities_per_product() -> None:
+    orders = [
+        {"items": [{"product_id": "a", "quantity": 2}, {"product_id": "b", "quantity": 1}]},
+        {"items": [{"product_id": "a", "quantity": 5}]},
+    ]
+    assert units(orders) == {"a": 7, "b": 1}

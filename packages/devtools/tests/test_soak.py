@@ -13,10 +13,9 @@ import httpx
 import pytest
 
 from starling_devtools import harness
-from starling_devtools.harness import Recorder, Running, Service, logs
+from starling_devtools.harness import Recorder, Running, Service, logs, operations, plain_gets
 from starling_devtools.soak.__main__ import parse_args
 from starling_devtools.soak.callers import PASSWORD, Callers, make_order
-from starling_devtools.soak.generic import operations, plain_gets
 from starling_devtools.soak.ledger import Ledger
 from starling_devtools.soak.memory import MIB, MemoryBound, MemorySampler
 from starling_devtools.soak.verification import EXPECTED

@@ -2,11 +2,12 @@
 
 Five scenarios, each against real service processes (`--only` picks some):
 
-- database: users, agents and reporting on a throwaway PostgreSQL cluster while writers keep
-  registering users, queueing background runs and posting orders. The server is stopped
-  (`pg_ctl stop -m fast`) and started again. Each `/health` must go 200 -> 503 -> 200; every request
-  must be answered within the client's timeout, 2xx or 503 with a JSON `detail` (never a 500); every
-  write answered 2xx must be in the database afterwards, and every accepted run must finish.
+- database: every service on a throwaway PostgreSQL cluster while writers keep registering users,
+  queueing background runs and posting orders (and a generic reader reads every other service). The
+  server is stopped (`pg_ctl stop -m fast`) and started again. Each `/health` must go 200 -> 503 ->
+  200; every request must be answered within the client's timeout, 2xx or 503 with a JSON `detail`
+  (never a 500); every write answered 2xx must be in the database afterwards, and every accepted run
+  must finish.
 - agents: background runs queued on one worker, the process SIGKILLed while some are still queued or
   running, then started again on the same database: every accepted run must complete, once.
 - processes: agents served by `starling_core.serve --processes 2`, running `llm` agents against a
@@ -26,9 +27,9 @@ Five scenarios, each against real service processes (`--only` picks some):
   once, units per product must equal the published ones in the database and in `/top-products`, and
   every event must be handled once, any copy skipped by the inbox.
 
-Modules: `common` (options, service environments, starting services, the log check), one per
-scenario (`database`, `agents`, `processes`, `upstream`, `broker`), and `__main__` (the command line
-and the run).
+Every scenario runs its services on the harness (`starling_devtools.harness`), on free ports. Modules:
+`common` (options, the scopes of the scenarios' tokens), one per scenario (`database`, `agents`,
+`processes`, `upstream`, `broker`), and `__main__` (the command line and the run).
 """
 
 from starling_devtools.faults.agents import agents_killed
@@ -42,7 +43,6 @@ from starling_devtools.faults.upstream import (
     serving,
     upstream_drops,
     upstream_orders,
-    upstream_units,
 )
 
 __all__ = [
@@ -60,5 +60,4 @@ __all__ = [
     "squeeze",
     "upstream_drops",
     "upstream_orders",
-    "upstream_units",
 ]

@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 
-from starling_devtools import load
+from starling_devtools import harness
 from starling_devtools.faults.agents import agents_killed
 from starling_devtools.faults.broker import broker_outage
 from starling_devtools.faults.common import Options
@@ -25,7 +26,7 @@ SCENARIOS = ("database", "agents", "processes", "upstream", "broker")
 
 
 def run(options: Options) -> int:
-    checks: list[load.Check] = []
+    checks: list[harness.Check] = []
     reports = []
     scenarios = {
         "database": database_outage,
@@ -34,19 +35,19 @@ def run(options: Options) -> int:
         "upstream": upstream_drops,
         "broker": broker_outage,
     }
-    with load.work_dir("starling-faults-", keep=options.keep) as directory:
+    with harness.work_dir("starling-faults-", keep=options.keep) as directory:
         for name in options.only:
             scenario_dir = directory / name
             scenario_dir.mkdir()
             try:
                 found = asyncio.run(scenarios[name](options, scenario_dir))
             except Exception as exc:  # a scenario that cannot run is a failed check, not a traceback
-                found = [load.check(f"{name} scenario ran", False, f"{type(exc).__name__}: {exc}")]
+                found = [harness.check(f"{name} scenario ran", False, f"{type(exc).__name__}: {exc}")]
             checks += found
-            reports.append(load.render(f"faults: {name}", found))
+            reports.append(harness.render(f"faults: {name}", found))
     print("\n".join(reports))
     print(f"{sum(c.ok for c in checks)}/{len(checks)} checks passed in all")
-    return load.exit_code(checks)
+    return harness.exit_code(checks)
 
 
 def parse_args(argv: Sequence[str] | None) -> Options:
@@ -72,6 +73,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         help="orders the upstream starts with, and the shop publishes in the broker scenario (default 1000)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
+    parser.add_argument("--root", type=Path, default=harness.ROOT, help="the workspace whose services run")
     args = parser.parse_args(argv)
     return Options(
         only=tuple(args.only or SCENARIOS),
@@ -80,6 +82,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         runs=args.runs,
         orders=args.orders,
         keep=args.keep,
+        root=args.root,
     )
 
 

@@ -37,21 +37,13 @@ from starling_core.db import Database
 from starling_core.events import Outbox, Relay
 from starling_core.events.kafka import KafkaBroker, KafkaOptions
 from starling_core.events.topics import ORDER_PLACED, OrderPlaced
-from starling_devtools import load, services
-from starling_devtools.faults.common import (
-    CLIENT_TIMEOUT,
-    PORTS,
-    REPORT_SCOPES,
-    Options,
-    auth,
-    base_env,
-    logs_check,
-)
-from starling_devtools.faults.upstream import upstream_orders, upstream_units
+from starling_devtools import harness
+from starling_devtools.faults.common import CLIENT_TIMEOUT, REPORT_SCOPES, Options
+from starling_devtools.faults.upstream import ranked, stored, upstream_orders
+from starling_devtools.harness import bearer, logs
+from starling_devtools.seed import units
 from starling_servers import kafka
 
-# Consumer groups join in session_timeout/2 on the test broker: fast joins, as the kit's tests use.
-FAST_GROUPS = {"STARLING_KAFKA_SESSION_TIMEOUT_MS": "1000", "STARLING_KAFKA_HEARTBEAT_INTERVAL_MS": "300"}
 POSTED_TOO = 5  # every fifth order also reaches reporting by POST /api/v1/orders
 PACE = 0.02  # seconds each writer waits between orders: the stream lasts seconds, the outage is in it
 
@@ -196,77 +188,67 @@ def broker_behind(port: int, advertised: int) -> Iterator[subprocess.Popen[bytes
         shutil.rmtree(directory, ignore_errors=True)
 
 
-async def broker_outage(options: Options, directory: Path) -> list[load.Check]:
-    ports = PORTS["broker"]
+async def broker_outage(options: Options, directory: Path) -> list[harness.Check]:
     orders = upstream_orders(0, options.orders, random.Random(13))  # noqa: S311 - reproducible, not a secret
-    url = f"sqlite+aiosqlite:///{directory / 'reporting-broker.db'}"
-    bootstrap = f"127.0.0.1:{ports['proxy']}"
-    env = base_env("reporting", url) | FAST_GROUPS | {"STARLING_KAFKA_BOOTSTRAP_SERVERS": bootstrap}
-    service = services.Service("reporting", ports["reporting"], env)
-    token = load.mint_token("faults-broker", REPORT_SCOPES)
+    kafka_port, proxy_port = harness.free_port(), harness.free_port()
+    bootstrap = f"127.0.0.1:{proxy_port}"
     consumer_states: list[str] = []
-    proxy = Proxy(ports["proxy"], ports["kafka"])
-    with broker_behind(ports["kafka"], ports["proxy"]), quiet_clients():
+    proxy = Proxy(proxy_port, kafka_port)
+    with broker_behind(kafka_port, proxy_port), quiet_clients():
         await proxy.restore()
-        item = load.start_logged(service, directory / "reporting.log")
+        run = harness.run(directory, root=options.root, names=["reporting"], bootstrap=bootstrap)
+        # started in a thread: the proxy the service reaches the broker through answers from this loop
+        stack = await asyncio.to_thread(run.__enter__)
+        url, service = stack.databases.urls["reporting"], stack.urls["reporting"]
+        token = stack.environment.mint("faults-broker", REPORT_SCOPES)
         try:
-            await asyncio.to_thread(services.wait_healthy, [item], timeout=60)
             async with (
                 shop_on(directory / "shop-outbox.db", bootstrap) as shop,
-                load.http_client(connections=8, seconds=CLIENT_TIMEOUT) as client,
+                harness.http_client(connections=8, seconds=CLIENT_TIMEOUT) as client,
             ):
-                watch = asyncio.create_task(_watch(client, service.url, shop, consumer_states))
+                watch = asyncio.create_task(_watch(client, service, shop, consumer_states))
                 feed = iter(orders)
                 posted: list[int] = []
                 writers = [
-                    asyncio.create_task(_write(shop, feed, client, service.url, token, posted))
+                    asyncio.create_task(_write(shop, feed, client, service, token, posted))
                     for _ in range(options.writers)
                 ]
-                await load.wait_for(_placed_at_least(shop, len(orders) // 3), within=60)
+                await harness.wait_for(_placed_at_least(shop, len(orders) // 3), within=60)
                 stopped_at = len(shop.placed)
                 await proxy.cut()
-                handled_at_cut = (await _group(client, service.url)).get("handled", 0)
+                handled_at_cut = (await _group(client, service)).get("handled", 0)
                 await asyncio.sleep(options.outage)
                 during = len(shop.placed) - stopped_at
                 waiting = await shop.pending()  # events the relay could not deliver meanwhile
-                handled_in_outage = (await _group(client, service.url)).get("handled", 0) - handled_at_cut
+                handled_in_outage = (await _group(client, service)).get("handled", 0) - handled_at_cut
                 connections = proxy.connections
                 await proxy.restore()
                 restarted = time.monotonic()
                 await asyncio.gather(*writers)
-                complete = await load.wait_for(
-                    _handled(client, service.url, len(orders)), within=120, interval=0.2
+                complete = await harness.wait_for(
+                    _handled(client, service, len(orders)), within=120, interval=0.2
                 )
                 took = time.monotonic() - restarted
-                await load.wait_for(_settled(client, service.url, shop), within=30, interval=0.2)
+                await harness.wait_for(_settled(client, service, shop), within=30, interval=0.2)
                 watch.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watch
                 left = await shop.pending()
                 reconnected = proxy.connections - connections
-                health = (await client.get(f"{service.url}/health")).json()["details"]["events"]
+                health = (await client.get(f"{service}/health")).json()["details"]["events"]
                 ranking = await client.get(
-                    f"{service.url}/top-products", params={"count": 100}, headers=auth(token)
+                    f"{service}/top-products", params={"count": 100}, headers=bearer(token)
                 )
         finally:
-            await asyncio.to_thread(services.stop, [item])
+            await asyncio.to_thread(run.__exit__, None, None, None)
             await proxy.cut()
 
-    stored = {row[0] for row in await load.query(url, "SELECT order_id FROM orders")}
-    stored_units = {
-        row[0]: int(row[1])
-        for row in await load.query(
-            url, "SELECT product_id, SUM(quantity) FROM order_items GROUP BY product_id"
-        )
-    }
-    expected_units = upstream_units(orders)
-    api_units = (
-        {row["product_id"]: row["cnt_bought"] for row in ranking.json()} if ranking.status_code == 200 else {}
-    )
+    stored_ids, stored_units = await stored(url)
+    expected_units, api_units = units(orders), ranked(ranking)
     group = health["consumers"].get("reporting", {})
     published = set(shop.placed)
     return [
-        load.check(
+        harness.check(
             "the broker went away and came back with orders streaming",
             during > 0 and waiting > 0 and reconnected > 0,
             f"cut after {stopped_at} of {len(orders)} orders; in the {options.outage:.0f} s outage "
@@ -276,26 +258,26 @@ async def broker_outage(options: Options, directory: Path) -> list[load.Check]:
             f"{' -> '.join(_squeeze(shop.states))}, reporting's consumer "
             f"{' -> '.join(_squeeze(consumer_states))}: the clients reconnect by themselves)",
         ),
-        load.check(
+        harness.check(
             "every order published to orders is stored once: none lost, none doubled",
-            complete and stored == published == {o["order_id"] for o in orders} and left == 0,
-            f"{len(stored)} stored of {len(published)} published ({sum(posted)} also posted over HTTP), "
+            complete and stored_ids == published == {o["order_id"] for o in orders} and left == 0,
+            f"{len(stored_ids)} stored of {len(published)} published ({sum(posted)} also posted over HTTP), "
             f"all handled {took:.1f} s after the broker came back; outbox left unsent: {left}",
         ),
-        load.check(
+        harness.check(
             "units per product: database = /top-products = what was published",
             stored_units == expected_units == api_units,
             f"{sum(expected_units.values())} units over {len(expected_units)} products published, "
             f"{sum(stored_units.values())} stored, {sum(api_units.values())} in /top-products",
         ),
-        load.check(
+        harness.check(
             "each event handled once, every copy skipped",
             group.get("handled") == len(orders) and group.get("dead_lettered") == 0,
             f"reporting handled {group.get('handled')} events, skipped {group.get('duplicates')} copies "
             f"(redelivered after the cut, or sent again by the relay), "
             f"dead-lettered {group.get('dead_lettered')}",
         ),
-        logs_check(directory, ["reporting"]),
+        logs.tracebacks_check(stack.logs),
     ]
 
 
@@ -312,7 +294,7 @@ async def _write(
         await shop.place(order)
         if int(order["order_id"].rsplit("-", 1)[1]) % POSTED_TOO == 0:
             response = await client.post(
-                f"{base_url}/api/v1/orders", json={"orders": [order]}, headers=auth(token)
+                f"{base_url}/api/v1/orders", json={"orders": [order]}, headers=bearer(token)
             )
             posted.append(1 if response.status_code == 202 else 0)
         await asyncio.sleep(PACE)

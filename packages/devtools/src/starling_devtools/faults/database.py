@@ -1,4 +1,9 @@
-"""The database scenario: PostgreSQL stops and comes back under writers."""
+"""The database scenario: PostgreSQL stops and comes back under writers.
+
+Every service of the workspace runs on the cluster: users, agents and reporting under writers that
+keep registering, queueing runs and posting orders, and every other service under a generic reader
+(its `/health` and parameterless GETs, `harness.openapi`), so that a new service meets the outage too.
+"""
 
 from __future__ import annotations
 
@@ -16,20 +21,19 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from starling_devtools import load, services
+from starling_devtools import harness
 from starling_devtools.faults.common import (
     CLIENT_TIMEOUT,
-    PORTS,
     REPORT_SCOPES,
     RUN_SCOPES,
     Options,
-    auth,
-    base_env,
-    logs_check,
-    running,
+    no_unfinished_runs,
 )
+from starling_devtools.harness import bearer, logs
+from starling_servers.postgres import SERVER_OPTIONS, find_binaries
 
 PASSWORD = "faults-password-0123"
+KNOWN = {"users", "agents", "reporting"}  # the services the writers know
 RUN_TEXT = " ".join(f"Sentence {n} of a long text that the summarizer reads for a while." for n in range(300))
 
 
@@ -61,14 +65,10 @@ class PostgresControl:
         self._pg_ctl("-m", "fast", "-w", "stop")
 
     def start(self) -> None:
-        from starling_servers.postgres import SERVER_OPTIONS
-
         options = f"-p {self.port} -h 127.0.0.1 -k '' {SERVER_OPTIONS}"
         self._pg_ctl("-l", str(self.log), "-w", "-t", "60", "-o", options, "start")
 
     def _pg_ctl(self, *args: str) -> None:
-        from starling_servers.postgres import find_binaries
-
         owner = self.data_dir.stat()
         as_owner = os.geteuid() == 0 and owner.st_uid != 0
         subprocess.run(
@@ -86,7 +86,7 @@ class PostgresControl:
 class Outage:
     """What the writers and the health monitor saw around the outage."""
 
-    answers: load.Recorder = field(default_factory=load.Recorder)
+    answers: harness.Recorder = field(default_factory=harness.Recorder)
     health: dict[str, list[int]] = field(default_factory=dict)
     registered: set[str] = field(default_factory=set)
     runs: set[str] = field(default_factory=set)
@@ -98,9 +98,10 @@ class Outage:
     miscounted: int = 0  # order batches whose `accepted` was not the number of (all new) orders sent
 
 
-async def write_forever(outage: Outage, client: httpx.AsyncClient, urls: dict[str, str], index: int) -> None:
+async def write_forever(
+    outage: Outage, client: httpx.AsyncClient, urls: dict[str, str], index: int, token: str
+) -> None:
     """One writer: a registration, a background run, an order batch, round and round."""
-    token = load.mint_token(f"faults-writer-{index}", [*RUN_SCOPES, *REPORT_SCOPES])
     sequence = 0
     while True:
         sequence += 1
@@ -120,7 +121,7 @@ async def write_forever(outage: Outage, client: httpx.AsyncClient, urls: dict[st
                 "POST",
                 f"{urls['agents']}/api/v1/agents/run",
                 json=body,
-                headers=auth(token),
+                headers=bearer(token),
             )
         else:
             orders = [order(f"{key}-{n}", n) for n in range(3)]
@@ -130,7 +131,7 @@ async def write_forever(outage: Outage, client: httpx.AsyncClient, urls: dict[st
                 "POST",
                 f"{urls['reporting']}/api/v1/orders",
                 json={"orders": orders},
-                headers=auth(token),
+                headers=bearer(token),
             )
         if response is None:
             continue
@@ -150,6 +151,22 @@ async def write_forever(outage: Outage, client: httpx.AsyncClient, urls: dict[st
                 outage.orders.update(o["order_id"] for o in orders)
                 if response.json().get("accepted") != len(orders):
                     outage.miscounted += 1
+
+
+async def read_forever(
+    outage: Outage, client: httpx.AsyncClient, operations: list[harness.Operation]
+) -> None:
+    """A service the writers do not know: its generic reads, round and round."""
+    while True:
+        for operation in operations:
+            response = await outage.answers.request(
+                client, operation.label, "GET", operation.url, headers=operation.headers
+            )
+            if response is not None and response.status_code == 503 and not _good_503(response):
+                if len(outage.bad_503) < 5:
+                    outage.bad_503.append(f"{operation.label}: {response.headers} {response.text[:100]}")
+            elif response is not None and response.is_success and outage.recovered:
+                outage.after_recovery[operation.label.split(".")[0]] += 1
 
 
 def _good_503(response: httpx.Response) -> bool:
@@ -184,92 +201,87 @@ async def monitor_health(outage: Outage, client: httpx.AsyncClient, urls: dict[s
         await asyncio.sleep(0.1)
 
 
-def all_health(outage: Outage, status: int) -> bool:
-    return len(outage.health) == 3 and all(seen[-1] == status for seen in outage.health.values())
+def all_health(outage: Outage, status: int, count: int) -> bool:
+    return len(outage.health) == count and all(seen[-1] == status for seen in outage.health.values())
 
 
-async def database_outage(options: Options, directory: Path) -> list[load.Check]:
-    from starling_servers import postgres
-
-    names = ("users", "agents", "reporting")
-    cluster_dir = directory / "postgres"
-    cluster = postgres.ensure_cluster(cluster_dir)
-    control = PostgresControl(cluster.url, cluster.data_dir, cluster_dir / "postgres.log")
-    try:
-        base = cluster.url.rsplit("/", 1)[0]
-        urls = {name: f"{base}/faults_{name}" for name in names}
-        await load.create_databases(cluster.url, [url.rsplit("/", 1)[1] for url in urls.values()])
-        ports = PORTS["database"]
-        # One worker on long inputs: a backlog of runs is waiting when the database goes, so some
-        # runs meet the outage inside the worker, not only at the door.
-        env = {name: base_env(name, urls[name]) for name in names}
-        env["agents"]["STARLING_AGENTS_WORKERS"] = "1"
-        specs = [services.Service(name, ports[name], env[name]) for name in names]
-        with running(specs, directory) as started:
-            outage, timeline = await _drive_outage(options, control, {n: r.url for n, r in started.items()})
-        agents_log = (directory / "agents.log").read_text(errors="replace")
-        checks = await _outage_checks(outage, timeline, urls, postponed=agents_log.count(" postponed: "))
-    finally:
-        postgres.stop_cluster(cluster_dir)
-    return [*checks, logs_check(directory, names)]
+async def database_outage(options: Options, directory: Path) -> list[harness.Check]:
+    # One worker on long inputs: a backlog of runs is waiting when the database goes, so some runs
+    # meet the outage inside the worker, not only at the door.
+    settings = {"agents": {"STARLING_AGENTS_WORKERS": "1"}}
+    with harness.run(directory, root=options.root, db="postgres", settings=settings) as stack:
+        cluster = stack.databases.cluster
+        assert cluster is not None
+        control = PostgresControl(cluster.url, cluster.data_dir, directory / "postgres" / "postgres.log")
+        outage, timeline = await _drive_outage(options, control, stack)
+        stack.stop()  # the databases are read with the services gone, the cluster still up
+        postponed = logs.occurrences(stack.logs.get("agents"), " postponed: ")
+        checks = await _outage_checks(outage, timeline, dict(stack.databases.urls), postponed=postponed)
+    return [*checks, logs.tracebacks_check(stack.logs)]
 
 
 async def _drive_outage(
-    options: Options, control: PostgresControl, urls: dict[str, str]
+    options: Options, control: PostgresControl, stack: harness.Stack
 ) -> tuple[Outage, dict[str, float]]:
     outage = Outage()
     timeline: dict[str, float] = {}
-    async with load.http_client(connections=options.writers * 3 + 6, seconds=CLIENT_TIMEOUT) as client:
+    urls = stack.urls
+    writing = urls.keys() >= KNOWN
+    token = stack.environment.mint("faults-writer", [*RUN_SCOPES, *REPORT_SCOPES])
+    with httpx.Client(timeout=10.0) as sync_client:
+        others = {name: url for name, url in urls.items() if not (writing and name in KNOWN)}
+        generic = harness.operations(
+            sync_client, others, lambda scopes: stack.environment.mint("faults-reader", list(scopes))
+        )
+    async with harness.http_client(
+        connections=options.writers * 3 + 6 + len(others), seconds=CLIENT_TIMEOUT
+    ) as client:
         began = time.monotonic()
         tasks = [asyncio.create_task(monitor_health(outage, client, urls))]
-        tasks += [asyncio.create_task(write_forever(outage, client, urls, i)) for i in range(options.writers)]
+        if writing:
+            tasks += [
+                asyncio.create_task(write_forever(outage, client, urls, i, token))
+                for i in range(options.writers)
+            ]
+        for name in others:
+            # its /health is the monitor's: a health report, not an error with a `detail`
+            mine = [
+                op for op in generic if op.label.startswith(f"{name}.") and op.url != f"{urls[name]}/health"
+            ]
+            tasks.append(asyncio.create_task(read_forever(outage, client, mine)))
 
         async def down() -> bool:
-            return all_health(outage, 503)
+            return all_health(outage, 503, len(urls))
 
         async def up() -> bool:
-            return all_health(outage, 200)
+            return all_health(outage, 200, len(urls))
 
         try:
             await asyncio.sleep(2.0)  # writes while everything is up
             await asyncio.to_thread(control.stop)
             timeline["stopped"] = time.monotonic() - began
-            seen_down = await load.wait_for(down, within=15)
+            seen_down = await harness.wait_for(down, within=15)
             timeline["all 503"] = time.monotonic() - began if seen_down else -1
             await asyncio.sleep(options.outage)  # writes while the database is down
             await asyncio.to_thread(control.start)
             timeline["started"] = time.monotonic() - began
-            outage.recovered = await load.wait_for(up, within=30)
+            outage.recovered = await harness.wait_for(up, within=30)
             timeline["all 200"] = time.monotonic() - began if outage.recovered else -1
             await asyncio.sleep(2.0)  # writes after the recovery
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        token = load.mint_token("faults-admin", RUN_SCOPES)
-        timeline["drained"] = (
-            time.monotonic() - began
-            if await load.wait_for(
-                lambda: _no_unfinished_runs(client, urls["agents"], token), within=60, interval=0.2
-            )
-            else -1
+        drained = not writing or await harness.wait_for(
+            lambda: no_unfinished_runs(stack.databases.urls["agents"]), within=60, interval=0.2
         )
+        timeline["drained"] = time.monotonic() - began if drained else -1
     return outage, timeline
-
-
-async def _no_unfinished_runs(client: httpx.AsyncClient, agents_url: str, token: str) -> bool:
-    for status in ("queued", "running"):
-        response = await client.get(
-            f"{agents_url}/api/v1/agents/runs", params={"status": status, "limit": 1}, headers=auth(token)
-        )
-        if response.status_code != 200 or response.json()["items"]:
-            return False
-    return True
 
 
 async def _outage_checks(
     outage: Outage, timeline: dict[str, float], urls: dict[str, str], *, postponed: int
-) -> list[load.Check]:
+) -> list[harness.Check]:
     answers = outage.answers
     health = {name: squeeze(statuses) for name, statuses in outage.health.items()}
     statuses: Counter[int] = Counter()
@@ -279,10 +291,17 @@ async def _outage_checks(
     unavailable_by_service = {
         label: answers.count(label=label, statuses=lambda s: s == 503) for label in answers.latencies
     }
-    stored_emails = {row[0] for row in await load.query(urls["users"], "SELECT email_normalized FROM users")}
-    run_rows = await load.query(urls["agents"], "SELECT run_id, status FROM runs")
-    run_status = {row[0]: row[1] for row in run_rows}
-    stored_orders = {row[0] for row in await load.query(urls["reporting"], "SELECT order_id FROM orders")}
+    stored_emails: set[str] = set()
+    run_status: dict[str, str] = {}
+    stored_orders: set[str] = set()
+    if urls.keys() >= KNOWN:
+        stored_emails = {
+            row[0] for row in await harness.query(urls["users"], "SELECT email_normalized FROM users")
+        }
+        run_status = dict(await harness.query(urls["agents"], "SELECT run_id, status FROM runs"))
+        stored_orders = {
+            row[0] for row in await harness.query(urls["reporting"], "SELECT order_id FROM orders")
+        }
     lost_users = {email.lower() for email in outage.registered} - stored_emails
     lost_runs = outage.runs - set(run_status)
     lost_orders = outage.orders - stored_orders
@@ -291,43 +310,42 @@ async def _outage_checks(
     )
     when = ", ".join(f"{name} at {seconds:.1f} s" for name, seconds in timeline.items())
     return [
-        load.check(
+        harness.check(
             "/health went 200 -> 503 -> 200",
-            all(sequence == [200, 503, 200] for sequence in health.values()) and len(health) == 3,
+            all(sequence == [200, 503, 200] for sequence in health.values()) and len(health) == len(urls),
             f"{ {name: '->'.join(map(str, seq)) for name, seq in health.items()} }; {when}",
         ),
-        load.check(
-            "every write answered 2xx or 503, never 500",
-            set(statuses) <= {201, 202, 503} and all(unavailable_by_service.values()),
-            f"{dict(sorted(statuses.items()))} over {answers.total} writes; "
+        harness.check(
+            "every write and read answered 2xx or 503, never 500",
+            set(statuses) <= {200, 201, 202, 503} and all(unavailable_by_service.values()),
+            f"{dict(sorted(statuses.items()))} over {answers.total} requests; "
             f"503s by operation {unavailable_by_service}",
         ),
-        load.check(
+        harness.check(
             "every 503 has a JSON detail and Retry-After",
             not outage.bad_503,
             f"{statuses.get(503, 0)} 503s, {len(outage.bad_503)} without {outage.bad_503[:2] or ''}".rstrip(),
         ),
-        load.check(
+        harness.check(
             f"no request hung (client timeout {CLIENT_TIMEOUT:.0f} s)",
             answers.failures() == 0,
             f"{answers.failures()} without an answer{f' {dict(answers.errors)}' if answers.errors else ''}; "
             "slowest write "
             f"{max(latencies, default=0) * 1000:.0f} ms, slowest /health {outage.max_latency * 1000:.0f} ms",
         ),
-        load.check(
+        harness.check(
             "writes accepted again after the recovery",
-            outage.recovered
-            and all(outage.after_recovery[kind] > 0 for kind in ("users", "agents", "reporting")),
+            outage.recovered and all(outage.after_recovery[name] > 0 for name in urls),
             f"{dict(outage.after_recovery)} 2xx after every /health was 200 again",
         ),
-        load.check(
+        harness.check(
             "no accepted write lost",
             not (lost_users or lost_runs or lost_orders or outage.miscounted),
             f"{len(outage.registered)} users, {len(outage.runs)} runs, {len(outage.orders)} orders accepted; "
             f"missing {len(lost_users)}, {len(lost_runs)}, {len(lost_orders)}; "
             f"{outage.miscounted} order batches miscounted",
         ),
-        load.check(
+        harness.check(
             "every accepted run finished",
             timeline.get("drained", -1) >= 0 and not unfinished,
             f"{len(outage.runs)} runs, not completed: {dict(unfinished) or 'none'}; "

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shlex
 import signal
-import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,16 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from starling_devtools import load, services
-from starling_devtools.faults.common import (
-    PORTS,
-    RUN_SCOPES,
-    Options,
-    auth,
-    base_env,
-    logs_check,
-    no_unfinished_runs,
-)
+from starling_devtools import harness
+from starling_devtools.faults.common import RUN_SCOPES, Options, no_unfinished_runs
+from starling_devtools.harness import logs
 
 WORKERS_PER_PROCESS = 2
 LLM_LATENCY = 0.2  # seconds each fake completion takes: runs are in flight when the child is killed
@@ -56,13 +47,15 @@ class FakeLLM:
 
 
 @contextlib.asynccontextmanager
-async def serve_fake_llm(app: Starlette, port: int) -> AsyncIterator[None]:
+async def serve_fake_llm(app: Starlette) -> AsyncIterator[str]:
+    """`app` on a free loopback port; yields its base URL."""
+    port = harness.free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve())
     try:
-        if not await load.wait_for(lambda: _started(server), within=15):
+        if not await harness.wait_for(lambda: _started(server), within=15):
             raise RuntimeError("the fake LLM endpoint did not start")
-        yield
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task
@@ -81,76 +74,74 @@ def serve_children(parent: int) -> list[psutil.Process]:
     ]
 
 
-async def agents_processes(options: Options, directory: Path) -> list[load.Check]:
-    ports = PORTS["processes"]
-    url = f"sqlite+aiosqlite:///{directory / 'agents-processes.db'}"
-    env = base_env("agents", url) | {
-        "STARLING_AGENTS_WORKERS": str(WORKERS_PER_PROCESS),
-        "STARLING_AGENTS_RUN_LEASE": "2",
-        "STARLING_AGENTS_LLM_BASE_URL": f"http://127.0.0.1:{ports['llm']}",
-    }
-    service = services.Service("agents", ports["agents"], env)
-    log = directory / "agents.log"
-    serve = [sys.executable, "-m", "starling_core.serve", service.app, "--port", str(service.port)]
-    serve += ["--host", service.host, "--processes", "2"]
-    argv = ["/bin/sh", "-c", f"exec {shlex.join(serve)} >>{shlex.quote(str(log))} 2>&1"]
+async def agents_processes(options: Options, directory: Path) -> list[harness.Check]:
     llm = FakeLLM()
-    admin = load.mint_token("faults-processes", RUN_SCOPES)
     texts = [f"question {number:03d}" for number in range(options.runs // 4)]
     accepted: set[str] = set()
 
-    async with serve_fake_llm(llm.app, ports["llm"]):
-        running = services.start(service, argv=argv)
-        try:
-            services.wait_healthy([running], timeout=60)
+    async with serve_fake_llm(llm.app) as llm_url:
+        settings = {
+            "agents": {
+                "STARLING_AGENTS_WORKERS": str(WORKERS_PER_PROCESS),
+                "STARLING_AGENTS_RUN_LEASE": "2",
+                "STARLING_AGENTS_LLM_BASE_URL": llm_url,
+            }
+        }
+        run = harness.run(
+            directory, root=options.root, names=["agents"], settings=settings, scale={"agents": 2}
+        )
+        with run as stack:
+            url, service, log = stack.databases.urls["agents"], stack.urls["agents"], stack.logs["agents"]
+            running = stack.running["agents"]
+            admin = stack.environment.mint("faults-processes", RUN_SCOPES)
             # Healthy means one child serves; killing one still starting would stop the whole server.
-            if not await load.wait_for(lambda: _all_serving(log), within=60):
+            if not await harness.wait_for(lambda: _all_serving(log), within=60):
                 raise RuntimeError(f"serve did not report both children serving: see {log}")
             before = {child.pid for child in serve_children(running.pid)}
-            async with load.http_client(connections=8, seconds=30.0) as client:
+            async with harness.http_client(connections=8, seconds=30.0) as client:
                 agent = {"agent_id": "oracle", "name": "Oracle", "kind": "llm", "config": {"model": "fake"}}
-                created = await client.post(f"{service.url}/api/v1/agents", json=agent, headers=auth(admin))
+                created = await client.post(
+                    f"{service}/api/v1/agents", json=agent, headers=harness.bearer(admin)
+                )
                 created.raise_for_status()
                 for text in texts:
                     body = {"agent_id": "oracle", "input_text": text, "background": True}
                     response = await client.post(
-                        f"{service.url}/api/v1/agents/run", json=body, headers=auth(admin)
+                        f"{service}/api/v1/agents/run", json=body, headers=harness.bearer(admin)
                     )
                     if response.status_code == 202:
                         accepted.add(response.json()["run_id"])
             # Both children are working (each took runs it accepted) when one of them dies.
-            await load.wait_for(_calls_at_least(llm, 2 * WORKERS_PER_PROCESS), within=30)
+            await harness.wait_for(_calls_at_least(llm, 2 * WORKERS_PER_PROCESS), within=30)
             victim = max(before)
             in_flight_at_kill = sum(llm.calls.values())
             psutil.Process(victim).send_signal(signal.SIGKILL)
             killed_at = time.monotonic()
-            drained = await load.wait_for(lambda: no_unfinished_runs(url), within=120, interval=0.2)
+            drained = await harness.wait_for(lambda: no_unfinished_runs(url), within=120, interval=0.2)
             took = time.monotonic() - killed_at
             after = {child.pid for child in serve_children(running.pid)}
-        finally:
-            services.stop([running])
 
-    rows = await load.query(url, "SELECT run_id, status FROM runs")
+    rows = await harness.query(url, "SELECT run_id, status FROM runs")
     final = Counter(row[1] for row in rows)
     twice = {text: count for text, count in llm.calls.items() if count > 1}
     return [
-        load.check(
+        harness.check(
             "a child was killed with runs in flight and replaced",
             victim not in after and len(after) == 2 and in_flight_at_kill > 0,
             f"children {sorted(before)} -> {sorted(after)}; {in_flight_at_kill} LLM calls made at the kill",
         ),
-        load.check(
+        harness.check(
             "every accepted run completed",
             drained and {row[0] for row in rows} == accepted and final == {"completed": len(accepted)},
             f"{dict(final)} for {len(accepted)} accepted, {took:.1f} s after the kill",
         ),
-        load.check(
+        harness.check(
             "no run executed twice but the killed child's own",
             set(llm.calls) == set(texts) and len(twice) <= WORKERS_PER_PROCESS,
             f"{len(llm.calls)} of {len(texts)} inputs called; called more than once: {twice or 'none'} "
             f"(at most {WORKERS_PER_PROCESS}, the runs the killed child held)",
         ),
-        logs_check(directory, ["agents"]),
+        logs.tracebacks_check(stack.logs),
     ]
 
 

@@ -9,7 +9,7 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,16 +18,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from starling_devtools import load, services
-from starling_devtools.faults.common import (
-    CLIENT_TIMEOUT,
-    PORTS,
-    REPORT_SCOPES,
-    Options,
-    auth,
-    base_env,
-    logs_check,
-)
+from starling_devtools import harness
+from starling_devtools.faults.common import CLIENT_TIMEOUT, REPORT_SCOPES, Options
+from starling_devtools.harness import logs
+from starling_devtools.seed import units
 
 
 @dataclass
@@ -118,12 +112,20 @@ def upstream_orders(first: int, count: int, rng: random.Random) -> list[dict[str
     return orders
 
 
-def upstream_units(orders: Sequence[dict[str, Any]]) -> dict[str, int]:
-    total: Counter[str] = Counter()
-    for upstream_order in orders:
-        for item in upstream_order["items"]:
-            total[item["product_id"]] += item["quantity"]
-    return dict(total)
+async def stored(url: str) -> tuple[set[str], dict[str, int]]:
+    """The order ids, and the units per product, that reporting's database at `url` holds."""
+    ids = {row[0] for row in await harness.query(url, "SELECT order_id FROM orders")}
+    sql = "SELECT product_id, SUM(quantity) FROM order_items GROUP BY product_id"
+    return ids, {row[0]: int(row[1]) for row in await harness.query(url, sql)}
+
+
+def ranked(response: httpx.Response) -> dict[str, int]:
+    """Units per product by `/top-products`; nothing when it did not answer 200."""
+    return (
+        {row["product_id"]: row["cnt_bought"] for row in response.json()}
+        if response.status_code == 200
+        else {}
+    )
 
 
 @contextlib.asynccontextmanager
@@ -137,80 +139,75 @@ async def serving(upstream: FakeUpstream, port: int) -> AsyncIterator[str]:
         await server.wait_closed()
 
 
-async def upstream_drops(options: Options, directory: Path) -> list[load.Check]:
+async def upstream_drops(options: Options, directory: Path) -> list[harness.Check]:
     rng = random.Random(11)  # noqa: S311 - reproducible orders, not a secret
     page_size = 64
     upstream = FakeUpstream(upstream_orders(0, options.orders, rng))
-    url = f"sqlite+aiosqlite:///{directory / 'reporting-upstream.db'}"
-    ports = PORTS["upstream"]
-    async with serving(upstream, ports["upstream"]) as upstream_url:
-        env = base_env("reporting", url) | {
-            "STARLING_REPORTING_UPSTREAM_URL": upstream_url,
-            "STARLING_REPORTING_UPSTREAM_PAGE_SIZE": str(page_size),
-            "STARLING_REPORTING_EXTRACTION_INTERVAL": "0.2",
+    async with serving(upstream, 0) as upstream_url:
+        settings = {
+            "reporting": {
+                "STARLING_REPORTING_UPSTREAM_URL": upstream_url,
+                "STARLING_REPORTING_UPSTREAM_PAGE_SIZE": str(page_size),
+                "STARLING_REPORTING_EXTRACTION_INTERVAL": "0.2",
+            }
         }
-        service = services.Service("reporting", ports["reporting"], env)
-        item = load.start_logged(service, directory / "reporting.log")
+        run = harness.run(directory, root=options.root, names=["reporting"], settings=settings)
+        # started in a thread: the upstream answers from this loop meanwhile
+        stack = await asyncio.to_thread(run.__enter__)
         try:
-            await asyncio.to_thread(services.wait_healthy, [item], timeout=60)
+            url = stack.databases.urls["reporting"]
             first = await _wait_extracted(url, upstream)
             appended = upstream_orders(options.orders, 150, rng)
             upstream.orders.extend(appended)  # fills the last page and adds new ones
             second = await _wait_extracted(url, upstream)
-            token = load.mint_token("faults-reports", REPORT_SCOPES)
+            token = stack.environment.mint("faults-reports", REPORT_SCOPES)
             async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
                 ranking = await client.get(
-                    f"{service.url}/top-products", params={"count": 100}, headers=auth(token)
+                    f"{stack.urls['reporting']}/top-products",
+                    params={"count": 100},
+                    headers=harness.bearer(token),
                 )
         finally:
-            await asyncio.to_thread(services.stop, [item])
-    stored_ids = {row[0] for row in await load.query(url, "SELECT order_id FROM orders")}
-    stored_units = {
-        row[0]: int(row[1])
-        for row in await load.query(
-            url, "SELECT product_id, SUM(quantity) FROM order_items GROUP BY product_id"
-        )
-    }
-    checkpoint = (await load.query(url, "SELECT cursor FROM extraction_checkpoints"))[0][0]
+            await asyncio.to_thread(run.__exit__, None, None, None)
+    stored_ids, stored_units = await stored(url)
+    checkpoint = (await harness.query(url, "SELECT cursor FROM extraction_checkpoints"))[0][0]
     expected_ids = {o["order_id"] for o in upstream.orders}
-    expected_units = upstream_units(upstream.orders)
-    api_units = (
-        {row["product_id"]: row["cnt_bought"] for row in ranking.json()} if ranking.status_code == 200 else {}
-    )
+    expected_units = units(upstream.orders)
+    api_units = ranked(ranking)
     offsets = [offset for offset, _ in upstream.requests]
     backwards = sum(later < earlier for earlier, later in itertools.pairwise(offsets))
     fates = Counter(fate for _, fate in upstream.requests)
     last_page = f"o-{((len(upstream.orders) - 1) // page_size) * page_size}"
     return [
-        load.check(
+        harness.check(
             "the upstream dropped connections both ways",
             fates["dropped mid-body"] > 0 and fates["dropped before answering"] > 0,
             f"{len(upstream.requests)} requests: {dict(fates)}",
         ),
-        load.check(
+        harness.check(
             "extraction resumed from its checkpoint, never from an earlier point",
             backwards == 0,
             f"{backwards} requests went back in the stream; complete after {first:.1f} s, "
             f"appended orders after {second:.1f} s more",
         ),
-        load.check(
+        harness.check(
             "stored orders = the upstream's, each once",
             stored_ids == expected_ids,
             f"{len(stored_ids)} stored of {len(expected_ids)} ({options.orders} + 150 appended); "
             f"missing {len(expected_ids - stored_ids)}, extra {len(stored_ids - expected_ids)}",
         ),
-        load.check(
+        harness.check(
             "units per product: database = /top-products = upstream",
             stored_units == expected_units == api_units,
             f"{sum(expected_units.values())} units over {len(expected_units)} products upstream, "
             f"{sum(stored_units.values())} stored, {sum(api_units.values())} in /top-products",
         ),
-        load.check(
+        harness.check(
             "the checkpoint advanced to the last page",
             checkpoint == last_page,
             f"checkpoint {checkpoint!r}, last page {last_page!r}",
         ),
-        logs_check(directory, ["reporting"]),
+        logs.tracebacks_check(stack.logs),
     ]
 
 
@@ -221,9 +218,9 @@ async def _wait_extracted(url: str, upstream: FakeUpstream) -> float:
 
     async def complete() -> bool:
         with contextlib.suppress(Exception):  # the tables appear with the service's migrations
-            rows = await load.query(url, "SELECT count(*) FROM orders")
+            rows = await harness.query(url, "SELECT count(*) FROM orders")
             return bool(rows[0][0] == expected)
         return False
 
-    done = await load.wait_for(complete, within=120, interval=0.2)
+    done = await harness.wait_for(complete, within=120, interval=0.2)
     return time.monotonic() - began if done else -1.0

@@ -3,19 +3,21 @@
 `run()` (in `stack`) is the whole of it: which services exist (`discovery`: every member under
 `services/`, with its `[tool.starling.serve] port`), their environment (`environment`: databases,
 broker, signing secret, cheap hashing, in one place), their databases (`databases`), their processes
-and readiness (`processes`), tokens (`tokens`), logs and their scans (`logs`), and teardown. What a
-tool finds is recorded as answers (`answers`) and reported as checks (`report`). A tool is then what
-it measures or checks, not how it starts things.
+and readiness (`processes`), tokens (`tokens`), logs and their scans (`logs`), and teardown. A
+service's OpenAPI document gives the scopes it checks and the operations of a generic load
+(`openapi`). What a tool finds is recorded as answers (`answers`) and reported as checks (`report`):
+a tool is then what it measures or checks, not how it starts things.
 """
 
 from starling_devtools.harness.answers import Recorder, http_client, percentile
 from starling_devtools.harness.databases import KINDS, Databases, query
 from starling_devtools.harness.discovery import Discovered, discover, free_port
 from starling_devtools.harness.environment import Admin, Environment
+from starling_devtools.harness.openapi import Operation, declared_scopes, operations, plain_gets
 from starling_devtools.harness.processes import Running, Service, StopSignals, wait_for
 from starling_devtools.harness.report import Check, check, exit_code, render
 from starling_devtools.harness.stack import ROOT, Stack, run, work_dir
-from starling_devtools.harness.tokens import bearer, declared_scopes, issued, login, register
+from starling_devtools.harness.tokens import bearer, issued, login, register
 
 __all__ = [
     "KINDS",
@@ -25,6 +27,7 @@ __all__ = [
     "Databases",
     "Discovered",
     "Environment",
+    "Operation",
     "Recorder",
     "Running",
     "Service",
@@ -39,7 +42,9 @@ __all__ = [
     "http_client",
     "issued",
     "login",
+    "operations",
     "percentile",
+    "plain_gets",
     "query",
     "register",
     "render",

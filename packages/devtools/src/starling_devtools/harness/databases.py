@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,9 @@ def databases(kind: str, names: Sequence[str], directory: Path, *, prefix: str) 
     cluster = postgres.ensure_cluster(cluster_dir)
     try:
         base = cluster.url.rsplit("/", 1)[0]
-        asyncio.run(_create(cluster.url, [f"{prefix}_{name}" for name in names]))
+        # In a thread of its own: a tool may set up its services from inside its event loop.
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, _create(cluster.url, [f"{prefix}_{name}" for name in names])).result()
         yield Databases({name: f"{base}/{prefix}_{name}" for name in names}, cluster)
     finally:
         postgres.stop_cluster(cluster_dir)

@@ -15,9 +15,13 @@ def _text(log: Path) -> str:
     return log.read_text(errors="replace") if log.exists() else ""
 
 
+def occurrences(log: Path | None, text: str) -> int:
+    return _text(log).count(text) if log is not None else 0
+
+
 def tracebacks(log: Path) -> int:
     """Tracebacks a service wrote to its log: each one is an error nobody handled."""
-    return _text(log).count("Traceback (most recent call last)")
+    return occurrences(log, "Traceback (most recent call last)")
 
 
 def secrets_in(log: Path, secrets: Iterable[str]) -> int:

@@ -1,8 +1,7 @@
-"""The load for a service the soak does not know: its `/health`, and every GET its OpenAPI document
-declares that needs no parameter, with a token holding every scope the document names.
-
-This is what makes a service added under `services/` (one `nox -s new` made, say) soaked with no edit
-here: its answers join the same checks as the others' (no 5xx, every request answered, only 2xx).
+"""What a service's OpenAPI document tells a tool that does not know the service: the scopes it checks,
+and the operations any caller can send without inventing data (its `/health`, and every GET that needs
+no parameter). The soak's and the fault runs' generic load is made of these, which is what puts a
+service added under `services/` (one `nox -s new` made, say) under load with no edit to a tool.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from starling_devtools.harness import bearer, declared_scopes
+from starling_devtools.harness.tokens import bearer
 
 
 @dataclass(frozen=True)
@@ -21,6 +20,18 @@ class Operation:
     label: str
     url: str
     headers: dict[str, str]
+
+
+def declared_scopes(document: Mapping[str, Any]) -> set[str]:
+    """Every scope an OpenAPI document's operations ask for."""
+    scopes: set[str] = set()
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, Mapping):
+                for requirement in operation.get("security", []):
+                    for names in requirement.values():
+                        scopes.update(names)
+    return scopes
 
 
 def plain_gets(document: Mapping[str, Any]) -> list[tuple[str, bool]]:

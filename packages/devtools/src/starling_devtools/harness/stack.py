@@ -94,6 +94,7 @@ def run(
     admin: Admin | None = None,
     tool: bool = True,
     settings: Mapping[str, Mapping[str, str]] | None = None,
+    scale: Mapping[str, int] | None = None,
     quiet: bool = False,
     python: str = sys.executable,
     signals: processes.StopSignals | None = None,
@@ -103,8 +104,8 @@ def run(
     `directory` holds a log per service and their SQLite files or PostgreSQL cluster (`db`); None sends
     the logs to the terminal and leaves each service its own database (`nox -s serve`). Ports: `base`
     (None: each service's own, 0: free ones, else base + offset), with `ports` naming exceptions.
-    `settings` adds to one service's environment. A tool's run (`tool`) signs with a secret of its
-    own, lifts the rate limit and hashes cheaply.
+    `settings` adds to one service's environment, `scale` gives one several processes. A tool's run
+    (`tool`) signs with a secret of its own, lifts the rate limit and hashes cheaply.
     """
     found = discovery.discover(root)
     chosen = {name: found[name] for name in (names or found)}
@@ -133,7 +134,9 @@ def run(
             if not tool:  # the developer loop: what the operator's environment says wins
                 env = {key: value for key, value in env.items() if key not in os.environ}
             env |= (settings or {}).get(name, {})
-            services[name] = processes.Service(name, placed[name], env, quiet=quiet)
+            services[name] = processes.Service(
+                name, placed[name], env, processes=(scale or {}).get(name, 1), quiet=quiet
+            )
         logs = {name: directory / f"{name}.log" for name in chosen} if directory is not None else {}
         running = Stack(environment, dbs, services, logs, python, root)
         try:

@@ -36,15 +36,3 @@ def register(client: httpx.Client, users_url: str, email: str, password: str) ->
 def issued(answer: Mapping[str, Any]) -> set[str]:
     """The tokens in a login's answer (the access token, and a refresh token where there is one)."""
     return {value for key, value in answer.items() if key.endswith("token") and isinstance(value, str)}
-
-
-def declared_scopes(document: Mapping[str, Any]) -> set[str]:
-    """Every scope an OpenAPI document's operations ask for."""
-    scopes: set[str] = set()
-    for operations in document.get("paths", {}).values():
-        for operation in operations.values():
-            if isinstance(operation, Mapping):
-                for requirement in operation.get("security", []):
-                    for names in requirement.values():
-                        scopes.update(names)
-    return scopes

@@ -2,7 +2,7 @@
 
 Every service of the workspace runs (the harness finds them), beside a broker so that the users
 service's events reach the others. The callers (`callers`) load users, agents and reporting with
-their own workload and every other service with the generic one (`generic`), while an administrator
+their own workload and every other service with the generic one, while an administrator
 revokes three users' tokens (`revocation`). Afterwards the background runs are waited for, the
 services stopped and their databases read directly (`verification`): each accepted write must be
 there exactly once, and nothing else. Nothing may answer 5xx or go unanswered, every ingest answer
@@ -25,7 +25,7 @@ import httpx
 
 from starling_devtools import harness
 from starling_devtools.harness import logs
-from starling_devtools.soak import generic, verification
+from starling_devtools.soak import verification
 from starling_devtools.soak.callers import KNOWN, PASSWORD, Callers
 from starling_devtools.soak.memory import MemoryBound, MemorySampler
 from starling_devtools.soak.revocation import Revocations
@@ -78,7 +78,7 @@ async def drive(options: Options, stack: harness.Stack) -> Outcome:
     token, admin_id, secrets = admin_session(stack)
     unknown = {name: url for name, url in urls.items() if not (urls.keys() >= KNOWN and name in KNOWN)}
     with httpx.Client(timeout=30.0) as sync_client:
-        ops = generic.operations(
+        ops = harness.operations(
             sync_client, unknown, lambda scopes: stack.environment.mint(admin_id, list(scopes))
         )
     sampler = MemorySampler(stack.running)
@@ -132,13 +132,22 @@ def run(options: Options) -> int:
     with harness.work_dir("starling-soak-", keep=options.keep) as directory:
         with harness.run(directory, root=options.root, db=options.db, broker=True) as stack:
             outcome = asyncio.run(drive(options, stack))
-        checks = verification.answers(outcome.callers.recorder, outcome.callers.ledger)
-        if stack.urls.keys() >= KNOWN:
+            known = stack.urls.keys() >= KNOWN
+            stack.stop()  # the databases are read with the services gone, a PostgreSQL cluster still up
+            admin = (stack.environment.admin or harness.Admin()).email
+            ledger = outcome.callers.ledger
+            stored = (
+                asyncio.run(verification.stored(ledger, stack.databases.urls, admin, outcome.top))
+                if known
+                else []
+            )
+        checks = verification.answers(outcome.callers.recorder, ledger)
+        if known:
             checks.append(
                 harness.check(
                     "background runs all finished",
                     outcome.drained,
-                    f"{len(outcome.callers.ledger.background_runs)} queued; none left queued or running"
+                    f"{len(ledger.background_runs)} queued; none left queued or running"
                     if outcome.drained
                     else f"still unfinished after {options.drain_timeout:.0f} s",
                 )
@@ -147,11 +156,7 @@ def run(options: Options) -> int:
         checks += outcome.sampler.checks(options.bound, warm="warm", end="end")
         if outcome.revocations is not None:
             checks += outcome.revocations.checks(options.revocation_bound)
-        if stack.urls.keys() >= KNOWN:
-            admin = (stack.environment.admin or harness.Admin()).email
-            checks += asyncio.run(
-                verification.stored(outcome.callers.ledger, stack.databases.urls, admin, outcome.top)
-            )
+        checks += stored
         print(render(options, outcome, checks))
         return harness.exit_code(checks)
 

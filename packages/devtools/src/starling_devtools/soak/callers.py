@@ -4,7 +4,7 @@ Against users, agents and reporting together: register users (and re-register ta
 must be 409), log in, run agents now and in the background, post order batches (new ones, replays of
 batches already accepted, and batches half old and half new) and read (the agent-usage report makes
 reporting read agents). Every accepted write goes into the ledger. Every other service gets the
-generic load (`generic`). Each action is one request (two for a caller's first login).
+generic load (`harness.openapi`). Each action is one request (two for a caller's first login).
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from starling_devtools.harness import Recorder, bearer, issued
-from starling_devtools.soak.generic import Operation
+from starling_devtools.harness import Operation, Recorder, bearer, issued
 from starling_devtools.soak.ledger import Ledger
 
 KNOWN = {"users", "agents", "reporting"}

@@ -20,8 +20,7 @@ from typing import Any
 
 import httpx
 
-from starling_devtools.harness import Check, bearer, check, issued
-from starling_devtools.soak.generic import plain_gets
+from starling_devtools.harness import Check, bearer, check, issued, plain_gets
 
 
 @dataclass
