@@ -8,13 +8,14 @@ service's outbox is played by this database's own: an event written to it is sen
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import select
-from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -22,21 +23,19 @@ from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
 from starling_core.app import ServiceApp, create_app
-from starling_core.auth import JWTBackend, Scopes, current_user, requires_scopes, websocket_subprotocol
-from starling_core.db import Database, DatabaseUnavailable
-from starling_core.errors import DATABASE_RETRY_AFTER
+from starling_core.auth import Scopes, current_user, requires_scopes, websocket_subprotocol
+from starling_core.db import Database
 from starling_core.events import Consumer, Event, EventFailed, Events, Outbox, Outcome
 from starling_core.events.topics import USER_CHANGED, USER_DELETED, UserEvent
 from starling_core.revocations import (
     REVOKED,
     Revocations,
-    RevokedTokensMiddleware,
     TokenRevocations,
     consumer_group,
 )
 from starling_core.schema import token_revocations
 from starling_core.settings import ServiceSettings
-from starling_core.tokens import JWTConfig
+from starling_servers.kafka import free_port
 from starling_testkit import AppFactory, BoundDatabase, FrozenClock
 from starling_testkit.tokens import DEFAULT_SUB, TokenFactory
 
@@ -78,9 +77,10 @@ def app_factory() -> AppFactory:
     return build_guarded
 
 
-def tokens_consumer(database: Database) -> Consumer[TokenRevocations]:
-    """The app's `guarded-tokens` group, as create_app builds it, on the test's database."""
-    return Revocations(database).consumer(consumer_group("guarded"), retry_delays=())
+def tokens_consumer(app: ServiceApp) -> Consumer[TokenRevocations]:
+    """The app's `guarded-tokens` group, as create_app builds it, on the app's own revocations."""
+    assert app.revocations is not None
+    return app.revocations.consumer(consumer_group("guarded"), retry_delays=())
 
 
 def user_event(user_id: str, at: datetime, kind: Any = USER_CHANGED) -> Event[UserEvent]:
@@ -98,14 +98,14 @@ def bearer(token: str) -> dict[str, str]:
 
 async def test_user_changed_refuses_the_users_earlier_tokens_and_only_those(
     client: httpx.AsyncClient,
-    app_database: BoundDatabase,
+    app: ServiceApp,
     token_factory: TokenFactory,
     frozen_clock: FrozenClock,
 ) -> None:
     earlier = token_factory()
     assert (await client.get("/api/things", headers=bearer(earlier))).status_code == 200
 
-    outcome = await tokens_consumer(app_database).deliver(user_event(DEFAULT_SUB, frozen_clock.tick(5)))
+    outcome = await tokens_consumer(app).deliver(user_event(DEFAULT_SUB, frozen_clock.tick(5)))
 
     assert outcome == Outcome.HANDLED
     response = await client.get("/api/things", headers=bearer(earlier))
@@ -119,10 +119,10 @@ async def test_user_changed_refuses_the_users_earlier_tokens_and_only_those(
 
 
 async def test_a_deleted_users_websocket_is_closed_with_the_reason(
-    started_app: ASGIApp, app_database: BoundDatabase, token_factory: TokenFactory, frozen_clock: FrozenClock
+    started_app: ASGIApp, app: ServiceApp, token_factory: TokenFactory, frozen_clock: FrozenClock
 ) -> None:
     earlier = token_factory()
-    await tokens_consumer(app_database).deliver(user_event(DEFAULT_SUB, frozen_clock.tick(5), USER_DELETED))
+    await tokens_consumer(app).deliver(user_event(DEFAULT_SUB, frozen_clock.tick(5), USER_DELETED))
 
     messages = await websocket_session(started_app, "/api/follow", protocols=["bearer", earlier])
 
@@ -131,21 +131,18 @@ async def test_a_deleted_users_websocket_is_closed_with_the_reason(
 
 
 async def test_a_token_issued_in_the_second_of_the_change_counts_as_before_it(
-    client: httpx.AsyncClient,
-    app_database: BoundDatabase,
-    token_factory: TokenFactory,
-    frozen_clock: FrozenClock,
+    client: httpx.AsyncClient, app: ServiceApp, token_factory: TokenFactory, frozen_clock: FrozenClock
 ) -> None:
     frozen_clock.move_to(datetime(2026, 6, 1, 12, 0, 0, 200_000, tzinfo=UTC))
     token = token_factory()  # iat 12:00:00, whole seconds
-    await tokens_consumer(app_database).deliver(user_event(DEFAULT_SUB, frozen_clock.tick(0.5)))  # 12:00:00.7
+    await tokens_consumer(app).deliver(user_event(DEFAULT_SUB, frozen_clock.tick(0.5)))  # 12:00:00.7
     assert refused(await client.get("/api/things", headers=bearer(token)))
 
 
 async def test_a_redelivered_or_late_event_changes_nothing(
-    app_database: BoundDatabase, frozen_clock: FrozenClock
+    app: ServiceApp, app_database: BoundDatabase, frozen_clock: FrozenClock
 ) -> None:
-    consumer = tokens_consumer(app_database)
+    consumer = tokens_consumer(app)
     first, later = frozen_clock.tick(0), frozen_clock.tick(60)
     newer = user_event(DEFAULT_SUB, later)
 
@@ -156,47 +153,74 @@ async def test_a_redelivered_or_late_event_changes_nothing(
     ]
 
     assert outcomes == [Outcome.HANDLED, Outcome.DUPLICATE, Outcome.HANDLED]
+    columns = token_revocations.c
     async with app_database.session() as session:
-        rows = (await session.execute(select(token_revocations))).all()
+        rows = (await session.execute(select(columns.user_id, columns.revoked_at, columns.reason))).all()
     assert [tuple(row) for row in rows] == [(DEFAULT_SUB, later, "user.changed")]  # the latest time stands
+    assert app.revocations is not None
+    assert app.revocations.revoked(DEFAULT_SUB, (later - timedelta(seconds=1)).timestamp())  # in memory too
 
 
-async def test_an_event_naming_nobody_is_dead_lettered_not_applied(app_database: BoundDatabase) -> None:
+async def test_an_event_naming_nobody_is_dead_lettered_not_applied(app: ServiceApp) -> None:
     bad = USER_DELETED.new(DEFAULT_SUB, UserEvent.model_construct(user_id="", role=None))
     with pytest.raises(EventFailed):  # no dead-letter topic in process, so it raises
-        await tokens_consumer(app_database).deliver(bad)
+        await tokens_consumer(app).deliver(bad)
 
 
-@pytest.mark.parametrize("subject", ["x" * 256, "nul\x00byte"], ids=["too-long", "nul"])
-async def test_a_subject_no_event_can_name_is_never_revoked_and_never_looked_up(
-    app_database: BoundDatabase, subject: str
+async def test_what_another_process_records_is_refused_here_within_a_refresh(
+    client: httpx.AsyncClient,
+    app_database: BoundDatabase,
+    token_factory: TokenFactory,
+    frozen_clock: FrozenClock,
 ) -> None:
-    assert await Revocations(app_database).revoked(subject, issued_at=0.0) is False
+    earlier = bearer(token_factory())
+    other_process = Revocations(app_database).consumer(consumer_group("guarded"), retry_delays=())
+
+    await other_process.deliver(user_event(DEFAULT_SUB, frozen_clock.tick(5)))
+
+    async def refused_here() -> bool:  # this app's revocations read the table every second
+        return refused(await client.get("/api/things", headers=earlier))
+
+    await eventually(refused_here, "the other process's revocation refused here")
 
 
-class Outage(Revocations):
-    async def revoked(self, user_id: str, issued_at: float) -> bool:
-        raise DatabaseUnavailable("the database went away")
-
-
-async def test_with_the_database_away_a_request_is_a_503_and_a_websocket_a_1013(
-    app: ServiceApp, app_database: BoundDatabase, token_factory: TokenFactory
+async def test_a_process_that_starts_knows_every_revocation_recorded_before(
+    app_database: BoundDatabase, frozen_clock: FrozenClock
 ) -> None:
-    async def protected(scope: Any, receive: Any, send: Any) -> None:
-        raise AssertionError("a request whose token could not be checked went on")
+    at = frozen_clock.tick(5)
+    async with app_database.transaction() as session:
+        await TokenRevocations(session).record("ada", at, "user.deleted")
+        await TokenRevocations(session).record("bo", at, "user.changed")
+    starting = Revocations(app_database)
 
-    guarded = AuthenticationMiddleware(
-        RevokedTokensMiddleware(protected, revocations=Outage(app_database)),
-        backend=JWTBackend(JWTConfig.from_settings(app.settings)),
-    )
-    token = token_factory()
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guarded), base_url="http://t") as client:
-        response = await client.get("/api/things", headers=bearer(token))
-    assert (response.status_code, response.headers["retry-after"]) == (503, str(DATABASE_RETRY_AFTER))
-    assert "unavailable" in response.json()["detail"]
+    assert await starting.refresh() == 2
 
-    messages = await websocket_session(guarded, "/api/follow", protocols=["bearer", token])
-    assert messages[-1] == {"type": "websocket.close", "code": 1013, "reason": "Try again later"}
+    assert [starting.revoked(user, at.timestamp() - 1) for user in ("ada", "bo", "cy")] == [True, True, False]
+    assert not starting.revoked("ada", at.timestamp() + 1)  # logged in again since
+
+
+async def test_with_the_database_away_the_revocations_known_stay_in_force(
+    app_database: BoundDatabase, frozen_clock: FrozenClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    unreachable = Database.from_url(f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/nothing")
+    revocations = Revocations(unreachable, refresh_every=0.01)
+    at = frozen_clock.tick(5)
+    async with app_database.transaction() as session:  # what this process's consumer recorded earlier
+        await revocations.record(user_event(DEFAULT_SUB, at), TokenRevocations(session))
+    refreshing = asyncio.create_task(revocations.keep_fresh())
+    try:
+
+        async def warned() -> bool:
+            return "revocations not refreshed, the database is unavailable" in caplog.text
+
+        await eventually(warned, "a refresh that failed, said once")
+        assert not refreshing.done()  # it goes on trying
+        assert revocations.revoked(DEFAULT_SUB, at.timestamp() - 1)
+    finally:
+        refreshing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refreshing
+        await unreachable.dispose()
 
 
 def test_refusing_revoked_tokens_needs_the_events_that_announce_them() -> None:

@@ -27,7 +27,7 @@ from starling_core.app import ServiceApp
 from starling_core.db import Database
 from starling_core.events import Consumer, Events, Outcome, topics
 from starling_core.revocations import REVOKED as REVOKED_DETAIL
-from starling_core.revocations import Revocations, consumer_group
+from starling_core.revocations import consumer_group
 from starling_testkit import AppFactory, BoundDatabase, FrozenClock, in_process
 from starling_testkit.tokens import ADMIN_SUB, DEFAULT_SUB, TEST_JWT_SECRET, TokenFactory
 from starling_users.app import create_app as create_users_app
@@ -47,9 +47,10 @@ def consumer_of(database: Database) -> Consumer[Any]:
     )
 
 
-def revoking_consumer_of(database: Database) -> Consumer[Any]:
+def revoking_consumer_of(app: ServiceApp) -> Consumer[Any]:
     """The app's consumer group that ends tokens, as core's create_app builds it."""
-    return Revocations(database).consumer(consumer_group("assessments"), retry_delays=())
+    assert app.revocations is not None
+    return app.revocations.consumer(consumer_group("assessments"), retry_delays=())
 
 
 async def take_one(client: httpx.AsyncClient, headers: dict[str, str], bank: Bank, title: str) -> str:
@@ -114,7 +115,7 @@ REVOKED = {"detail": REVOKED_DETAIL}
 async def test_a_users_tokens_from_before_the_event_are_refused_and_later_ones_are_not(
     bank: Bank,
     client: httpx.AsyncClient,
-    app_database: BoundDatabase,
+    app: ServiceApp,
     token_factory: TokenFactory,
     frozen_clock: FrozenClock,
     kind: Any,
@@ -125,7 +126,7 @@ async def test_a_users_tokens_from_before_the_event_are_refused_and_later_ones_a
         DEFAULT_SUB, topics.UserEvent(user_id=DEFAULT_SUB, role="user"), occurred_at=frozen_clock.tick(5)
     )
 
-    assert await revoking_consumer_of(app_database).deliver(event) == Outcome.HANDLED
+    assert await revoking_consumer_of(app).deliver(event) == Outcome.HANDLED
 
     for response in (
         await client.get(ASSESSMENTS, headers=earlier),

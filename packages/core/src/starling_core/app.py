@@ -8,6 +8,7 @@ mapping each request's `request.state`, so a route annotated `request: Request[U
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -48,11 +49,21 @@ if TYPE_CHECKING:
 class ServiceApp(Starlette):
     """The app `create_app` builds: a Starlette app that also says what it was built with."""
 
-    def __init__(self, *, settings: ServiceSettings, scopes: Scopes, metrics: Metrics, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        settings: ServiceSettings,
+        scopes: Scopes,
+        metrics: Metrics,
+        revocations: Revocations | None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.settings = settings
         self.scopes = scopes
         self.metrics = metrics
+        # what `refuse_revoked_tokens` keeps; a test hands it events through `revocations.consumer(...)`
+        self.revocations = revocations
 
 
 NO_SCOPES = Scopes()
@@ -114,6 +125,8 @@ def create_app(
                 if events is not None:
                     await stack.enter_async_context(events.running(database))
                     if revocations is not None:
+                        await revocations.refresh()  # every time recorded so far, before the first request
+                        stack.push_async_callback(_cancel, asyncio.create_task(revocations.keep_fresh()))
                         group = consumer_group(settings.service_name)
                         await stack.enter_async_context(events.consuming(revocations.consumer(group)))
                 state: Mapping[str, Any] = {}
@@ -151,6 +164,7 @@ def create_app(
         settings=settings,
         scopes=scopes,
         metrics=metrics,
+        revocations=revocations,
         debug=settings.debug,
         # /openapi.json lists a 429 exactly where the limiter applies
         routes=[
@@ -168,6 +182,12 @@ def create_app(
         exception_handlers=exception_handlers(),
         lifespan=app_lifespan,
     )
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def freeze_heap() -> None:

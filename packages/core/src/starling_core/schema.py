@@ -51,10 +51,14 @@ inbox_events = Table(
 
 # The users whose tokens issued before `revoked_at` are refused (`starling_core.revocations`), learned
 # from the users service's `user.changed` and `user.deleted` events: one row per user, the latest kept.
+# Each process keeps them all in memory and reads the rows recorded since it last looked.
 token_revocations = Table(
     "token_revocations",
     metadata,
     Column("user_id", String(255), primary_key=True),
     Column("revoked_at", UTCDateTime, nullable=False),
     Column("reason", String(20), nullable=False),  # the event's type: user.changed or user.deleted
+    # when a consumer wrote it: every process reads what was written since it last looked
+    Column("recorded_at", UTCDateTime, nullable=False),
+    Index("ix_token_revocations_recorded_at", "recorded_at"),
 )
