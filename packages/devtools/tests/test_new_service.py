@@ -16,10 +16,13 @@ import tomllib
 import warnings
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from copier import run_copy
 from copier.errors import DirtyLocalWarning
+
+from starling_devtools import harness
 
 # Sorted before starling_core and starling_testkit, which the template's import blocks must follow.
 NAME = "catalog"
@@ -160,3 +163,54 @@ def test_nox_new_refuses_what_it_cannot_make(repo_root: Path, args: list[str], r
     assert result.returncode != 0
     assert refusal in result.stderr
     assert not (repo_root / "services" / "stock").exists()
+
+
+# --- the tools find a new service with no edit --------------------------------------------------------
+
+
+def tool(workspace: Path, module: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """One of the workspace tools, run on the rendered workspace: the harness finds its services there."""
+    command = [sys.executable, "-m", f"starling_devtools.{module}", "--root", str(workspace), *args]
+    return subprocess.run(command, cwd=workspace, capture_output=True, text=True, timeout=600)
+
+
+def test_a_new_service_is_served_with_its_port_and_source(workspace: Path, tmp_path: Path) -> None:
+    found = harness.discover(workspace)
+    assert list(found) == [NAME]
+    assert (found[NAME].port, found[NAME].offset) == (8005, 5)
+
+    with harness.run(tmp_path, root=workspace) as stack:
+        document = httpx.get(f"{stack.urls[NAME]}/openapi.json").json()
+        assert f"/api/v1/{NAME}" in document["paths"]
+        process = stack.running[NAME].process
+        assert process.poll() is None
+    assert process.poll() is not None
+    assert stack.running == {}
+
+
+def test_a_new_service_is_soaked_with_the_generic_load(workspace: Path) -> None:
+    result = tool(workspace, "soak", "--seconds", "4", "--callers", "3")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{NAME}.GET /api/v1/{NAME}" in result.stdout
+    assert f"[PASS] memory of {NAME}" in result.stdout
+
+
+def test_a_new_service_is_fuzzed(workspace: Path) -> None:
+    result = tool(workspace, "fuzz", "--max-examples", "2", "--seed", "1")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = result.stdout[result.stdout.index("fuzz summary") :]
+    assert [line.split()[:2] for line in summary.splitlines() if "cases" in line] == [
+        [NAME, "user"],
+        [NAME, "anonymous"],
+        [NAME, "admin"],
+    ]
+
+
+def test_a_new_service_meets_the_database_outage(workspace: Path) -> None:
+    result = tool(workspace, "faults", "--only", "database")
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"'{NAME}': '200->503->200'" in result.stdout
+    assert f"{NAME}.GET /api/v1/{NAME}" in result.stdout

@@ -145,5 +145,4 @@ def run(
         finally:
             if signals is not None:
                 processes.stop_shielded(list(running.running.values()), signals)
-            else:
-                running.stop()
+            running.stop()  # what is left, and the record of what ran

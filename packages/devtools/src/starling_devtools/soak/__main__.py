@@ -81,7 +81,7 @@ async def drive(options: Options, stack: harness.Stack) -> Outcome:
         ops = harness.operations(
             sync_client, unknown, lambda scopes: stack.environment.mint(admin_id, list(scopes))
         )
-    sampler = MemorySampler(stack.running)
+    sampler = MemorySampler(dict(stack.running))
     async with harness.http_client(connections=options.callers * 3 + 16, seconds=30.0) as client:
         callers = Callers(client, urls, token, generic=ops)
         callers.secrets |= secrets
