@@ -23,7 +23,6 @@ import json
 import secrets
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -277,9 +276,7 @@ def run_pass(
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m starling_devtools.fuzz", description=__doc__.splitlines()[0]
-    )
+    parser = harness.command_line("fuzz", __doc__.splitlines()[0])
     parser.add_argument("--service", action="append", help="fuzz only this service (repeatable)")
     parser.add_argument(
         "--caller", action="append", choices=CALLERS, help="fuzz only as this caller (repeatable)"
@@ -297,10 +294,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--port-base", type=int, default=0, help="base + each service's offset (0: free ports)"
     )
-    parser.add_argument("--root", type=Path, default=harness.ROOT, help="the workspace whose services run")
-    parser.add_argument(
-        "--keep", type=Path, help="keep reports, replay files and databases in this directory"
-    )
     args = parser.parse_args(argv)
     if args.max_examples < 1 or args.workers < 1:
         parser.error("--max-examples and --workers must be at least 1")
@@ -315,11 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seed_value = args.seed if args.seed is not None else secrets.randbelow(2**32)
 
     with contextlib.ExitStack() as stack:
-        if args.keep is not None:
-            args.keep.mkdir(parents=True, exist_ok=True)
-            work_dir = args.keep.resolve()
-        else:
-            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="starling-fuzz-")))
+        # reports and schemathesis' replay files too (replay from there: st replay <id>)
+        work_dir = stack.enter_context(harness.work_dir("starling-fuzz-", keep=args.keep))
         upstream = stack.enter_context(serve_in_thread(upstream_app(upstream_orders()), harness.free_port()))
         # Every service runs whichever are fuzzed: tokens come from users, agent usage from agents.
         settings = {"reporting": {"STARLING_REPORTING_UPSTREAM_URL": upstream}}
@@ -360,8 +350,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 break
 
     print(summary(results, seed_value), flush=True)
-    if args.keep is not None:
-        print(f"reports and replay files kept in {work_dir} (replay from there: st replay <id>)")
     return 0 if results and all(outcome.ok for _, outcome in results) else 1
 
 

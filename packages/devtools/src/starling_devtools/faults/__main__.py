@@ -9,10 +9,8 @@ What each scenario breaks and checks: the package's docstring (`starling_devtool
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 from collections.abc import Sequence
-from pathlib import Path
 
 from starling_devtools import harness
 from starling_devtools.faults.agents import agents_killed
@@ -50,40 +48,22 @@ def run(options: Options) -> int:
     return harness.exit_code(checks)
 
 
+# The numeric options: flag, type, default, what it is.
+NUMBERS = (
+    ("--outage", float, 3.0, "seconds the database or the broker stays down"),
+    ("--writers", int, 6, "concurrent writers during an outage"),
+    ("--runs", int, 200, "background runs queued before the kill"),
+    ("--orders", int, 1000, "orders the upstream starts with, and the shop publishes in the broker scenario"),
+)
+
+
 def parse_args(argv: Sequence[str] | None) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m starling_devtools.faults", description=__doc__.splitlines()[0]
-    )
+    parser = harness.command_line("faults", __doc__.splitlines()[0], NUMBERS)
     parser.add_argument(
-        "--only", action="append", choices=SCENARIOS, help="run this scenario (repeatable; default all)"
+        "--only", action="append", choices=SCENARIOS, help="this scenario (repeatable; default all)"
     )
-    parser.add_argument(
-        "--outage", type=float, default=3.0, help="seconds the database or the broker stays down (default 3)"
-    )
-    parser.add_argument(
-        "--writers", type=int, default=6, help="concurrent writers during an outage (default 6)"
-    )
-    parser.add_argument(
-        "--runs", type=int, default=200, help="background runs queued before the kill (default 200)"
-    )
-    parser.add_argument(
-        "--orders",
-        type=int,
-        default=1000,
-        help="orders the upstream starts with, and the shop publishes in the broker scenario (default 1000)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
-    parser.add_argument("--root", type=Path, default=harness.ROOT, help="the workspace whose services run")
-    args = parser.parse_args(argv)
-    return Options(
-        only=tuple(args.only or SCENARIOS),
-        outage=args.outage,
-        writers=args.writers,
-        runs=args.runs,
-        orders=args.orders,
-        keep=args.keep,
-        root=args.root,
-    )
+    args = vars(parser.parse_args(argv))
+    return Options(**args | {"only": tuple(args["only"] or SCENARIOS)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,8 +175,7 @@ class StopSignals:
     def __init__(self, signals: Sequence[signal.Signals] = STOP_SIGNALS) -> None:
         self.signals = tuple(signals)
         self._previous: dict[signal.Signals, Any] = {}
-        self._deferring = 0
-        self._ignoring = 0
+        self._depth: Counter[str] = Counter()  # how many `deferred` and `ignored` blocks we are in
         self._pending: signal.Signals | None = None
 
     def __enter__(self) -> StopSignals:
@@ -189,31 +189,35 @@ class StopSignals:
         self._previous.clear()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self._ignoring:
+        if self._depth["ignored"]:
             return
-        if self._deferring:
+        if self._depth["deferred"]:
             self._pending = signal.Signals(signum)
             return
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        self._deferring += 1
+    def _inside(self, block: str) -> Iterator[None]:
+        self._depth[block] += 1
         try:
             yield
         finally:
-            self._deferring -= 1
-        if not self._deferring and self._pending is not None:
+            self._depth[block] -= 1
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        with self._inside("deferred"):
+            yield
+        if not self._depth["deferred"] and self._pending is not None:
             pending, self._pending = self._pending, None
             raise KeyboardInterrupt(pending.name)
 
     @contextlib.contextmanager
     def ignored(self) -> Iterator[None]:
-        self._ignoring += 1
         try:
-            yield
+            with self._inside("ignored"):
+                yield
         finally:
-            self._ignoring -= 1
             self._pending = None
 
 

@@ -8,6 +8,7 @@ SIGTERM or SIGHUP ends the run, which Python would otherwise end without a `fina
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import secrets
@@ -60,6 +61,19 @@ class Stack:
     def stop(self, names: Sequence[str] | None = None) -> None:
         chosen = list(self.running) if names is None else list(names)
         processes.stop([self.running.pop(name) for name in chosen if name in self.running])
+
+
+def command_line(
+    tool: str, description: str, numbers: Sequence[tuple[str, type, object, str]] = ()
+) -> argparse.ArgumentParser:
+    """A tool's parser: its numeric options (flag, type, default, what it is), the workspace it runs
+    (`--root`), and whether it keeps its databases and logs (`--keep`)."""
+    parser = argparse.ArgumentParser(prog=f"python -m starling_devtools.{tool}", description=description)
+    for flag, kind, default, text in numbers:
+        parser.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
+    parser.add_argument("--root", type=Path, default=ROOT, help="the workspace whose services run")
+    parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
+    return parser
 
 
 @contextlib.contextmanager

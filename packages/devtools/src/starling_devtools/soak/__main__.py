@@ -14,7 +14,6 @@ later than `--revocation-bound` seconds after its revocation.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from collections.abc import Sequence
@@ -175,46 +174,32 @@ def render(options: Options, outcome: Outcome, checks: Sequence[harness.Check]) 
     return harness.render("soak", checks, notes)
 
 
+# The numeric options: flag, type, default, what it is. Short in the README's test command; the
+# nightly workflow runs 600 s.
+NUMBERS = (
+    ("--seconds", float, 20.0, "how long the load lasts"),
+    ("--callers", int, 50, "concurrent callers"),
+    ("--seed", int, 1, "the callers' random seed"),
+    ("--drain-timeout", float, 120.0, "seconds background runs get to finish"),
+    ("--memory-mib", float, 64.0, "growth always allowed, MiB"),
+    ("--memory-fraction", float, 0.25, "or this fraction of the warm RSS"),
+    ("--revocation-bound", float, 5.0, "seconds a revoked token may still work on a service but users"),
+)
+
+
 def parse_args(argv: Sequence[str] | None) -> Options:
-    parser = argparse.ArgumentParser(
-        prog="python -m starling_devtools.soak", description=__doc__.splitlines()[0]
-    )
-    # short in the README's test command; the nightly workflow runs it for 10 minutes
-    parser.add_argument("--seconds", type=float, default=20.0, help="how long the load lasts (default 20)")
-    parser.add_argument("--callers", type=int, default=50, help="concurrent callers (default 50)")
+    parser = harness.command_line("soak", __doc__.splitlines()[0], NUMBERS)
     parser.add_argument(
-        "--warmup",
-        type=float,
-        default=None,
-        help="seconds before the first memory sample (default: 1/6 of the run, at most 10)",
+        "--warmup", type=float, help="seconds before the first memory sample (1/6 of the run, <= 10)"
     )
-    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--drain-timeout", type=float, default=120.0, help="seconds background runs get to finish"
-    )
-    parser.add_argument(
-        "--memory-mib", type=float, default=64.0, help="growth always allowed, MiB (default 64)"
-    )
-    parser.add_argument(
-        "--memory-fraction", type=float, default=0.25, help="or this fraction of the warm RSS"
-    )
-    parser.add_argument(
-        "--revocation-bound",
-        type=float,
-        default=5.0,
-        help="seconds a revoked token may still work on a service other than users (default 5)",
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
-    parser.add_argument("--root", type=Path, default=harness.ROOT, help="the workspace whose services run")
+    parser.add_argument("--db", choices=harness.KINDS, default="sqlite")
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.callers < 1:
         parser.error("--seconds must be positive and --callers at least 1")
-    warmup = args.warmup if args.warmup is not None else min(10.0, args.seconds / 6)
     return Options(
         seconds=args.seconds,
         callers=args.callers,
-        warmup=warmup,
+        warmup=args.warmup if args.warmup is not None else min(10.0, args.seconds / 6),
         db=args.db,
         seed=args.seed,
         drain_timeout=args.drain_timeout,
