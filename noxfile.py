@@ -363,13 +363,13 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def soak(session: nox.Session) -> None:
-    """All three services under a bounded load, then every accepted write counted in the databases."""
+    """Every service under a bounded load while tokens are revoked, then every accepted write counted."""
     run_tool(session, "starling_devtools.soak")
 
 
 @nox.session(tags=["postgres"])
 def faults(session: nox.Session) -> None:
-    """PostgreSQL stopped and restarted, the agents service killed, an upstream dropping connections."""
+    """PostgreSQL stopped and restarted, agents killed, an upstream and the broker dropping connections."""
     run_tool(session, "starling_devtools.faults")
 
 
