@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from starling_devtools import services
 from starling_devtools.bench import projects, pytest_runs
 from starling_devtools.bench.results import Figure, at_most
 from starling_devtools.bench.stats import median
+from starling_devtools.harness.environment import UNLIMITED_RATE
 
 PART = "requests"
 TARGET_RATIO = 2.0
@@ -37,7 +37,7 @@ def measure(
     projects.generate(projects.REQUESTS, directory, 1)
     out = directory / f"requests-{database}.json"
     env: dict[str, str | None] = {
-        "STARLING_RATE_LIMIT": services.UNLIMITED_RATE,
+        "STARLING_RATE_LIMIT": UNLIMITED_RATE,
         "BENCH_REQUESTS_ROUNDS": str(rounds),
         "BENCH_REQUESTS_BATCH": str(batch),
         "BENCH_REQUESTS_OUT": str(out),
