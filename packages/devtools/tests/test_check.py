@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import signal
+import sys
 import textwrap
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from starling_devtools.check import main, split_selection, startable
@@ -55,6 +59,13 @@ NOXFILE = textwrap.dedent(
             print(f"{name} {more}", flush=True)
         if name == "three":
             session.error("three fails after the others started")
+
+
+    @nox.session(python=False, default=False)
+    def hang(session):
+        # a process of the session's own that would wait for ever, its pid where the test finds it
+        script = "import os, pathlib, threading; pathlib.Path('hang.pid').write_text(str(os.getpid())); "
+        session.run("python", "-c", script + "threading.Event().wait()")
     """
 )
 
@@ -149,3 +160,21 @@ def test_a_report_asked_for_holds_every_session_with_its_duration(project: Path)
     assert report["result"] == 1
     assert sorted(entry["signatures"][0] for entry in report["sessions"]) == ["lint", "tests(ok)"]
     assert all(entry["duration"] > 0 for entry in report["sessions"])
+
+
+def test_a_terminated_run_stops_every_process_its_sessions_started(project: Path) -> None:
+    check = psutil.Popen([sys.executable, "-m", "starling_devtools.check", "-s", "hang", "lint"])
+    try:
+        deadline = time.monotonic() + 60
+        while not (project / "hang.pid").is_file() and check.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        session_process = psutil.Process(int((project / "hang.pid").read_text()))
+
+        check.send_signal(signal.SIGTERM)
+
+        assert check.wait(timeout=30) == 1
+        _, left = psutil.wait_procs([session_process], timeout=10)
+        assert left == []
+    finally:  # a failed run leaves nothing behind either
+        for process in [*check.children(recursive=True), check] if check.is_running() else []:
+            process.kill()

@@ -86,6 +86,8 @@ class Outcome:
     returncode: int
     seconds: float
     entries: list[dict[str, Any]]
+    # CPU seconds of the session's processes, those it waited for included: what two cores can share
+    cpu: float = 0.0
 
 
 def expected_reports(entries: Sequence[dict[str, Any]]) -> list[str]:
@@ -155,10 +157,11 @@ class Runner:
 
     def __init__(self, rest: Sequence[str], scratch: Path, env: dict[str, str], jobs: int) -> None:
         self.rest, self.scratch, self.env, self.jobs = list(rest), scratch, env, jobs
-        self.printing = threading.Lock()
+        self.printing = threading.Condition()
         self.running: dict[str, subprocess.Popen[bytes]] = {}
 
     def run_all(self, sessions: Sequence[str]) -> list[Outcome]:
+        """Every session's outcome; on Ctrl-C or SIGTERM, those that ran and one that says it stopped."""
         pending = by_recorded_time(sessions)
         outcomes: list[Outcome] = []
         futures: dict[Future[Outcome], str] = {}
@@ -172,9 +175,10 @@ class Runner:
                     for future in done:
                         del futures[future]
                         outcomes.append(future.result())
-            except BaseException:
+            except KeyboardInterrupt:
                 self.stop_all()
-                raise
+                outcomes += [future.result() for future in futures]
+                outcomes.append(Outcome(f"interrupted ({len(pending)} not started)", 130, 0.0, []))
         return outcomes
 
     def run_one(self, session: str) -> Outcome:
@@ -195,28 +199,29 @@ class Runner:
             )
             with self.printing:
                 self.running[session] = process
-            returncode = process.wait()
+            # wait4, not Popen.wait: the same wait, with the CPU time the session used
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
         seconds = time.perf_counter() - started
         with self.printing:
             del self.running[session]
+            self.printing.notify_all()
             sys.stdout.write(log.read_text(errors="replace"))
             sys.stdout.flush()
-        return Outcome(session, returncode, seconds, report_entries(report))
+        cpu = usage.ru_utime + usage.ru_stime
+        return Outcome(session, process.returncode, seconds, report_entries(report), cpu)
 
     def stop_all(self) -> None:
         """SIGTERM to every running session's process group, SIGKILL to what is left after 5 s."""
         with self.printing:
-            processes = list(self.running.values())
-        for process in processes:
+            self.signal_all(signal.SIGTERM)
+            if not self.printing.wait_for(lambda: not self.running, timeout=5):
+                self.signal_all(signal.SIGKILL)
+
+    def signal_all(self, signum: int) -> None:
+        for process in self.running.values():
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        for process in processes:
-            try:
-                process.wait(timeout=max(0.0, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+                os.killpg(process.pid, signum)
 
 
 @contextlib.contextmanager
@@ -237,11 +242,17 @@ def terminated_as_interrupted() -> Iterator[None]:
 
 
 def summary(outcomes: Sequence[Outcome], jobs: int, wall: float) -> str:
-    lines = [f"starling-check: {len(outcomes)} sessions, {jobs} at a time, {wall:.0f} s in all:"]
+    cpu = sum(outcome.cpu for outcome in outcomes)
+    lines = [
+        f"starling-check: {len(outcomes)} sessions, {jobs} at a time, {wall:.0f} s in all "
+        f"({sum(outcome.seconds for outcome in outcomes):.0f} s of sessions, {cpu:.0f} s of CPU):"
+    ]
     width = max((len(outcome.session) for outcome in outcomes), default=0)
     for outcome in sorted(outcomes, key=lambda outcome: outcome.seconds, reverse=True):
         results = ", ".join(str(entry["result"]) for entry in outcome.entries) or f"exit {outcome.returncode}"
-        lines.append(f"  {outcome.session:<{width}}  {outcome.seconds:5.0f} s  {results}")
+        lines.append(
+            f"  {outcome.session:<{width}}  {outcome.seconds:5.0f} s  {outcome.cpu:5.0f} s CPU  {results}"
+        )
     return "\n".join(lines)
 
 
@@ -276,7 +287,10 @@ def main(argv: list[str] | None = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.xml"):
         stale.unlink()
-    env = {**os.environ, JUNIT_DIR_VARIABLE: str(folder)}
+    # nox and the noxfile's imports are compiled once, not by every nox process (the noxfile lets its
+    # sessions write bytecode for the same reason)
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONDONTWRITEBYTECODE"}
+    env[JUNIT_DIR_VARIABLE] = str(folder)
     with tempfile.TemporaryDirectory(prefix="starling-check-") as scratch:
         outcomes = run_sessions(nox_args, env, max(1, known.jobs), Path(scratch))
     entries = [entry for outcome in outcomes for entry in outcome.entries]
