@@ -132,11 +132,20 @@ def test_sessions_side_by_side_print_their_output_whole_and_a_failure_fails_the_
     assert "failed: chatty(three) (their output is above)" in out
 
 
-def test_one_job_runs_every_session_in_one_nox_process(
+def test_one_job_runs_the_sessions_one_after_another(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["--jobs", "1", "-s", "tests(ok)", "tests(bad)"]) == 1
-    assert last_line(capsys) == "6 passed, 2 failed, 1 skipped"
+    out = capsys.readouterr().out.splitlines()
+    assert out[-1] == "6 passed, 2 failed, 1 skipped"
+    assert "starling-check: 2 sessions, 1 at a time" in "\n".join(out)
+
+
+def test_nox_asked_for_something_else_than_sessions_answers_as_itself(
+    project: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["-l"]) == 0
+    assert "* tests(ok)" in capfd.readouterr().out
 
 
 def test_the_tools_with_fixed_ports_never_start_beside_one_another() -> None:

@@ -7,13 +7,14 @@ non-zero when a session failed, when a test failed or errored, or when a suite t
 (a suite that crashed before pytest started must not read as one that passed).
 
 The sessions run two at a time (`--jobs`), each in its own `nox` process whose output is printed whole
-when it ends, the longest first so that a short one finishes last. nox's own `--parallel` runs a session
+when it ends, the longest first so that a short one finishes last; a summary gives each one's wall and
+CPU seconds. nox's own `--parallel` runs a session
 either beside any other or alone; the tools in `APART` must run beside a suite but never beside each
 other, which it cannot say.
 
     starling-check                    # what the README's test command runs: every default session
     starling-check -s "tests(users)"  # anything else given goes to nox
-    starling-check --jobs 1           # one nox process, the sessions one after another
+    starling-check --jobs 1           # the sessions one after another
 """
 
 from __future__ import annotations
@@ -257,10 +258,10 @@ def summary(outcomes: Sequence[Outcome], jobs: int, wall: float) -> str:
 
 
 def run_sessions(nox_args: Sequence[str], env: dict[str, str], jobs: int, scratch: Path) -> list[Outcome]:
-    """Every chosen session in its own nox process, or all of them in one when concurrency cannot apply."""
+    """Every chosen session in its own nox process; nox as given when it is asked for something else."""
     chosen, rest = split_selection(nox_args)
     head = rest[: rest.index("--")] if "--" in rest else rest
-    if jobs > 1 and not NOT_A_RUN.intersection(head):
+    if not NOT_A_RUN.intersection(head):
         try:
             sessions = listed(chosen)
         except subprocess.CalledProcessError as error:
