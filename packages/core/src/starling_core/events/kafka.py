@@ -16,7 +16,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import DefaultPartitioner
@@ -103,7 +109,6 @@ class KafkaBroker:
     async def subscription(self, topics: Sequence[str], group: str) -> AsyncIterator[KafkaSubscription]:
         prefix = self.options.topic_prefix
         consumer = AIOKafkaConsumer(
-            *[prefix + topic for topic in topics],
             **self.options.client(),
             group_id=prefix + group,
             enable_auto_commit=False,
@@ -113,9 +118,11 @@ class KafkaBroker:
             heartbeat_interval_ms=self.options.heartbeat_interval_ms,
             max_poll_records=self.options.max_batch,
         )
+        subscription = KafkaSubscription(consumer, prefix)
+        consumer.subscribe([prefix + topic for topic in topics], listener=subscription.rebalances)
         try:
             await consumer.start()
-            yield KafkaSubscription(consumer, prefix)
+            yield subscription
         finally:
             await consumer.stop()
 
@@ -155,13 +162,39 @@ class KafkaPublisher:
         await (await self.producer.send_batch(batch, topic, partition=partition))
 
 
+class Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka's ABC is untyped
+    """Counts the group's rebalances: each revocation and each assignment is a new epoch."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+
+    def on_partitions_revoked(self, revoked: object) -> None:
+        self.epoch += 1
+
+    def on_partitions_assigned(self, assigned: object) -> None:
+        self.epoch += 1
+
+
 class KafkaSubscription:
+    """Commits only what was fetched in the group's current generation.
+
+    A batch fetched before a rebalance is not committed after it, even when this member gets the same
+    partitions back: its new generation starts from the offsets committed before, and the inbox skips
+    what the batch had handled. Committing it would be harmless while the log stays the log, but a
+    broker that lost its data hands out the old position's offsets from a new log: the batch was read
+    from the middle of it, and its offset, committed in the new generation, would skip what comes
+    before it for good.
+    """
+
     def __init__(self, consumer: AIOKafkaConsumer, prefix: str = "") -> None:
         self.consumer = consumer
         self.prefix = prefix
+        self.rebalances = Rebalances()
         self._lag: int | None = None
+        self._fetched_in = 0
 
     async def fetch(self, wait: float) -> list[Received]:
+        self._fetched_in = self.rebalances.epoch
         batches = await self.consumer.getmany(timeout_ms=int(wait * 1000))
         received = [self._received(record) for records in batches.values() for record in records]
         await self._measure_lag()
@@ -173,6 +206,9 @@ class KafkaSubscription:
             partition = TopicPartition(self.prefix + message.topic, message.partition)
             offsets[partition] = max(offsets.get(partition, 0), message.offset + 1)
         if not offsets:
+            return
+        if self.rebalances.epoch != self._fetched_in:
+            log.warning("events: offsets not committed (the group rebalanced since the fetch); read again")
             return
         try:
             await self.consumer.commit(offsets)
