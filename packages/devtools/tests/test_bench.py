@@ -630,7 +630,7 @@ def test_the_readme_part_says_when_it_was_skipped() -> None:
 def test_by_default_every_part_but_the_readme_runs() -> None:
     options = parse_args([])
 
-    assert options.parts == ("isolation", "requests", "serving", "profile")
+    assert options.parts == ("isolation", "requests", "serving", "profile", "events")
     assert options.serving_databases == ("sqlite", "postgres")
     assert (options.serving_rounds, options.duration) == (2, 5.0)
     assert options.json == Path(".bench/results.json")

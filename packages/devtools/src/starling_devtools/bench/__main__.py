@@ -4,9 +4,10 @@
     nox -s bench -- --only isolation --tests 50   # a quick pass over one part
     nox -s bench -- --readme                      # also time the README's test command (about 7 min)
     nox -s bench -- --only isolation --profile    # and where one isolated test's time goes
+    nox -s bench -- --only events --events 1000   # events through outbox, broker and inbox, and raw aiokafka
 
-Parts: isolation, requests, serving, readme (opt-in). Progress goes to stderr, the table to stdout, and
-everything measured, raw runs included, to `.bench/results.json` (`--json PATH`).
+Parts: isolation, requests, serving, profile, events, readme (opt-in). Progress goes to stderr, the
+table to stdout, and everything measured, raw runs included, to `.bench/results.json` (`--json PATH`).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ from starling_devtools.bench import (
 )
 from starling_devtools.bench.results import Figure, Report, summary, table
 
-PARTS = ("isolation", "requests", "serving", "profile", "readme")
-DEFAULT_PARTS = ("isolation", "requests", "serving", "profile")
+PARTS = ("isolation", "requests", "serving", "profile", "events", "readme")
+DEFAULT_PARTS = ("isolation", "requests", "serving", "profile", "events")
 DATABASES = ("sqlite", "postgres")
 SERVICES = tuple(workload.service for workload in serving.WORKLOADS)
 
@@ -69,6 +70,7 @@ class Options:
     writes: bool = True
     reads: bool = True
     profile_seconds: float = 8.0
+    events: int = 5000
 
 
 def _choices(allowed: Sequence[str]) -> Any:
@@ -122,6 +124,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
                         help=f"services to serve ({','.join(SERVICES)})")  # fmt: skip
     parser.add_argument("--no-writes", dest="writes", action="store_false", help="serve the read paths only")
     parser.add_argument("--no-reads", dest="reads", action="store_false", help="serve the write paths only")
+    parser.add_argument("--events", type=_at_least(1), default=5000,
+                        help="events per throughput round of the events part (5000)")  # fmt: skip
     parser.add_argument("--profile-seconds", type=float, default=8.0,
                         help="seconds py-spy samples each profiled process (8)")  # fmt: skip
     parser.add_argument("--keep", action="store_true", help="keep the generated projects and databases")
@@ -157,11 +161,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         writes=args.writes,
         reads=args.reads,
         profile_seconds=args.profile_seconds,
+        events=args.events,
     )
 
 
 def needs_postgres(options: Options) -> bool:
-    uses_databases = {"isolation", "requests"} & set(options.parts)
+    uses_databases = {"isolation", "requests", "events"} & set(options.parts)
     return bool(uses_databases and "postgres" in options.databases) or (
         bool({"serving", "profile"} & set(options.parts)) and "postgres" in options.serving_databases
     )
@@ -369,11 +374,37 @@ def repository_root(start: Path | None = None) -> Path:
     return next((path for path in (here, *here.parents) if (path / "noxfile.py").is_file()), here)
 
 
+def run_events(options: Options, report: Report, workdir: Path, server_url: str | None) -> None:
+    # Imported here, as the cluster is: the events port and aiokafka, which the other parts do without.
+    from starling_devtools.bench import events
+
+    measured = {
+        database: events.measure(
+            database,
+            events.sqlite_url(workdir / "events") if database == "sqlite" else _events_database(server_url),
+            count=options.events,
+            log=log,
+        )
+        for database in options.databases
+        if database == "sqlite" or server_url
+    }
+    report.add(*events.figures(measured))
+    report.measurements["events"] = events.measurements(measured)
+
+
+def _events_database(server_url: str | None) -> str:
+    from starling_devtools.bench.cluster import create_database
+
+    assert server_url is not None
+    return create_database(server_url, "bench_events")
+
+
 RUNNERS = {
     "isolation": run_isolation,
     "requests": run_requests,
     "serving": run_serving,
     "profile": run_profile,
+    "events": run_events,
     "readme": run_readme,
 }
 

@@ -1,0 +1,352 @@
+"""Figure 5: an event's way from a service's commit to another service's handler, beside raw aiokafka.
+
+Everything runs in one process, as one service that publishes and consumes would, on a broker from the
+kit's pinned wheel started for the part:
+
+- latency: one `order.placed` at a time, from the commit of the transaction that writes it to the
+  outbox to its handler running (relay woken by the commit, `acks=all`, the consumer's fetch, the
+  inbox claim); beside it, one message at a time from a raw `AIOKafkaProducer(acks="all")`'s send to
+  a raw `AIOKafkaConsumer` handing it over;
+- throughput: `count` events written to the outbox in transactions of 100 while the relay sends,
+  from the first write to the last handler run, every event through its own inbox transaction;
+  beside it, the same values and keys from a raw
+  producer to a raw consumer that commits each batch, first send to last receipt.
+
+Rounds alternate the two, and the figures are medians: the machine is shared, so only the ratios
+between figures of one run mean anything. Every event must reach its handler exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from starling_core import schema
+from starling_core.db import Database
+from starling_core.events import Consumer, Event, Outbox, Relay
+from starling_core.events.kafka import KafkaBroker, KafkaOptions
+from starling_core.events.topics import ORDER_PLACED, OrderLine, OrderPlaced
+from starling_core.repository import Stores
+from starling_devtools.bench.results import Figure
+from starling_servers import kafka
+
+T = TypeVar("T")
+K = TypeVar("K")
+
+PART = "events"
+LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+# Joins on the test broker wait session_timeout/2: the kit's fast settings, for ours and the raw pair.
+SESSION_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS = 1000, 300
+WAIT = 60.0  # seconds any one phase may take before the part fails, saying which
+
+
+@dataclass
+class Measured:
+    database: str
+    count: int
+    rounds: int
+    latency_ms: list[float] = field(default_factory=list)
+    raw_latency_ms: list[float] = field(default_factory=list)
+    per_second: list[float] = field(default_factory=list)  # one figure a round
+    raw_per_second: list[float] = field(default_factory=list)
+    expected: int = 0  # events written to the outbox in all
+    handled: dict[str, int] = field(default_factory=dict)  # handler runs per event id
+    duplicates: int = 0  # copies the inbox skipped
+    raw_received: int = 0
+    raw_expected: int = 0
+
+    @property
+    def delivered_once(self) -> bool:
+        return len(self.handled) == self.expected and all(runs == 1 for runs in self.handled.values())
+
+
+def order(n: int) -> OrderPlaced:
+    line = OrderLine(product_id=f"p{n % 50}", title="Bench widget", quantity=1, unit_price=Decimal("9.90"))
+    return OrderPlaced(order_id=f"o{n}", created_at=datetime.now(UTC), items=[line])
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def measure(
+    database: str,
+    url: str,
+    *,
+    count: int = 5000,
+    samples: int = 50,
+    rounds: int = 3,
+    log: Callable[[str], None] = lambda line: None,
+) -> Measured:
+    """The part on `database` (at `url`, empty): `rounds` of each pipeline, a broker of its own."""
+    with kafka.start() as broker:
+        return asyncio.run(_measure(database, url, broker.bootstrap, count, samples, rounds, log))
+
+
+async def _measure(
+    database: str, url: str, bootstrap: str, count: int, samples: int, rounds: int, log: Callable[[str], None]
+) -> Measured:
+    measured = Measured(database, count, rounds)
+    db = Database.from_url(url)
+    try:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(schema.metadata.create_all)
+        pipeline = Pipeline(db, bootstrap, measured)
+        raw = RawPair(bootstrap, measured)
+        async with pipeline.consuming(), raw.consuming():
+            await _within(pipeline.warm(), "the starling consumer joining its group")
+            await _within(raw.warm(), "the raw consumer joining its group")
+            for _ in range(samples):
+                measured.latency_ms.append(await _within(pipeline.one(), "one event, commit to handler"))
+                measured.raw_latency_ms.append(await _within(raw.one(), "one raw message"))
+            for number in range(rounds):
+                measured.per_second.append(await _within(pipeline.many(count), f"{count} events"))
+                measured.raw_per_second.append(await _within(raw.many(count), f"{count} raw messages"))
+                log(f"bench: events {database} round {number + 1}: {measured.per_second[-1]:,.0f}/s, "
+                    f"raw {measured.raw_per_second[-1]:,.0f}/s")  # fmt: skip
+        measured.duplicates = pipeline.consumer.status.duplicates
+    finally:
+        await db.dispose()
+    return measured
+
+
+async def _within(work: Coroutine[Any, Any, T], what: str) -> T:
+    try:
+        async with asyncio.timeout(WAIT):
+            return await work
+    except TimeoutError:
+        raise RuntimeError(f"events bench: not within {WAIT:.0f} s: {what}") from None
+
+
+@contextlib.asynccontextmanager
+async def _running(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+class Arrivals(Generic[K]):
+    """When each message, by its id or key, first reached its consumer; awaited without polling."""
+
+    def __init__(self) -> None:
+        self.at: dict[K, float] = {}
+        self._changed = asyncio.Event()
+
+    def mark(self, key: K, now: float) -> None:
+        self.at.setdefault(key, now)
+        self._changed.set()
+
+    async def last(self, keys: list[K]) -> float:
+        """When the last of `keys` arrived."""
+        while not all(key in self.at for key in keys):
+            self._changed.clear()
+            await self._changed.wait()
+        return max(self.at[key] for key in keys)
+
+
+class Pipeline:
+    """Starling's way: outbox, relay, broker, consumer, inbox, handler."""
+
+    def __init__(self, database: Database, bootstrap: str, measured: Measured) -> None:
+        self.database = database
+        self.measured = measured
+        options = KafkaOptions(
+            bootstrap,
+            client_id="bench-events",
+            topic_prefix=f"b{uuid.uuid4().hex[:8]}.",
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+        )
+        self.broker = KafkaBroker(options)
+        self.consumer = Consumer(Stores(database, _session), "bench").on(ORDER_PLACED, self._handle)
+        self.relay = Relay(database, poll_interval=0.5)
+        self.arrivals: Arrivals[str] = Arrivals()
+        self._written = 0
+
+    async def _handle(self, event: Event[OrderPlaced], session: AsyncSession) -> None:
+        self.measured.handled[event.id] = self.measured.handled.get(event.id, 0) + 1
+        self.arrivals.mark(event.id, time.perf_counter())
+
+    @contextlib.asynccontextmanager
+    async def consuming(self) -> AsyncIterator[None]:
+        async with (
+            _running(self.consumer.consume(self.broker), "bench-consumer"),
+            _running(self.relay.run(self.broker), "bench-relay"),  # woken by each commit
+        ):
+            yield
+
+    async def _write(self, count: int) -> list[str]:
+        ids: list[str] = []
+        for start in range(0, count, 100):
+            async with self.database.transaction() as session:
+                outbox = Outbox(session)
+                for _ in range(start, min(start + 100, count)):
+                    self._written += 1
+                    event = await outbox.add(
+                        ORDER_PLACED, key=f"o{self._written}", payload=order(self._written)
+                    )
+                    ids.append(event.id)
+        self.measured.expected += len(ids)
+        return ids
+
+    async def warm(self) -> None:
+        await self.arrivals.last(await self._write(1))
+
+    async def one(self) -> float:
+        [event_id] = await self._write(1)
+        committed = time.perf_counter()
+        return 1000 * (await self.arrivals.last([event_id]) - committed)
+
+    async def many(self, count: int) -> float:
+        """Events a second, from the first outbox write (transactions of 100, the relay sending while
+        they are written, as in a service) to the last handler run."""
+        started = time.perf_counter()
+        return count / (await self.arrivals.last(await self._write(count)) - started)
+
+
+def _session(session: AsyncSession) -> AsyncSession:
+    return session
+
+
+class RawPair:
+    """The reference: a raw aiokafka producer (acks=all) and a raw consumer committing each batch."""
+
+    def __init__(self, bootstrap: str, measured: Measured) -> None:
+        self.bootstrap = bootstrap
+        self.measured = measured
+        self.topic = f"raw{uuid.uuid4().hex[:8]}.orders"
+        self.arrivals: Arrivals[bytes] = Arrivals()
+        self._stopping = asyncio.Event()
+        self._sent = 0
+
+    @contextlib.asynccontextmanager
+    async def consuming(self) -> AsyncIterator[None]:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, acks="all", enable_idempotence=False
+        )
+        consumer = AIOKafkaConsumer(
+            self.topic, bootstrap_servers=self.bootstrap, group_id=f"{self.topic}.group",
+            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=100,
+            session_timeout_ms=SESSION_TIMEOUT_MS, heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
+        )  # fmt: skip
+        await self.producer.start()
+        try:
+            await consumer.start()
+            task = asyncio.create_task(self._consume(consumer), name="bench-raw-consumer")
+            try:
+                yield
+            finally:
+                self._stopping.set()  # ends between batches: no commit is cut off half-way
+                await task
+                await consumer.stop()
+        finally:
+            await self.producer.stop()
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        while not self._stopping.is_set():
+            batches = await consumer.getmany(timeout_ms=200)
+            now = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    self.measured.raw_received += 1
+                    self.arrivals.mark(record.key or b"", now)
+            if batches:  # after the handing over, as Starling's consumer commits after its handlers
+                await consumer.commit()
+
+    async def _send(self, count: int) -> list[bytes]:
+        keys: list[bytes] = []
+        sends = []
+        for _ in range(count):
+            self._sent += 1
+            key = f"o{self._sent}".encode()
+            value = ORDER_PLACED.new(key.decode(), order(self._sent)).to_json()
+            sends.append(await self.producer.send(self.topic, value, key=key))
+            keys.append(key)
+        await asyncio.gather(*sends)
+        self.measured.raw_expected += count
+        return keys
+
+    async def warm(self) -> None:
+        await self.arrivals.last(await self._send(1))
+
+    async def one(self) -> float:
+        started = time.perf_counter()
+        return 1000 * (await self.arrivals.last(await self._send(1)) - started)
+
+    async def many(self, count: int) -> float:
+        started = time.perf_counter()
+        return count / (await self.arrivals.last(await self._send(count)) - started)
+
+
+def measurements(by_database: dict[str, Measured]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for database, measured in by_database.items():
+        data = asdict(measured)
+        data.pop("handled")
+        data["distinct_handled"] = len(measured.handled)
+        data["delivered_once"] = measured.delivered_once
+        found[database] = data
+    return found
+
+
+def figures(by_database: dict[str, Measured]) -> list[Figure]:
+    found: list[Figure] = []
+    for database, measured in by_database.items():
+        label = LABELS[database]
+        once = (
+            "every event handled once"
+            if measured.delivered_once
+            else f"NOT once: {len(measured.handled)} of {measured.expected} events reached a handler"
+        )
+        found.append(
+            Figure(
+                PART,
+                f"event latency p50, commit to consumer's handler (outbox, relay, broker, inbox), {label}",
+                statistics.median(measured.latency_ms),
+                "ms",
+                reference="raw aiokafka send (acks=all) to consumer, p50",
+                reference_value=statistics.median(measured.raw_latency_ms),
+                detail=(
+                    f"p95 {percentile(measured.latency_ms, 0.95):.2f} ms against "
+                    f"{percentile(measured.raw_latency_ms, 0.95):.2f} ms, {len(measured.latency_ms)} events "
+                    "one at a time"
+                ),
+            )
+        )
+        found.append(
+            Figure(
+                PART,
+                f"event throughput, {measured.count:,} events outbox to handler, {label}",
+                statistics.median(measured.per_second),
+                "events/s",
+                reference="raw aiokafka producer (acks=all) to consumer committing each batch",
+                reference_value=statistics.median(measured.raw_per_second),
+                detail=(
+                    f"median of {measured.rounds} alternating rounds; {once}, "
+                    f"{measured.duplicates} copies skipped by the inbox"
+                ),
+            )
+        )
+    return found
+
+
+def sqlite_url(directory: Path) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+aiosqlite:///{directory / 'events.db'}"
