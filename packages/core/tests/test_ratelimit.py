@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.applications import Starlette
@@ -30,6 +31,7 @@ from starling_core.ratelimit import (
     RateLimitMiddleware,
     parse_rate,
 )
+from starling_core.settings import ServiceSettings
 from starling_core.tokens import JWTConfig, issue_token
 from starling_testkit import BoundDatabase
 
@@ -276,10 +278,23 @@ async def test_parse_rate_reads_count_and_period(text: str, rate: Rate) -> None:
     assert parse_rate(text) == rate
 
 
-@pytest.mark.parametrize("text", ["", "60", "sixty/minute", "60/fortnight", "60/ms", "0/minute", "60/0s"])
+@pytest.mark.parametrize(
+    "text", ["", "60", "sixty/minute", "60/fortnight", "60/ms", "0/minute", "60/0s", "1000001/second"]
+)
 async def test_parse_rate_refuses_junk(text: str) -> None:
-    with pytest.raises(ValueError, match=r"Invalid rate|at least 1"):
+    with pytest.raises(ValueError, match=r"Invalid rate|at least 1|one request a microsecond"):
         parse_rate(text)
+
+
+def test_the_fastest_rate_the_limiter_counts_is_one_request_a_microsecond() -> None:
+    assert parse_rate("1000000/second") == Rate(1_000_000, 1)
+    with pytest.raises(ValueError, match="one request a microsecond"):
+        parse_rate("100000000/minute")
+
+
+def test_a_rate_setting_the_limiter_cannot_count_is_refused_at_start_up() -> None:
+    with pytest.raises(ValidationError, match="rate_limit"):
+        ServiceSettings(rate_limit="100000000/minute")
 
 
 # --- the database backend --------------------------------------------------------------------------

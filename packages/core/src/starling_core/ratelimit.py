@@ -45,6 +45,9 @@ _SECONDS = {
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*", re.IGNORECASE | re.ASCII)
 
 
+_MICROS = 1_000_000
+
+
 @dataclass(frozen=True)
 class Rate:
     limit: int
@@ -53,6 +56,12 @@ class Rate:
     def __post_init__(self) -> None:
         if self.limit < 1 or self.window < 1:
             raise ValueError(f"Rate limit and window must be at least 1, got {self.limit}/{self.window}s")
+        # The limiter counts time in whole microseconds: a faster rate would space requests 0 apart.
+        if self.limit > self.window * _MICROS:
+            raise ValueError(
+                f"Rate {self.limit}/{self.window}s is more than one request a microsecond, the finest the "
+                "limiter counts; a rate that high is no limit: use a lower one"
+            )
 
 
 def parse_rate(text: str) -> Rate:
@@ -77,9 +86,6 @@ class RateLimitResult:
 
 class RateLimitBackend(Protocol):
     async def hit(self, key: str, rate: Rate) -> RateLimitResult: ...
-
-
-_MICROS = 1_000_000
 
 
 def _span(rate: Rate) -> int:

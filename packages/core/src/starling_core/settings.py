@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEVELOPMENT_JWT_SECRET = "starling-development-secret-change-me-0123456789"
@@ -79,6 +79,15 @@ class ServiceSettings(BaseSettings):
     max_body_size: int = 1024 * 1024
     # Seconds a request body may go without a byte arriving before the request is answered 408.
     body_timeout: float = Field(default=30.0, gt=0, validation_alias=_shared("body_timeout"))
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _a_rate_the_limiter_counts(cls, value: str) -> str:
+        # Refused at start-up with the reason, not as a 500 on the first request.
+        from starling_core.ratelimit import parse_rate
+
+        parse_rate(value)
+        return value
 
     @model_validator(mode="after")
     def _defaults_and_production_guard(self) -> ServiceSettings:
