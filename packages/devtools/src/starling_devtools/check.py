@@ -42,10 +42,10 @@ from starling_devtools.matrix import SUITES
 # The noxfile writes each suite's report here when this variable is set (see `run_suite`).
 JUNIT_DIR_VARIABLE = "STARLING_JUNIT_DIR"
 
-# Sessions that never run beside one another: each starts the services on ports of its own fixed
-# table (serve 8001-8003 and 9092, bench 191xx, soak 1921x, faults 1922x-1926x, fuzz 1931x), and the
-# soak and faults runs judge services they expect to have most of the machine. Matched by name, so
-# `tests(x)` means every parametrization; a new tool with fixed ports belongs here.
+# Sessions that never run beside one another. serve and bench listen on fixed ports (8001-8003 and
+# 9092; 191xx); soak, faults and fuzz take free ports but each starts every service and drives it hard,
+# and soak and faults judge deadlines and memory growth: beside a suite they were measured to pass, two
+# of them on 2 cores would stretch each other. Matched by name; a tool like them belongs here.
 APART = frozenset({"serve", "bench", "soak", "faults", "fuzz"})
 
 # Warm seconds of each session run alone on the 2-core machine (`starling-check --jobs 1 --report`,
