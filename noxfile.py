@@ -283,7 +283,7 @@ def new(session: nox.Session) -> None:
     """Make services/<name> from the service template with copier, lock it, and say what comes next.
 
     `nox -s new -- inventory [--port 8010] [--description "..."]`. The port is otherwise the next one after
-    every port the services declare in `[tool.starling.serve]` (and after 8004, kept for `assessments`).
+    every port the services declare in `[tool.starling.serve]`.
     """
     parser = argparse.ArgumentParser(prog="nox -s new --")
     parser.add_argument("name", help="lowercase letters, digits and underscores: services/<name>")
@@ -299,10 +299,8 @@ def new(session: nox.Session) -> None:
     if name in MEMBERS or (ROOT / "services" / name).exists():
         where = MEMBERS[name].path if name in MEMBERS else Path("services", name)
         session.error(f"{name!r} exists already: {where}")
-    declared = {"assessments": 8004} | {name: found.port for name, found in harness.discover(ROOT).items()}
-    # A port kept for this very name (8004 for assessments) is its default, not another's port.
-    reserved = declared.pop(name, None)
-    port = args.port or reserved or max(declared.values()) + 1
+    declared = {other: found.port for other, found in harness.discover(ROOT).items()}
+    port = args.port or max(declared.values()) + 1
     if taken := [other for other, used in declared.items() if used == port]:
         session.error(f"port {port} is taken by {taken[0]}; choose another with --port")
 

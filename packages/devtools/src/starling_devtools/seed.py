@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from starling_devtools.harness.discovery import discover
+from starling_devtools.harness.stack import ROOT
 from starling_devtools.harness.tokens import bearer, login
 
 DEMO_AGENTS: list[dict[str, Any]] = [
@@ -114,8 +116,9 @@ def seed(urls: Mapping[str, str], email: str, password: str, *, orders: int = 30
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Seed demo agents and orders through the services' APIs.")
-    for name, port in (("users", 8001), ("agents", 8002), ("reporting", 8003)):
-        parser.add_argument(f"--{name}", default=f"http://127.0.0.1:{port}")
+    services = discover(ROOT)
+    for name in ("users", "agents", "reporting"):
+        parser.add_argument(f"--{name}", default=f"http://127.0.0.1:{services[name].port}")
     parser.add_argument("--email", required=True)
     parser.add_argument("--password", required=True)
     args = parser.parse_args(argv)

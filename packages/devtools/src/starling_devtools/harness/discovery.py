@@ -17,8 +17,6 @@ from pathlib import Path
 from starling_devtools import workspace
 
 DEVELOPMENT_BASE = 8000
-# The first services predate `[tool.starling.serve]`: the ports they have always had.
-EARLIER_PORTS = {"users": 8001, "agents": 8002, "reporting": 8003}
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,7 @@ class Discovered:
 def declared_port(root: Path, member: workspace.Member) -> int | None:
     config = tomllib.loads((root / member.path / "pyproject.toml").read_text())
     port = config.get("tool", {}).get("starling", {}).get("serve", {}).get("port")
-    return int(port) if port else EARLIER_PORTS.get(member.name)
+    return int(port) if port else None
 
 
 def discover(root: Path) -> dict[str, Discovered]:
