@@ -152,3 +152,60 @@ async def test_an_unreachable_database_is_waited_out_not_dead_lettered(
     assert await consumer.deliver(entry()) == Outcome.HANDLED
     assert sleeps.slept == [0.1, 0.2, 0.4, 0.8, 1.6]
     assert await balance(ledger) == (1, 5)
+
+
+def received(event: Event[EntryRecorded], offset: int) -> Received:
+    return Received("ledger.entries", event.key, event.to_json(), offset=offset)
+
+
+async def test_a_batch_is_one_transaction_and_a_repeated_event_in_it_counts_once(
+    stores: LedgerStores, ledger: LedgerService, app_database: BoundDatabase
+) -> None:
+    events = [entry(amount, f"e{amount}") for amount in (1, 2, 3)]
+    consumer = Consumer(stores, "balances").on(ENTRY_RECORDED, ledger.apply)
+    batch = [received(event, offset) for offset, event in enumerate([*events, events[0]])]
+
+    await consumer.handle_batch(batch)
+
+    assert await balance(ledger) == (3, 6)
+    assert (consumer.status.handled, consumer.status.duplicates) == (3, 1)
+
+
+async def test_a_batch_whose_handler_fails_is_rolled_back_and_handled_one_event_at_a_time(
+    stores: LedgerStores, ledger: LedgerService
+) -> None:
+    calls: list[str] = []
+
+    async def fails_once_on_e2(event: Event[EntryRecorded], stored: LedgerRepositories) -> None:
+        calls.append(event.payload.entry_id)
+        await ledger.apply(event, stored)
+        if calls.count("e2") == 1 and event.payload.entry_id == "e2":
+            raise RuntimeError("downstream hiccup")
+
+    sleeps = Sleeps()
+    consumer = Consumer(stores, "balances", sleep=sleeps).on(ENTRY_RECORDED, fails_once_on_e2)
+    events = [entry(amount, f"e{amount}") for amount in (1, 2, 3)]
+
+    await consumer.handle_batch([received(event, offset) for offset, event in enumerate(events)])
+
+    # together (e1, e2 fails: all rolled back), then one by one: e1, e2 (now succeeds), e3
+    assert calls == ["e1", "e2", "e1", "e2", "e3"]
+    assert sleeps.slept == []  # the one-by-one pass succeeded at once: nothing to retry
+    assert await balance(ledger) == (3, 6)  # e1's first write went with the rolled-back batch
+    assert (consumer.status.handled, consumer.status.duplicates) == (3, 0)
+
+
+async def test_a_poison_message_in_a_batch_is_dead_lettered_and_the_rest_handled_together(
+    stores: LedgerStores, ledger: LedgerService
+) -> None:
+    dead_letters = FakePublisher()
+    consumer = Consumer(stores, "balances").on(ENTRY_RECORDED, ledger.apply)
+    poison = Received("ledger.entries", "alice", b"{not an envelope", offset=1)
+
+    await consumer.handle_batch(
+        [received(entry(1, "e1"), 0), poison, received(entry(2, "e2"), 2)], dead_letters
+    )
+
+    assert await balance(ledger) == (2, 3)
+    assert consumer.status.dead_lettered == 1
+    assert [message.value for message in dead_letters.published] == [b"{not an envelope"]

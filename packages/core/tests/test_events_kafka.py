@@ -211,9 +211,12 @@ async def test_a_consumer_killed_mid_batch_resumes_with_nothing_lost_or_doubled(
         assert await Relay(app_database).drain(publisher) == 20
     stores = LedgerStores(app_database)
     stuck = asyncio.Event()
+    calls = 0
 
     async def dies_on_the_eighth(event: Event[EntryRecorded], stored: LedgerRepositories) -> None:
-        if first.status.handled == 7:
+        nonlocal calls
+        calls += 1
+        if calls == 8:
             stuck.set()
             await asyncio.Future()  # hangs inside its transaction until the process is killed
         await ledger.apply(event, stored)
@@ -221,12 +224,14 @@ async def test_a_consumer_killed_mid_batch_resumes_with_nothing_lost_or_doubled(
     first = Consumer(stores, "balances").on(ENTRY_RECORDED, dies_on_the_eighth)
     async with running(first.consume(broker), "first consumer"), asyncio.timeout(TIMEOUT):
         await stuck.wait()
-    assert first.status.handled == 7  # seven handled and committed to the database, no offset committed
+    # the eighth event's batch died in its transaction: whatever of it was written is rolled back, and
+    # its offsets were never committed; batches before it (if the broker handed out smaller ones) stand
+    assert first.status.handled < 8
 
     second = Consumer(stores, "balances").on(ENTRY_RECORDED, ledger.apply)
     async with running(second.consume(broker), "second consumer"):
-        await eventually(lambda: _seen(second, 20), "the whole batch again")
-    assert (second.status.handled, second.status.duplicates) == (13, 7)
+        await eventually(lambda: _seen(second, 20 - first.status.handled), "everything not yet handled")
+    assert first.status.handled + second.status.handled == 20  # each event took effect once
     assert await balance(ledger, "acc") == (20, sum(range(20)))
 
 

@@ -1,10 +1,11 @@
 """Consumers: a group's handlers, each event taking effect once however often it arrives.
 
-For each message the consumer opens one write transaction, claims the event's id in the inbox and runs
-the handler on the service's repositories in that same transaction: both commit or neither does, so a
-redelivered event finds its inbox row and is skipped. Offsets are committed only after the handlers'
-transactions: a consumer that dies mid-batch gets the batch again, and the inbox absorbs what it had
-already handled.
+For each event the consumer claims its id in the inbox and runs the handler on the service's repositories
+in the same write transaction: both commit or neither does, so a redelivered event finds its inbox row
+and is skipped. A fetched batch is handled in one transaction, in order (one commit, not one per event);
+if any of its handlers raises, the transaction is rolled back and the batch handled again one event per
+transaction, with the retries below. Offsets are committed only after the handlers' transactions: a
+consumer that dies mid-batch gets the batch again, and the inbox absorbs what it had already handled.
 
 A handler that raises is retried with backoff; after the last retry the message goes, unchanged and
 with headers saying why, to `<topic>.dlq`, and the partition moves on. A message that is not an
@@ -130,6 +131,21 @@ class Consumer(Generic[R]):
                 await self.sleep(self.retry_delays[attempt])
                 attempt += 1
 
+    async def handle_batch(self, batch: Sequence[Received], dead_letters: Publisher | None = None) -> None:
+        """Handle `batch` in one transaction if every handler succeeds; otherwise one event at a time
+        (`handle`: retries, dead letters). Messages that need no handler or cannot be parsed take the
+        one-at-a-time path at once: they never touch the database."""
+        routed: list[tuple[Received, Event[Any], _Route[Any, R]]] = []
+        for message in batch:
+            found = self._routed(message)
+            if found is None:
+                await self.handle(message, dead_letters)
+            else:
+                routed.append((message, *found))
+        if routed and not await self._handle_together(routed):
+            for message, _, _ in routed:
+                await self.handle(message, dead_letters)
+
     async def run(self, subscription: Subscription, dead_letters: Publisher) -> None:
         """Handle what `subscription` hands out, committing each batch once it is handled."""
         self.status.state = "running"
@@ -138,8 +154,7 @@ class Consumer(Generic[R]):
             self.status.lag = subscription.lag()
             if not batch:
                 continue
-            for message in batch:
-                await self.handle(message, dead_letters)
+            await self.handle_batch(batch, dead_letters)
             await subscription.commit(batch)
             self.status.lag = subscription.lag()
 
@@ -162,6 +177,33 @@ class Consumer(Generic[R]):
                 log.warning("events: consumer %s paused %.1f s: %s", self.group, backoff, exc)
                 await self.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
+
+    def _routed(self, message: Received) -> tuple[Event[Any], _Route[Any, R]] | None:
+        """The event and its route, or None when `handle` must decide (ignored, or not parseable)."""
+        try:
+            route = self._routes.get((message.topic, RawEvent.model_validate_json(message.value).type))
+            return None if route is None else (route.kind.parse(message.value), route)
+        except ValidationError:
+            return None
+
+    async def _handle_together(self, routed: Sequence[tuple[Received, Event[Any], _Route[Any, R]]]) -> bool:
+        """Every event in one transaction; False (and nothing written) if any handler raised."""
+        try:
+            async with self.stores.database.transaction() as session:
+                inbox, repositories = Inbox(session), self.stores.on(session)
+                firsts = []
+                for message, event, route in routed:
+                    first = await inbox.claim(self.group, event.id, message.topic)
+                    if first:
+                        await route.handler(event, repositories)
+                    firsts.append(first)
+        except Exception as exc:  # handled again one at a time, where retries and dead letters apply
+            log.info("events: %s handles a batch of %d one by one: %r", self.group, len(routed), exc)
+            return False
+        # counted once the transaction has committed, so a count that is seen is a count that holds
+        self.status.handled += sum(firsts)
+        self.status.duplicates += len(firsts) - sum(firsts)
+        return True
 
     async def _handle_once(self, topic: str, event: Event[Any], route: _Route[Any, R]) -> Outcome:
         async with self.stores.database.transaction() as session:
