@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import json
 import os
 import platform
 import shutil
@@ -33,11 +32,9 @@ from starling_devtools.bench import (
     peers,
     profile,
     projects,
-    pytest_runs,
     readme,
     servers,
     serving,
-    testprofile,
     whole,
     wrk,
 )
@@ -134,34 +131,20 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--no-peers", dest="peers", action="store_false",
                         help="without pytest-django and the whole-process runs")  # fmt: skip
     args = parser.parse_args(argv)
-    parts = args.only or DEFAULT_PARTS
-    if args.readme and "readme" not in parts:
-        parts = (*parts, "readme")
     if args.growth and args.growth <= args.tests:
         parser.error(f"--growth ({args.growth}) must be larger than --tests ({args.tests}), or 0")
     if args.duration <= 0:
         parser.error("--duration must be positive")
+    values = vars(args)
+    parts = values.pop("only") or DEFAULT_PARTS
+    if values.pop("readme"):
+        parts = (*parts, "readme")
     return Options(
-        parts=tuple(part for part in PARTS if part in parts),
-        json=args.json,
-        tests=args.tests,
-        growth=args.growth,
-        repeat=args.repeat,
-        databases=args.databases,
-        rounds=args.rounds,
-        batch=args.batch,
-        duration=args.duration,
-        serving_databases=args.serving_databases,
-        keep=args.keep,
-        profile=args.profile,
-        peers=args.peers,
-        serving_rounds=args.serving_rounds,
-        servers=tuple(key for key in args.servers if key != servers.ONE.key),
-        services=args.services,
-        writes=args.writes,
-        reads=args.reads,
-        profile_seconds=args.profile_seconds,
-        events=args.events,
+        **values
+        | {
+            "parts": tuple(part for part in PARTS if part in parts),
+            "servers": tuple(key for key in args.servers if key != servers.ONE.key),
+        }
     )
 
 
@@ -249,7 +232,8 @@ def run_isolation(options: Options, report: Report, workdir: Path, server_url: s
     if options.profile:
         kit, floor = directories[(projects.KIT, options.tests)], directories[(projects.FLOOR, options.tests)]
         report.measurements["profile"] = {
-            database: _profile(kit, floor, database, server_url, workdir) for database in databases
+            database: isolation.profile(kit, floor, database, server_url, workdir, log)
+            for database in databases
         }
 
 
@@ -263,21 +247,6 @@ def _peer_environments(options: Options, report: Report, workdir: Path) -> dict[
         report.add(Figure(isolation.PART, "pytest-django and whole processes", None, "", note=note))
         return {}
     return {projects.DJANGO: django, projects.KIT: service}
-
-
-def _profile(kit: Path, floor: Path, database: str, server_url: str | None, workdir: Path) -> dict[str, Any]:
-    """One profiled run of the kit's project and of the floor's; the table goes to stderr."""
-    found: dict[str, Any] = {}
-    for name, directory in (("kit", kit), ("floor", floor)):
-        out = workdir / f"profile-{name}-{database}.json"
-        config = isolation.Config(projects.KIT if name == "kit" else projects.FLOOR, database, 1, 1)
-        args = [*config.pytest_args(), "-p", "starling_devtools.bench.testprofile"]
-        env = {**config.env(server_url), testprofile.OUT_ENV: str(out)}
-        pytest_runs.run(directory, args, expect=projects.count_tests(directory), env=env)
-        found[name] = json.loads(out.read_text())
-    title = f"where an isolated test's time goes, {database}"
-    log("\n" + testprofile.table(found["kit"], found["floor"], title))
-    return found
 
 
 def run_requests(options: Options, report: Report, workdir: Path, server_url: str | None) -> None:
@@ -308,13 +277,10 @@ def run_serving(options: Options, report: Report, workdir: Path, server_url: str
         servers=options.servers,
         writes=options.writes,
         reads=options.reads,
-        workloads=[workload for workload in serving.WORKLOADS if workload.service in options.services],
+        workloads=_workloads(options),
         duration=options.duration,
     )
-    for database in options.serving_databases:
-        if database == "postgres" and server_url is None:
-            continue
-        env_for = _database_env(database, workdir, server_url)
+    for database, env_for in _serving_databases(options, workdir, server_url):
         measured += serving.measure(database, env_for, plan=plan, workdir=workdir / "wrk", log=log)
     report.add(*serving.figures(measured))
     report.measurements["serving"] = serving.measurements(measured)
@@ -328,17 +294,25 @@ def run_profile(options: Options, report: Report, workdir: Path, server_url: str
         report.add(Figure(profile.PART, "profile under wrk", None, "", note=str(exc)))
         return
     found: list[profile.Profiled] = []
-    workloads = [workload for workload in serving.WORKLOADS if workload.service in options.services]
-    for database in options.serving_databases:
-        if database == "postgres" and server_url is None:
-            continue
-        env_for = _database_env(database, workdir / "profile", server_url)
+    for database, env_for in _serving_databases(options, workdir / "profile", server_url):
         found += profile.measure(
             database, env_for, seconds=options.profile_seconds, out_dir=options.json.parent,
-            workloads=workloads, log=log,
+            workloads=_workloads(options), log=log,
         )  # fmt: skip
     report.add(*profile.figures(found))
     report.measurements["profile"] = profile.measurements(found)
+
+
+def _workloads(options: Options) -> list[serving.Workload]:
+    return [workload for workload in serving.WORKLOADS if workload.service in options.services]
+
+
+def _serving_databases(
+    options: Options, workdir: Path, server_url: str | None
+) -> list[tuple[str, Callable[[str], dict[str, str]]]]:
+    """Each database to serve on that this run has, with how a service finds its own database there."""
+    chosen = [db for db in options.serving_databases if db == "sqlite" or server_url]
+    return [(database, _database_env(database, workdir, server_url)) for database in chosen]
 
 
 def _database_env(database: str, workdir: Path, server_url: str | None) -> Callable[[str], dict[str, str]]:

@@ -86,55 +86,28 @@ def _now() -> datetime:
 
 
 _metadata = MetaData()
-_users = Table(
-    "users",
-    _metadata,
-    Column("id", String(36), primary_key=True),
-    Column("name", String(100)),
-    Column("email", String(254)),
-    Column("email_normalized", String(254)),
-    Column("password_hash", String(255)),
-    Column("role", String(16)),
-    Column("created_at", UTCDateTime()),
-    Column("token_version", Integer),
-)
-_agents = Table(
-    "agents",
-    _metadata,
-    Column("agent_id", String(64), primary_key=True),
-    Column("name", String(100)),
-    Column("description", String(500)),
-    Column("kind", String(20)),
-    Column("config", JSON),
-)
-_runs = Table(
-    "runs",
-    _metadata,
-    Column("run_id", String(36), primary_key=True),
-    Column("agent_id", String(64)),
-    Column("owner", String(255)),
-    Column("status", String(20)),
-    Column("input_text", Text),
-    Column("output", Text),
-    Column("token_usage", Integer),
-    Column("error", Text),
-    Column("created_at", UTCDateTime()),
-    Column("started_at", UTCDateTime()),
-    Column("finished_at", UTCDateTime()),
-    Column("lease_expires_at", UTCDateTime()),
-    Column("lease_holder", String(32)),
-)
-_orders = Table(
-    "orders",
-    _metadata,
-    Column("order_id", String(100), primary_key=True),
-    Column("created_at", DateTime(timezone=True)),
-)
-_order_items = Table(
-    "order_items", _metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True), Column("order_id", String(100)),
-    Column("product_id", String(100)), Column("title", String(300)), Column("quantity", Integer),
-    Column("unit_price_cents", BigInteger),
+
+
+def _table(name: str, /, **columns: Any) -> Table:
+    """A table with the columns the measured paths touch, the first its primary key."""
+    key, *others = columns.items()
+    return Table(name, _metadata, Column(*key, primary_key=True), *(Column(*column) for column in others))
+
+
+_users = _table(
+    "users", id=String, name=String, email=String, email_normalized=String, password_hash=String, role=String,
+    created_at=UTCDateTime(), token_version=Integer,
+)  # fmt: skip
+_agents = _table("agents", agent_id=String, name=String, description=String, kind=String, config=JSON)
+_runs = _table(
+    "runs", run_id=String, agent_id=String, owner=String, status=String, input_text=Text, output=Text,
+    token_usage=Integer, error=Text, created_at=UTCDateTime(), started_at=UTCDateTime(),
+    finished_at=UTCDateTime(), lease_expires_at=UTCDateTime(), lease_holder=String,
+)  # fmt: skip
+_orders = _table("orders", order_id=String, created_at=DateTime(timezone=True))
+_order_items = _table(
+    "order_items", id=Integer, order_id=String, product_id=String, title=String, quantity=Integer,
+    unit_price_cents=BigInteger,
 )  # fmt: skip
 
 

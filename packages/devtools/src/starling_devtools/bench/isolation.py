@@ -11,15 +11,16 @@ two cores (and, on PostgreSQL, the server's processes).
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from starling_devtools.bench import projects, pytest_runs
+from starling_devtools.bench import projects, pytest_runs, testprofile
 from starling_devtools.bench.projects import DJANGO, FLOOR, KIT, TEXTBOOK
-from starling_devtools.bench.results import Figure, at_least, at_most
+from starling_devtools.bench.results import Figure, at_most, times_ahead
 from starling_devtools.bench.stats import growth, median, overhead_per_test
 
 PART = "isolation"
@@ -226,16 +227,9 @@ def figures(
         recipe = Config(TEXTBOOK, config.database, config.workers, config.tests)
         if ahead is not None and recipe.key in runs:
             times = ratio_of(overhead_ms(recipe, runs), value)
-            found.append(
-                Figure(
-                    PART,
-                    f"{where}: times cheaper than the textbook recipe",
-                    times,
-                    "x",
-                    reference=f"textbook recipe: {overhead_ms(recipe, runs):.2f} ms/test",
-                    target=at_least(times, ahead, "x"),
-                )
-            )
+            recipe_ms = f"textbook recipe: {overhead_ms(recipe, runs):.2f} ms/test"
+            name = f"{where}: times cheaper than the textbook recipe"
+            found.append(times_ahead(PART, name, times, recipe_ms, ahead))
     for config in main:
         if config.kind != DJANGO:
             continue
@@ -314,3 +308,20 @@ def measurements(configs: Sequence[Config], runs: Runs) -> dict[str, Any]:
         }
         for config in configs
     }
+
+
+def profile(
+    kit: Path, floor: Path, database: str, server_url: str | None, workdir: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """One profiled run of the kit's project and of the floor's; the table goes to stderr."""
+    found: dict[str, Any] = {}
+    for name, directory in (("kit", kit), ("floor", floor)):
+        out = workdir / f"profile-{name}-{database}.json"
+        config = Config(KIT if name == "kit" else FLOOR, database, 1, 1)
+        args = [*config.pytest_args(), "-p", "starling_devtools.bench.testprofile"]
+        env = {**config.env(server_url), testprofile.OUT_ENV: str(out)}
+        pytest_runs.run(directory, args, expect=projects.count_tests(directory), env=env)
+        found[name] = json.loads(out.read_text())
+    title = f"where an isolated test's time goes, {database}"
+    log("\n" + testprofile.table(found["kit"], found["floor"], title))
+    return found

@@ -29,10 +29,9 @@ from typing import Any
 
 import httpx
 
-from starling_devtools.bench import bare, servers, serving, wrk
+from starling_devtools.bench import servers, serving, wrk
 from starling_devtools.bench.results import Figure
 from starling_devtools.harness import processes as services
-from starling_devtools.harness.environment import UNLIMITED_RATE
 
 PART = "profile"
 RATE = 200
@@ -105,9 +104,9 @@ def py_spy() -> str:
 
 
 @dataclass(frozen=True)
-class Profiled:
-    database: str
-    service: str
+class Profiled(serving.Run):
+    """One app's samples by layer, beside the rate and CPU they were taken at: enough for a cost each."""
+
     app: str  # "service" or "bare"
     samples: Mapping[str, int]
     requests_per_second: float
@@ -165,30 +164,17 @@ def measure(
     out_dir.mkdir(parents=True, exist_ok=True)
     found: list[Profiled] = []
     for workload in workloads:
-        env = {"STARLING_RATE_LIMIT": UNLIMITED_RATE, **env_for(workload.service)}
-        target = servers.Target(services.Service(workload.service, PORT).app, "127.0.0.1", PORT)
-        bare_env = {**env, bare.DATABASE_VARIABLE: serving.database_url(env, workload.service)}
-        bare_target = servers.Target(f"{bare.__name__}:{workload.service}", "127.0.0.1", PORT)
-        started = serving.start(workload.service, PORT, servers.ONE, target, env, out_dir)
-        try:
-            with httpx.Client(timeout=30.0) as client:
-                prepared = workload.prepare(started.url, client)
-            out = out_dir / f"profile-{workload.service}-{database}-service.collapsed"
-            samples, rate, cpu = _profile_one(
-                started, workload.read, prepared.headers, seconds=seconds, out=out
-            )
-            found.append(Profiled(database, workload.service, "service", samples, rate, cpu, str(out)))
-        finally:
-            serving.stop(started)
-        started = serving.start(f"{workload.service}-bare", PORT, servers.ONE, bare_target, bare_env, out_dir)
-        try:
-            out = out_dir / f"profile-{workload.service}-{database}-bare.collapsed"
-            samples, rate, cpu = _profile_one(
-                started, prepared.bare_read, prepared.headers, seconds=seconds, out=out
-            )
-            found.append(Profiled(database, workload.service, "bare", samples, rate, cpu, str(out)))
-        finally:
-            serving.stop(started)
+        served = serving.ready(database, workload, PORT, env_for, out_dir)
+        for app, key in (("service", servers.ONE.key), ("bare", serving.BARE)):
+            out = out_dir / f"profile-{workload.service}-{database}-{app}.collapsed"
+            started = served.start(key, out_dir)
+            try:
+                samples, rate, cpu = _profile_one(
+                    started, served.read_path(key), served.prepared.headers, seconds=seconds, out=out
+                )
+            finally:
+                serving.stop(started)
+            found.append(Profiled(database, workload.service, app, samples, rate, cpu, str(out)))
         for item in found[-2:]:
             log(f"profile {database} {workload.service} {item.app}: {item.requests_per_second:,.0f} req/s, "
                 f"CPU {item.cpu_ms:.2f} ms/req, {sum(item.samples.values())} samples")  # fmt: skip

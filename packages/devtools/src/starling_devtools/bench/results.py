@@ -49,6 +49,11 @@ class Figure:
         return data
 
 
+def times_ahead(part: str, name: str, times: float | None, reference: str, bound: float) -> Figure:
+    """How many times cheaper the kit is than a peer (`reference` says what the peer costs)."""
+    return Figure(part, name, times, "x", reference=reference, target=at_least(times, bound, "x"))
+
+
 @dataclass
 class Report:
     figures: list[Figure] = field(default_factory=list)

@@ -50,55 +50,42 @@ class Server:
     env: dict[str, str]
 
 
-def _python(*args: str) -> list[str]:
-    return [sys.executable, *args]
+def _command(module: str, *args: str, flag: bool = True) -> Callable[[Target], list[str]]:
+    """`python -m module args...`, `{app}`, `{host}` and `{port}` standing for the target's. A factory
+    is named with `--factory` (`flag`), or else called in the app's name (`module:build()`)."""
+
+    def argv(target: Target) -> list[str]:
+        app = f"{target.app}()" if target.factory and not flag else target.app
+        filled = [arg.format(app=app, host=target.host, port=target.port) for arg in args]
+        return [sys.executable, "-m", module, *filled, *(["--factory"] if target.factory and flag else [])]
+
+    return argv
 
 
 def uvicorn(workers: int) -> Callable[[Target], list[str]]:
-    def argv(target: Target) -> list[str]:
-        extra = ["--workers", str(workers)] if workers > 1 else []
-        factory = ["--factory"] if target.factory else []
-        return _python(
-            "-m", "uvicorn", target.app, "--host", target.host, "--port", str(target.port),
-            "--no-access-log", *factory, *extra,
-        )  # fmt: skip
-
-    return argv
+    extra = ["--workers", str(workers)] if workers > 1 else []
+    return _command("uvicorn", "{app}", "--host", "{host}", "--port", "{port}", "--no-access-log", *extra)
 
 
 def serve(processes: int) -> Callable[[Target], list[str]]:
-    def argv(target: Target) -> list[str]:
-        factory = ["--factory"] if target.factory else []
-        return _python(
-            "-m", "starling_core.serve", target.app, "--host", target.host, "--port", str(target.port),
-            "--processes", str(processes), *factory,
-        )  # fmt: skip
-
-    return argv
+    where = ("{app}", "--host", "{host}", "--port", "{port}")
+    return _command("starling_core.serve", *where, "--processes", str(processes))
 
 
 def gunicorn(workers: int) -> Callable[[Target], list[str]]:
-    def argv(target: Target) -> list[str]:
-        app = f"{target.app}()" if target.factory else target.app
-        return _python(
-            "-m", "gunicorn", app, "--bind", f"{target.host}:{target.port}", "--workers", str(workers),
-            "--worker-class", WORKER_CLASS, "--graceful-timeout", "10",
-        )  # fmt: skip
-
-    return argv
+    return _command(
+        "gunicorn", "{app}", "--bind", "{host}:{port}", "--workers", str(workers),
+        "--worker-class", WORKER_CLASS, "--graceful-timeout", "10", flag=False,
+    )  # fmt: skip
 
 
 def granian(workers: int) -> Callable[[Target], list[str]]:
-    def argv(target: Target) -> list[str]:
-        factory = ["--factory"] if target.factory else []
-        return _python(
-            "-m", "granian", target.app, "--interface", "asgi", "--host", target.host,
-            "--port", str(target.port), "--workers", str(workers), "--http", "1", "--no-access-log",
-            "--http1-header-read-timeout", str(HEADER_TIMEOUT_MS), "--backpressure", str(CONCURRENCY),
-            "--respawn-failed-workers", "--log-level", "warning", *factory,
-        )  # fmt: skip
-
-    return argv
+    return _command(
+        "granian", "{app}", "--interface", "asgi", "--host", "{host}", "--port", "{port}",
+        "--workers", str(workers), "--http", "1", "--no-access-log",
+        "--http1-header-read-timeout", str(HEADER_TIMEOUT_MS), "--backpressure", str(CONCURRENCY),
+        "--respawn-failed-workers", "--log-level", "warning",
+    )  # fmt: skip
 
 
 ONE = Server("serve-1", "starling_core.serve, 1 process", 1, serve(1), {})

@@ -293,9 +293,15 @@ def cpu_seconds(root_pid: int) -> float:
 
 
 @dataclass(frozen=True)
-class Measured:
+class Run:
+    """What a measurement is of: a service (or its bare app) on a database."""
+
     database: str
     service: str
+
+
+@dataclass(frozen=True)
+class Measured(Run):
     kind: str  # "read" or "write"
     server: str  # a Server key, or "bare"
     round: int
@@ -414,7 +420,7 @@ def _load(
 
 
 @dataclass(frozen=True)
-class _Served:
+class Served:
     """One workload on one database, ready to be served: where, with what, for which caller."""
 
     database: str
@@ -423,33 +429,43 @@ class _Served:
     env: Mapping[str, str]
     prepared: Prepared
 
-    @property
-    def target(self) -> servers.Target:
-        return servers.Target(services.Service(self.workload.service, self.port).app, "127.0.0.1", self.port)
+    def start(self, server_key: str, workdir: Path) -> services.Running:
+        """The service served by `server_key`, or its bare app (`BARE`) on the same database."""
+        name = f"{self.workload.service}-{server_key}"
+        if server_key == BARE:
+            env = {**self.env, bare.DATABASE_VARIABLE: database_url(self.env, self.workload.service)}
+            target = servers.Target(f"{bare.__name__}:{self.workload.service}", "127.0.0.1", BARE_PORT)
+            return start(name, BARE_PORT, servers.ONE, target, env, workdir)
+        target = _service_target(self.workload, self.port)
+        return start(name, self.port, servers.ALL[server_key], target, self.env, workdir)
 
-    @property
-    def bare_target(self) -> servers.Target:
-        return servers.Target(f"{bare.__name__}:{self.workload.service}", "127.0.0.1", BARE_PORT)
+    def read_path(self, server_key: str) -> str:
+        return self.prepared.bare_read if server_key == BARE else self.workload.read
 
-    @property
-    def bare_env(self) -> dict[str, str]:
-        return {**self.env, bare.DATABASE_VARIABLE: database_url(self.env, self.workload.service)}
+
+def _service_target(workload: Workload, port: int) -> servers.Target:
+    return servers.Target(services.Service(workload.service, port).app, "127.0.0.1", port)
+
+
+def ready(
+    database: str, workload: Workload, port: int, env_for: Callable[[str], Mapping[str, str]], workdir: Path
+) -> Served:
+    """The workload's caller, prepared on one process of the service, which migrates the database first."""
+    env = {"STARLING_RATE_LIMIT": UNLIMITED_RATE, **env_for(workload.service)}
+    started = start(workload.service, port, servers.ONE, _service_target(workload, port), env, workdir)
+    try:
+        with httpx.Client(timeout=30.0) as client:
+            prepared = workload.prepare(started.url, client)
+    finally:
+        stop(started)
+    return Served(database, workload, port, env, prepared)
 
 
 def _run(
-    served: _Served, server_key: str, round_index: int, *, plan: Plan, workdir: Path, write: Write | None
+    served: Served, server_key: str, round_index: int, *, plan: Plan, workdir: Path, write: Write | None
 ) -> Measured:
-    is_bare = server_key == BARE
-    service = served.workload.service
-    started = start(
-        f"{service}-{server_key}",
-        BARE_PORT if is_bare else served.port,
-        servers.ONE if is_bare else servers.ALL[server_key],
-        served.bare_target if is_bare else served.target,
-        served.bare_env if is_bare else served.env,
-        workdir,
-    )
-    path = write.path if write else (served.prepared.bare_read if is_bare else served.workload.read)
+    started = served.start(server_key, workdir)
+    path = write.path if write else served.read_path(server_key)
     try:
         result, cpu, spread = _load(
             started, path, served.prepared.headers, duration=plan.duration, write=write, script_dir=workdir
@@ -458,7 +474,9 @@ def _run(
         stop(started)
     kind = "write" if write else "read"
     hashed = argon2_cpu_ms() if write is not None and write.hashes else None
-    return Measured(served.database, service, kind, server_key, round_index, result, cpu, spread, hashed)
+    return Measured(
+        served.database, served.workload.service, kind, server_key, round_index, result, cpu, spread, hashed
+    )
 
 
 def argon2_cpu_ms(samples: int = 3) -> float:
@@ -492,17 +510,7 @@ def measure(
     measured: list[Measured] = []
     workdir.mkdir(parents=True, exist_ok=True)
     for index, workload in enumerate(plan.workloads):
-        env = {"STARLING_RATE_LIMIT": UNLIMITED_RATE, **env_for(workload.service)}
-        port = BASE_PORT + index
-        # One process first: it migrates the database and the caller is prepared on it.
-        target = servers.Target(services.Service(workload.service, port).app, "127.0.0.1", port)
-        started = start(workload.service, port, servers.ONE, target, env, workdir)
-        try:
-            with httpx.Client(timeout=30.0) as client:
-                prepared = workload.prepare(started.url, client)
-        finally:
-            stop(started)
-        served = _Served(database, workload, port, env, prepared)
+        served = ready(database, workload, BASE_PORT + index, env_for, workdir)
         runs: list[tuple[str, int, Write | None]] = [
             (key, round_index, None)
             for round_index in range(plan.rounds if plan.reads else 0)

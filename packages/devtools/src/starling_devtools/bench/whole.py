@@ -16,7 +16,7 @@ from typing import Any
 
 from starling_devtools.bench import projects, pytest_runs
 from starling_devtools.bench.isolation import DATABASE_URL_ENV, LABELS, POSTGRES
-from starling_devtools.bench.results import Figure, at_least, at_most
+from starling_devtools.bench.results import Figure, at_most, times_ahead
 from starling_devtools.bench.stats import median
 
 PART = "whole process"
@@ -83,16 +83,9 @@ def figures(walls: Walls) -> list[Figure]:
         pair = Pair(database, tests)
         if tests > 1:
             times = peer / kit
-            found.append(
-                Figure(
-                    PART,
-                    f"{pair.label}: pytest-django's whole run over the kit's (users' test environment)",
-                    times,
-                    "x",
-                    reference=f"kit {kit:.2f} s, pytest-django {peer:.2f} s",
-                    target=at_least(times, AHEAD_TARGET, "x"),
-                )
-            )
+            name = f"{pair.label}: pytest-django's whole run over the kit's (users' test environment)"
+            costs = f"kit {kit:.2f} s, pytest-django {peer:.2f} s"
+            found.append(times_ahead(PART, name, times, costs, AHEAD_TARGET))
         else:
             found.append(
                 Figure(

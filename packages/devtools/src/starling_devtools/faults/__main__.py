@@ -48,17 +48,8 @@ def run(options: Options) -> int:
     return harness.exit_code(checks)
 
 
-# The numeric options: flag, type, default, what it is.
-NUMBERS = (
-    ("--outage", float, 3.0, "seconds the database or the broker stays down"),
-    ("--writers", int, 6, "concurrent writers during an outage"),
-    ("--runs", int, 200, "background runs queued before the kill"),
-    ("--orders", int, 1000, "orders the upstream starts with, and the shop publishes in the broker scenario"),
-)
-
-
 def parse_args(argv: Sequence[str] | None) -> Options:
-    parser = harness.command_line("faults", __doc__.splitlines()[0], NUMBERS)
+    parser = harness.command_line("faults", __doc__.splitlines()[0], Options)
     parser.add_argument(
         "--only", action="append", choices=SCENARIOS, help="this scenario (repeatable; default all)"
     )

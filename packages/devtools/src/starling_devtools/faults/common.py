@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from starling_devtools.harness import ROOT, query
+from starling_devtools.harness import ROOT, option, query
 
 CLIENT_TIMEOUT = 5.0  # seconds: an answer later than this counts as a hang
 RUN_SCOPES = ("agent:run", "agent:read", "agent:admin")
@@ -14,12 +14,14 @@ REPORT_SCOPES = ("reports:read", "reports:write")
 
 @dataclass(frozen=True)
 class Options:
-    only: tuple[str, ...]
-    outage: float
-    writers: int
-    runs: int
-    orders: int
-    keep: bool
+    outage: float = option(3.0, "seconds the database or the broker stays down")
+    writers: int = option(6, "concurrent writers during an outage")
+    runs: int = option(200, "background runs queued before the kill")
+    orders: int = option(
+        1000, "orders the upstream starts with, and the shop publishes in the broker scenario"
+    )
+    only: tuple[str, ...] = ()
+    keep: bool = False
     root: Path = ROOT
 
 

@@ -16,7 +16,7 @@ from starling_devtools.harness.environment import Admin, Environment
 from starling_devtools.harness.openapi import Operation, declared_scopes, operations, plain_gets
 from starling_devtools.harness.processes import Running, Service, StopSignals, wait_for
 from starling_devtools.harness.report import Check, check, exit_code, render
-from starling_devtools.harness.stack import ROOT, Stack, command_line, run, work_dir
+from starling_devtools.harness.stack import ROOT, Stack, command_line, option, run, work_dir
 from starling_devtools.harness.tokens import bearer, issued, login, register
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "issued",
     "login",
     "operations",
+    "option",
     "percentile",
     "plain_gets",
     "query",

@@ -17,8 +17,9 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import TypeVar
 
 from starling_devtools.harness import discovery, processes
 from starling_devtools.harness.databases import Databases, databases
@@ -27,6 +28,7 @@ from starling_servers import kafka
 
 # The checkout this package is part of: its services are the ones run unless a tool is told otherwise.
 ROOT = Path(__file__).resolve().parents[5]
+T = TypeVar("T")
 
 
 @dataclass
@@ -63,14 +65,20 @@ class Stack:
         processes.stop([self.running.pop(name) for name in chosen if name in self.running])
 
 
-def command_line(
-    tool: str, description: str, numbers: Sequence[tuple[str, type, object, str]] = ()
-) -> argparse.ArgumentParser:
-    """A tool's parser: its numeric options (flag, type, default, what it is), the workspace it runs
-    (`--root`), and whether it keeps its databases and logs (`--keep`)."""
+def option(default: T, text: str) -> T:
+    """A tool's option as a field of its options dataclass: `--the-name`, of its default's type."""
+    made: T = field(default=default, metadata={"help": text})
+    return made
+
+
+def command_line(tool: str, description: str, options: type | None = None) -> argparse.ArgumentParser:
+    """A tool's parser: a flag for each `option` field of its `options` dataclass, the workspace it
+    runs (`--root`), and whether it keeps its databases and logs (`--keep`)."""
     parser = argparse.ArgumentParser(prog=f"python -m starling_devtools.{tool}", description=description)
-    for flag, kind, default, text in numbers:
-        parser.add_argument(flag, type=kind, default=default, help=f"{text} (default {default})")
+    for item in fields(options) if options else ():
+        if text := item.metadata.get("help"):
+            flag, default = "--" + item.name.replace("_", "-"), item.default
+            parser.add_argument(flag, type=type(default), default=default, help=f"{text} (default {default})")
     parser.add_argument("--root", type=Path, default=ROOT, help="the workspace whose services run")
     parser.add_argument("--keep", action="store_true", help="keep the databases and logs")
     return parser

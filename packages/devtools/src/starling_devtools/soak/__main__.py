@@ -32,16 +32,24 @@ from starling_devtools.soak.revocation import Revocations
 
 @dataclass(frozen=True)
 class Options:
-    seconds: float
-    callers: int
-    warmup: float
-    db: str
-    seed: int
-    drain_timeout: float
-    bound: MemoryBound
-    revocation_bound: float
-    keep: bool
+    # Short in the README's test command; the nightly workflow runs 600 s.
+    seconds: float = harness.option(20.0, "how long the load lasts")
+    callers: int = harness.option(50, "concurrent callers")
+    seed: int = harness.option(1, "the callers' random seed")
+    drain_timeout: float = harness.option(120.0, "seconds background runs get to finish")
+    memory_mib: float = harness.option(64.0, "growth always allowed, MiB")
+    memory_fraction: float = harness.option(0.25, "or this fraction of the warm RSS")
+    revocation_bound: float = harness.option(
+        5.0, "seconds a revoked token may still work on a service but users"
+    )
+    warmup: float = 10.0
+    db: str = "sqlite"
+    keep: bool = False
     root: Path = harness.ROOT
+
+    @property
+    def bound(self) -> MemoryBound:
+        return MemoryBound(self.memory_mib, self.memory_fraction)
 
 
 @dataclass
@@ -174,21 +182,8 @@ def render(options: Options, outcome: Outcome, checks: Sequence[harness.Check]) 
     return harness.render("soak", checks, notes)
 
 
-# The numeric options: flag, type, default, what it is. Short in the README's test command; the
-# nightly workflow runs 600 s.
-NUMBERS = (
-    ("--seconds", float, 20.0, "how long the load lasts"),
-    ("--callers", int, 50, "concurrent callers"),
-    ("--seed", int, 1, "the callers' random seed"),
-    ("--drain-timeout", float, 120.0, "seconds background runs get to finish"),
-    ("--memory-mib", float, 64.0, "growth always allowed, MiB"),
-    ("--memory-fraction", float, 0.25, "or this fraction of the warm RSS"),
-    ("--revocation-bound", float, 5.0, "seconds a revoked token may still work on a service but users"),
-)
-
-
 def parse_args(argv: Sequence[str] | None) -> Options:
-    parser = harness.command_line("soak", __doc__.splitlines()[0], NUMBERS)
+    parser = harness.command_line("soak", __doc__.splitlines()[0], Options)
     parser.add_argument(
         "--warmup", type=float, help="seconds before the first memory sample (1/6 of the run, <= 10)"
     )
@@ -196,18 +191,9 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.callers < 1:
         parser.error("--seconds must be positive and --callers at least 1")
-    return Options(
-        seconds=args.seconds,
-        callers=args.callers,
-        warmup=args.warmup if args.warmup is not None else min(10.0, args.seconds / 6),
-        db=args.db,
-        seed=args.seed,
-        drain_timeout=args.drain_timeout,
-        bound=MemoryBound(args.memory_mib, args.memory_fraction),
-        revocation_bound=args.revocation_bound,
-        keep=args.keep,
-        root=args.root,
-    )
+    if args.warmup is None:
+        args.warmup = min(10.0, args.seconds / 6)
+    return Options(**vars(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
