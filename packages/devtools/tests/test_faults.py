@@ -21,6 +21,7 @@ from starling_devtools.faults import (
 )
 from starling_devtools.faults.__main__ import parse_args
 from starling_devtools.faults.database import _good_503
+from starling_devtools.faults.upstream import serving_in_thread
 from starling_servers.kafka import free_port
 
 
@@ -79,6 +80,19 @@ async def test_the_fake_upstream_really_drops_connections_on_the_wire() -> None:
         "dropped mid-body",
     ]
     assert [offset for offset, _ in upstream.requests] == [0, 4, 4, 8]
+
+
+def test_an_upstream_in_a_thread_serves_a_blocking_caller_every_page() -> None:
+    orders = upstream_orders(0, 5, random.Random(3))
+    upstream = FakeUpstream(orders, drop_every=0)
+    with serving_in_thread(upstream) as url, httpx.Client(base_url=url) as client:
+        pages = [
+            client.get("/orders", params={"cursor": f"o-{start}", "limit": 2}).json() for start in (0, 2, 4)
+        ]
+
+    assert [order for page in pages for order in page["items"]] == orders
+    assert [page["next_cursor"] for page in pages] == ["o-2", "o-4", None]
+    assert {fate for _, fate in upstream.requests} == {"served"}
 
 
 def test_upstream_orders_are_reproducible_and_uniquely_named() -> None:

@@ -96,24 +96,6 @@ def test_the_summary_gives_the_seed_each_verdict_and_each_failure() -> None:
     assert text.splitlines()[-1] == "1 of 2 passes clean"
 
 
-def test_the_upstream_pages_through_every_order_once() -> None:
-    orders = fuzz.upstream_orders(5)
-    seen: list[str] = []
-    cursor = None
-    while True:
-        page = fuzz.orders_page(orders, cursor, 2)
-        seen += [order["order_id"] for order in page["items"]]
-        cursor = page["next_cursor"]
-        if cursor is None:
-            break
-    assert seen == [f"upstream-{n:04d}" for n in range(5)]
-
-
-def test_an_unknown_cursor_starts_from_the_beginning() -> None:
-    orders = fuzz.upstream_orders(3)
-    assert fuzz.orders_page(orders, "not-a-cursor", 10) == {"items": orders, "next_cursor": None}
-
-
 def test_no_caller_is_fuzzed_on_the_logout_that_would_end_its_own_token(tmp_path: Path) -> None:
     item = fuzz.Pass("users", "admin", 5, ("stateful",))
     command = fuzz.schemathesis_command(

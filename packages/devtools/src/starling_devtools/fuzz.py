@@ -20,24 +20,19 @@ import argparse
 import contextlib
 import dataclasses
 import json
+import random
 import secrets
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from starling_devtools import harness, seed
+from starling_devtools.faults.upstream import FakeUpstream, serving_in_thread, upstream_orders
 
 CALLERS = ("admin", "user", "anonymous")
 CHECKS = (
@@ -176,48 +171,6 @@ def summary(results: Sequence[tuple[Pass, Outcome]], seed_value: int) -> str:
     return "\n".join(lines)
 
 
-# --- the upstream orders API the reporting service extracts from --------------------------------
-
-
-def upstream_orders(count: int = UPSTREAM_ORDERS) -> list[dict[str, Any]]:
-    # Ids of their own, so extraction stores new orders rather than replays of the seeded ones.
-    return [
-        {**order, "order_id": f"upstream-{index:04d}"} for index, order in enumerate(seed.demo_orders(count))
-    ]
-
-
-def orders_page(orders: Sequence[Mapping[str, Any]], cursor: str | None, limit: int) -> dict[str, Any]:
-    """The contract's page: `items` from the opaque `cursor` on, and the cursor of the next page or null."""
-    start = int(cursor) if cursor and cursor.isdigit() else 0
-    end = start + max(1, limit)
-    return {"items": list(orders[start:end]), "next_cursor": str(end) if end < len(orders) else None}
-
-
-def upstream_app(orders: Sequence[Mapping[str, Any]]) -> Starlette:
-    async def list_orders(request: Request) -> JSONResponse:
-        limit = request.query_params.get("limit", "100")
-        page = orders_page(orders, request.query_params.get("cursor"), int(limit) if limit.isdigit() else 100)
-        return JSONResponse(page)
-
-    return Starlette(routes=[Route("/orders", list_orders)])
-
-
-@contextlib.contextmanager
-def serve_in_thread(app: Starlette, port: int) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="fuzz-upstream", daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError(f"the upstream orders API could not start on port {port}")
-            time.sleep(0.02)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 # --- the run -----------------------------------------------------------------------------------------
 
 
@@ -310,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         # reports and schemathesis' replay files too (replay from there: st replay <id>)
         work_dir = stack.enter_context(harness.work_dir("starling-fuzz-", keep=args.keep))
-        upstream = stack.enter_context(serve_in_thread(upstream_app(upstream_orders()), harness.free_port()))
+        orders = upstream_orders(0, UPSTREAM_ORDERS, random.Random(0))  # noqa: S311 - orders, not a secret
+        upstream = stack.enter_context(serving_in_thread(FakeUpstream(orders, drop_every=0)))
         # Every service runs whichever are fuzzed: tokens come from users, agent usage from agents.
         settings = {"reporting": {"STARLING_REPORTING_UPSTREAM_URL": upstream}}
         run = harness.run(

@@ -18,13 +18,7 @@ import contextlib
 import itertools
 import logging
 import random
-import shutil
-import signal
-import struct
-import subprocess
-import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,48 +147,14 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     writer.transport.abort()
 
 
-@contextlib.contextmanager
-def broker_behind(port: int, advertised: int) -> Iterator[subprocess.Popen[bytes]]:
-    """The test broker on `port`, telling clients it is at `advertised` (the proxy), as the kit starts it:
-    every flag given, an empty directory, a clean environment; ready when it answers with its cluster id."""
-    directory = Path(tempfile.mkdtemp(prefix="starling-faults-kafka-"))
-    cluster = f"starling-faults-{uuid.uuid4().hex[:8]}"
-    with (directory / "tansu.log").open("wb") as out:
-        process = subprocess.Popen(
-            [str(kafka.find_binary()), "broker", "--cluster-id", cluster,
-             "--listener-url", f"tcp://127.0.0.1:{port}",
-             "--advertised-listener-url", f"tcp://127.0.0.1:{advertised}",
-             "--storage-engine", "memory://tansu/"],
-            cwd=directory, env={"PATH": "/usr/bin:/bin", "HOME": str(directory)},
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + kafka.READY_TIMEOUT
-        while True:
-            with contextlib.suppress(OSError, ValueError, struct.error):
-                if kafka.cluster_id(f"127.0.0.1:{port}") == cluster:
-                    break
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the test broker did not start: see {directory / 'tansu.log'}")
-            time.sleep(0.02)  # a process starting: nothing to wait on but its answer
-        yield process
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(kafka.STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 async def broker_outage(options: Options, directory: Path) -> list[harness.Check]:
     orders = upstream_orders(0, options.orders, random.Random(13))  # noqa: S311 - reproducible, not a secret
-    kafka_port, proxy_port = harness.free_port(), harness.free_port()
+    proxy_port = harness.free_port()
     bootstrap = f"127.0.0.1:{proxy_port}"
     consumer_states: list[str] = []
-    proxy = Proxy(proxy_port, kafka_port)
-    with broker_behind(kafka_port, proxy_port), quiet_clients():
+    # The broker tells its clients it is at the proxy's port, so every connection goes through the proxy.
+    with kafka.start(advertised=proxy_port) as broker, quiet_clients():
+        proxy = Proxy(proxy_port, broker.port)
         await proxy.restore()
         run = harness.run(directory, root=options.root, names=["reporting"], bootstrap=bootstrap)
         # started in a thread: the proxy the service reaches the broker through answers from this loop

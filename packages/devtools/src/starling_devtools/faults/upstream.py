@@ -7,9 +7,10 @@ import contextlib
 import itertools
 import json
 import random
+import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +34,7 @@ class FakeUpstream:
     """
 
     orders: list[dict[str, Any]]
-    drop_every: int = 3
+    drop_every: int = 3  # 0: every request served (fuzz's upstream)
     requests: list[tuple[int, str]] = field(default_factory=list)  # (offset asked, what happened)
 
     def page(self, cursor: str | None, limit: int) -> dict[str, Any]:
@@ -46,7 +47,7 @@ class FakeUpstream:
 
     def fate(self) -> str:
         number = len(self.requests) + 1
-        if number % self.drop_every:
+        if not self.drop_every or number % self.drop_every:
             return "served"
         return "dropped before answering" if (number // self.drop_every) % 2 else "dropped mid-body"
 
@@ -137,6 +138,23 @@ async def serving(upstream: FakeUpstream, port: int) -> AsyncIterator[str]:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@contextlib.contextmanager
+def serving_in_thread(upstream: FakeUpstream) -> Iterator[str]:
+    """`serving` on an event loop of its own in a thread, for a caller that blocks (fuzz runs
+    schemathesis as a subprocess and waits); yields the base URL."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="upstream", daemon=True)
+    thread.start()
+    served = serving(upstream, 0)
+    try:
+        yield asyncio.run_coroutine_threadsafe(served.__aenter__(), loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(served.__aexit__(None, None, None), loop).result(timeout=10)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
 
 
 async def upstream_drops(options: Options, directory: Path) -> list[harness.Check]:
