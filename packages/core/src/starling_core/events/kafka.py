@@ -46,7 +46,7 @@ class KafkaOptions:
     heartbeat_interval_ms: int = 3_000
     # How long a send may wait for the broker before the relay gives up on the batch and retries it.
     request_timeout_ms: int = 15_000
-    max_batch: int = 100
+    max_batch: int = 500
 
     @classmethod
     def from_settings(cls, settings: ServiceSettings) -> KafkaOptions | None:

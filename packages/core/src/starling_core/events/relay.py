@@ -50,7 +50,7 @@ class Relay:
         self,
         database: Database,
         *,
-        batch_size: int = 100,
+        batch_size: int = 1000,
         poll_interval: float = 1.0,
         max_backoff: float = 30.0,
         keep_sent: timedelta = timedelta(days=1),
