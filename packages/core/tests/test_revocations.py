@@ -130,13 +130,17 @@ async def test_a_deleted_users_websocket_is_closed_with_the_reason(
     assert messages[-1] == {"type": "websocket.close", "code": 1008, "reason": REVOKED}
 
 
-async def test_a_token_issued_in_the_second_of_the_change_counts_as_before_it(
+async def test_tokens_issued_a_moment_before_and_after_the_change_are_told_apart(
     client: httpx.AsyncClient, app: ServiceApp, token_factory: TokenFactory, frozen_clock: FrozenClock
 ) -> None:
     frozen_clock.move_to(datetime(2026, 6, 1, 12, 0, 0, 200_000, tzinfo=UTC))
-    token = token_factory()  # iat 12:00:00, whole seconds
-    await tokens_consumer(app).deliver(user_event(DEFAULT_SUB, frozen_clock.tick(0.5)))  # 12:00:00.7
-    assert refused(await client.get("/api/things", headers=bearer(token)))
+    before = token_factory()  # iat 12:00:00.200: `iat` keeps milliseconds
+    await tokens_consumer(app).deliver(user_event(DEFAULT_SUB, frozen_clock.tick(0.5)))  # 12:00:00.700
+    frozen_clock.tick(0.1)
+    after = token_factory()  # 12:00:00.800: logged in again in the same second, and not refused for it
+
+    assert refused(await client.get("/api/things", headers=bearer(before)))
+    assert (await client.get("/api/things", headers=bearer(after))).status_code == 200
 
 
 async def test_a_redelivered_or_late_event_changes_nothing(

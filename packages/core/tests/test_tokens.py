@@ -50,7 +50,10 @@ async def test_issued_token_decodes_to_its_claims() -> None:
     assert claims.scopes == frozenset({"agent:read", "agent:run"})
     assert claims.claims["role"] == "user"
     assert claims.claims["iss"] == "starling-users"
-    assert claims.expires_at == claims.claims["iat"] + 1800
+    assert claims.expires_at == int(claims.claims["iat"]) + 1800
+    # `iat` keeps milliseconds: a token issued just after a revocation is told from one just before it
+    assert claims.claims["iat"] == round(claims.claims["iat"], 3)
+    assert isinstance(claims.claims["iat"], float)
 
 
 async def test_issued_token_writes_scopes_as_a_list() -> None:

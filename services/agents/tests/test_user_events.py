@@ -213,8 +213,7 @@ class TestOverTheBroker:
             assert await refused(await client.get("/api/v1/agents"))
             taken = (await health_events(client))["consumers"][TOKENS]
             assert (taken["handled"], taken["dead_lettered"], taken["state"]) == (1, 0, "running")
-        await asyncio.sleep(1.1)  # `iat` has whole seconds: the next token is issued a second later
-        async with client_for(started_app, token_factory()) as client:
+        async with client_for(started_app, token_factory()) as client:  # logged in again since
             assert (await client.get("/api/v1/agents")).status_code == 200
 
     async def test_user_deleted_cancels_queued_runs_and_a_redelivery_counts_once(

@@ -98,7 +98,8 @@ class Revocations:
     def revoked(self, user_id: str, issued_at: float) -> bool:
         """True when a token of `user_id` issued at `issued_at` (its `iat`, seconds) has been revoked."""
         before = self._before.get(user_id)
-        # `iat` has whole seconds: a token issued in the second of the change counts as before it.
+        # Tokens issued by earlier versions have whole-second `iat`s: one issued in the second of the
+        # change counts as before it.
         return before is not None and issued_at < before
 
     async def refresh(self) -> int:

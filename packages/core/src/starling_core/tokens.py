@@ -76,14 +76,16 @@ def issue_token(
         raise TypeError(f"issue_token() sets {', '.join(sorted(reserved))} itself")
     if not config.signing_key:
         raise ValueError("This JWT configuration has no signing key")
-    # time.time(), read per call, so that a frozen test clock moves expiry too.
-    now = int(time.time())
+    # time.time(), read per call, so that a frozen test clock moves expiry too. `iat` keeps milliseconds
+    # (a NumericDate may have fractions, RFC 7519 section 2): a token issued just after its user's logout
+    # is told from one issued just before it (starling_core.revocations).
+    issued = time.time()
     payload = {
         **claims,
         "sub": sub,
         "scopes": list(scopes),
-        "iat": now,
-        "exp": now + expires_in,
+        "iat": round(issued, 3),
+        "exp": int(issued) + expires_in,
         "iss": config.issuer,
     }
     return jwt.encode(payload, config.signing_key, algorithm=config.algorithm)
