@@ -43,7 +43,7 @@ def isolated_logging() -> Iterator[None]:
     """The process's logging as it was, whatever a test configures (pytest's own handlers included)."""
     root = logging.getLogger()
     saved_root = (root.handlers[:], root.level)
-    names = ["uvicorn", "uvicorn.error", "uvicorn.access", logs.ACCESS_LOGGER, "starling.svc"]
+    names = ["uvicorn", "uvicorn.error", "uvicorn.access", logs.ACCESS_LOGGER, "starling.svc", "aiokafka"]
     saved = {
         name: (lg.handlers[:], lg.level, lg.propagate) for name in names if (lg := logging.getLogger(name))
     }
@@ -105,11 +105,15 @@ def test_text_lines_are_readable_and_the_services_info_lines_are_kept() -> None:
     logging.getLogger("starling.svc").info("extracted %d orders", 3)
     logging.getLogger("uvicorn.error").info("Application startup complete.")
     logging.getLogger("uvicorn.access").info('127.0.0.1 - "GET /x?token=%s HTTP/1.1" 200', JWT)
+    logging.getLogger("aiokafka.consumer.group_coordinator").info("Joined group 'reporting' (generation 1)")
+    logging.getLogger("aiokafka.consumer.group_coordinator").warning("Heartbeat failed: the group rebalances")
 
     lines = stream.getvalue().splitlines()
-    assert len(lines) == 2  # uvicorn's own access log is off: core's names routes, not raw paths
+    # uvicorn's own access log is off (core's names routes, not raw paths); aiokafka says only what is wrong
+    assert len(lines) == 3
     assert lines[0].endswith("INFO    starling.svc [-] extracted 3 orders")
     assert "uvicorn.error" in lines[1]
+    assert lines[2].endswith("Heartbeat failed: the group rebalances")
 
 
 @pytest.mark.usefixtures("isolated_logging")

@@ -128,6 +128,8 @@ def logging_config(
             ACCESS_LOGGER: {"level": "INFO" if access_log else "WARNING"},
             # seven "setup plugin" lines at every start; its migration lines stay
             "alembic.runtime.plugins": {"level": "WARNING"},
+            # a dozen lines per consumer group joining, at every start and rebalance; its warnings stay
+            "aiokafka": {"level": "WARNING"},
         },
     }
 
