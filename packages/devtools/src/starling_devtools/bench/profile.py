@@ -113,10 +113,6 @@ class Profiled(serving.Run):
     cpu_ms: float  # the process's CPU per request over the profiled seconds
     collapsed: str  # where the stacks were kept
 
-    @property
-    def loop_samples(self) -> int:
-        return sum(count for layer, count in self.samples.items() if layer != DRIVER_THREAD)
-
     def cost_ms(self, layer: str) -> float:
         """The layer's CPU per request: its share of all samples times the process's CPU per request."""
         total = sum(self.samples.values())

@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -92,18 +91,10 @@ def _token(scopes: Sequence[str], sub: str = "bench") -> str:
     )
 
 
-def declared_scopes(url: str, client: httpx.Client) -> list[str]:
-    """Every scope the service at `url` checks, read from its OpenAPI document: a tool needs no list."""
+def _minted(url: str, client: httpx.Client) -> Headers:
+    """A token holding every scope the service at `url` checks, as its OpenAPI document names them."""
     document = client.get(f"{url}/openapi.json").raise_for_status().json()
-    return sorted(
-        {
-            scope
-            for operations in document["paths"].values()
-            for operation in operations.values()
-            for requirement in operation.get("security", [])
-            for scope in requirement.get("bearer", [])
-        }
-    )
+    return harness.bearer(_token(sorted(harness.declared_scopes(document))))
 
 
 def _users(url: str, client: httpx.Client) -> Prepared:
@@ -118,12 +109,12 @@ def _users(url: str, client: httpx.Client) -> Prepared:
 
 
 def _agents(url: str, client: httpx.Client) -> Prepared:
-    return Prepared({"Authorization": f"Bearer {_token(declared_scopes(url, client))}"}, "/api/v1/agents")
+    return Prepared(_minted(url, client), "/api/v1/agents")
 
 
 def _reporting(url: str, client: httpx.Client) -> Prepared:
     """Orders ingested (idempotently, so a second server finds them), then read."""
-    caller = {"Authorization": f"Bearer {_token(declared_scopes(url, client))}"}
+    caller = _minted(url, client)
     client.post(
         f"{url}/api/v1/orders", json={"orders": seed.demo_orders(ORDERS)}, headers=caller
     ).raise_for_status()
@@ -347,11 +338,7 @@ def start(
     log_dir: Path,
 ) -> services.Running:
     service = services.Service(name, port, {**env, **server.env})
-    with (log_dir / f"{name}.log").open("ab") as output:
-        process = subprocess.Popen(
-            server.argv(target), env={**os.environ, **service.env}, stdout=output, stderr=output
-        )
-    started = services.Running(service, process)
+    started = services.start(service, log=log_dir / f"{name}.log", argv=server.argv(target))
     try:
         services.wait_healthy([started], timeout=ACCEPT_TIMEOUT)
         wait_accepting(started, server.processes)
