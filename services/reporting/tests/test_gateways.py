@@ -172,7 +172,7 @@ async def test_agents_gateway_pages_with_a_short_lived_service_token() -> None:
     claims = decode_token(CONFIG, first.headers["authorization"].removeprefix("Bearer "))
     assert claims.sub == "service:reporting"
     assert claims.scopes == {"agent:read", "agent:admin"}
-    assert claims.expires_at - claims.claims["iat"] == 60
+    assert claims.expires_at - int(claims.claims["iat"]) == 60
 
 
 async def test_agents_gateway_retries_a_failing_agents_service() -> None:

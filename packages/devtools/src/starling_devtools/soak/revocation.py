@@ -176,4 +176,3 @@ class Revocations:
                 "; ".join(f"{kind}: {statuses}" for kind, statuses in self.fresh.items()),
             ),
         ]
-
