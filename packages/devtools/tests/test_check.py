@@ -79,7 +79,11 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def last_line(capsys: pytest.CaptureFixture[str]) -> str:
-    return capsys.readouterr().out.splitlines()[-1]
+    return printed(capsys)[-1]
+
+
+def printed(capsys: pytest.CaptureFixture[str]) -> list[str]:
+    return capsys.readouterr().out.splitlines()
 
 
 def test_passing_suites_end_with_their_summed_line_and_exit_zero(
@@ -100,7 +104,7 @@ def test_a_suite_that_wrote_no_report_fails_the_command(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["-s", "tests(ok)", "tests(crashed)"]) == 1
-    out = capsys.readouterr().out.splitlines()
+    out = printed(capsys)
     assert out[-1] == "4 passed, 0 failed, 1 skipped"
     assert any("tests-crashed.xml" in line for line in out)
 
@@ -118,7 +122,7 @@ def test_sessions_side_by_side_print_their_output_whole_and_a_failure_fails_the_
 ) -> None:
     assert main(["--jobs", "3", "-s", "chatty", "tests(ok)"]) == 1
 
-    out = capsys.readouterr().out.splitlines()
+    out = printed(capsys)
     assert out[-1] == "4 passed, 0 failed, 1 skipped"
     for name in ("one", "two", "three"):
         # every line a session printed sits in one unbroken block, in the order it printed them
@@ -136,9 +140,9 @@ def test_one_job_runs_the_sessions_one_after_another(
     project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["--jobs", "1", "-s", "tests(ok)", "tests(bad)"]) == 1
-    out = capsys.readouterr().out.splitlines()
-    assert out[-1] == "6 passed, 2 failed, 1 skipped"
-    assert "starling-check: 2 sessions, 1 at a time" in "\n".join(out)
+    out = "\n".join(printed(capsys))
+    assert out.endswith("\n6 passed, 2 failed, 1 skipped")
+    assert "starling-check: 2 sessions, 1 at a time" in out
 
 
 def test_nox_asked_for_something_else_than_sessions_answers_as_itself(
