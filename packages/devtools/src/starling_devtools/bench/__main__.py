@@ -2,7 +2,7 @@
 
     nox -s bench                                  # isolation, requests, serving: under 10 min on 2 cores
     nox -s bench -- --only isolation --tests 50   # a quick pass over one part
-    nox -s bench -- --readme                      # also time the README's test command (about 7 min)
+    nox -s bench -- --readme                      # also time the README's test command (about 5-8 min)
     nox -s bench -- --only isolation --profile    # and where one isolated test's time goes
     nox -s bench -- --only events --events 1000   # events through outbox, broker and inbox, and raw aiokafka
 
@@ -331,7 +331,7 @@ def _database_env(database: str, workdir: Path, server_url: str | None) -> Calla
 
 def run_readme(options: Options, report: Report, workdir: Path, server_url: str | None) -> None:
     output = options.json.parent / "readme-nox.log"
-    log(f"bench: the README's test command runs now (about 7 min); its output goes to {output}")
+    log(f"bench: the README's test command runs now (about 5-8 min); its output goes to {output}")
     measured = readme.run(repository_root(), output)
     report.add(*readme.figures(measured))
     report.measurements["readme"] = {

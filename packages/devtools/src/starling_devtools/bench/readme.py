@@ -1,4 +1,4 @@
-"""Figure 4 (opt-in, about 7 minutes): the README's test command, timed warm from the repository root.
+"""Figure 4 (opt-in, about 5 to 8 minutes): the README's test command, timed warm from the repository root.
 
 `python3 -m uv run --frozen starling-check`, with `--report` added so that nox writes each session's duration.
 "Warm" means the sessions' virtual environments already exist (nox reuses them); the figure says
@@ -24,7 +24,7 @@ from starling_devtools.bench.results import Figure
 PART = "readme"
 README_COMMAND = ("python3", "-m", "uv", "run", "--frozen", "starling-check")
 TIMEOUT = 3600.0
-SKIPPED = "skipped: opt in with --readme or --only readme (about 7 min)"
+SKIPPED = "skipped: opt in with --readme or --only readme (about 5-8 min)"
 
 
 @dataclass(frozen=True)
