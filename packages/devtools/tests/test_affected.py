@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from starling_devtools.affected import affected, changed_files, main
-from starling_devtools.workspace import load
+from starling_devtools.affected import changed_files, main, selection
 
 ROOT_PYPROJECT = """
 [tool.uv.workspace]
@@ -53,7 +52,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def selected(repo: Path, ref: str = "HEAD~1") -> set[str]:
-    return affected(load(repo), changed_files(repo, ref))
+    return selection(repo, ref)
 
 
 def test_a_change_in_one_service_selects_only_that_service(repo: Path) -> None:
@@ -81,6 +80,44 @@ def test_a_change_in_the_kit_selects_every_suite_using_it(repo: Path) -> None:
 def test_the_lock_or_root_configuration_selects_every_member(repo: Path) -> None:
     (repo / "uv.lock").write_text("version = 2\n")
     commit_all(repo, "lock")
+
+    assert selected(repo) == {"core", "testkit", "users", "agents", "devtools"}
+
+
+def lock(*packages: tuple[str, str, str]) -> str:
+    """A lock in uv's layout: `(name, version, source)` packages, the members listed in the manifest."""
+    members = [name for name, _, source in packages if not source.startswith("registry")]
+    text = f'version = 1\nrequires-python = ">=3.11"\n\n[manifest]\nmembers = {members!r}\n'
+    for name, version, source in packages:
+        where = (
+            f'{{ editable = "{source}" }}' if not source.startswith("registry") else '{ registry = "pypi" }'
+        )
+        text += f'\n[[package]]\nname = "{name}"\nversion = "{version}"\nsource = {where}\n'
+    return text
+
+
+BEFORE = [
+    ("starling-core", "0.1.0", "packages/core"),
+    ("starling-users", "0.1.0", "services/users"),
+    ("httpx", "0.28.1", "registry"),
+]
+
+
+def test_a_lock_that_only_gains_a_new_member_selects_that_member(repo: Path) -> None:
+    (repo / "uv.lock").write_text(lock(*BEFORE))
+    commit_all(repo, "the lock")
+    member(repo, "services/inventory", "starling-inventory", ["starling-core"], ["starling-testkit"])
+    (repo / "uv.lock").write_text(lock(*BEFORE, ("starling-inventory", "0.1.0", "services/inventory")))
+    commit_all(repo, "a new service")
+
+    assert selected(repo) == {"inventory"}
+
+
+def test_a_lock_whose_outside_packages_changed_selects_every_member(repo: Path) -> None:
+    (repo / "uv.lock").write_text(lock(*BEFORE))
+    commit_all(repo, "the lock")
+    (repo / "uv.lock").write_text(lock(*BEFORE[:2], ("httpx", "0.28.2", "registry")))
+    commit_all(repo, "httpx upgraded")
 
     assert selected(repo) == {"core", "testkit", "users", "agents", "devtools"}
 
