@@ -18,9 +18,9 @@ import psutil
 import pytest
 
 from starling_devtools import harness, workspace
-from starling_devtools.harness import processes
+from starling_devtools.harness import Admin, processes
 from starling_devtools.harness.processes import Service, StopSignals
-from starling_devtools.services import PORTS_VARIABLE, parse_ports
+from starling_devtools.services import PORTS_VARIABLE, banner, parse_ports
 
 # the first run of a checkout creates the serve venv; on 2 busy cores that can take a while
 START_TIMEOUT = 180.0
@@ -226,6 +226,20 @@ def test_a_signal_while_a_child_is_recorded_still_stops_every_child(monkeypatch:
 
     assert len(seen) == 2
     assert not any(alive(process) for process in seen)
+
+
+def test_the_banner_says_where_the_events_go_and_what_no_broker_costs() -> None:
+    urls = {"users": "http://127.0.0.1:8001", "inventory": "http://127.0.0.1:8005"}
+    admin = Admin("admin@starling.dev", "starling-admin")
+
+    with_broker = banner(urls, admin, 9.0, "127.0.0.1:9092")
+    without = banner(urls, admin, 9.0, None)
+
+    assert "events: the Kafka-protocol broker at 127.0.0.1:9092" in with_broker
+    assert "NO BROKER" not in with_broker
+    assert "events: NO BROKER" in without
+    assert "still works on the others until it" in without
+    assert "  inventory  http://127.0.0.1:8005" in without
 
 
 def test_ports_are_read_as_name_equals_port() -> None:

@@ -63,7 +63,7 @@ def serve(*, python: str, root: Path = harness.ROOT, log: Callable[[str], None] 
                 tool=False, python=python, signals=signals,
             )  # fmt: skip
             with run as served:
-                ready(served, admin, time.monotonic() - began, log)
+                ready(served, admin, time.monotonic() - began, log, bootstrap)
                 for item in served.running.values():
                     item.process.wait()
         except KeyboardInterrupt:
@@ -72,7 +72,13 @@ def serve(*, python: str, root: Path = harness.ROOT, log: Callable[[str], None] 
             print("all services stopped", file=sys.stderr, flush=True)
 
 
-def ready(served: harness.Stack, admin: harness.Admin, took: float, log: Callable[[str], None]) -> None:
+def ready(
+    served: harness.Stack,
+    admin: harness.Admin,
+    took: float,
+    log: Callable[[str], None],
+    bootstrap: str | None,
+) -> None:
     urls = served.urls
     if {"users", "agents", "reporting"} <= urls.keys():
         seeded = seed.seed(urls, admin.email, admin.password)
@@ -80,13 +86,24 @@ def ready(served: harness.Stack, admin: harness.Admin, took: float, log: Callabl
             f"demo data: agents created {seeded.agents_created or 'none (already there)'}, "
             f"orders accepted {seeded.orders_accepted} (already there {seeded.orders_duplicates})"
         )
-    print(banner(urls, admin, took), file=sys.stderr, flush=True)
+    print(banner(urls, admin, took, bootstrap), file=sys.stderr, flush=True)
 
 
-def banner(urls: dict[str, str], admin: harness.Admin, took: float) -> str:
+def banner(urls: dict[str, str], admin: harness.Admin, took: float, bootstrap: str | None) -> str:
+    """What the developer needs once everything answers: where each service is, where the events go (and
+    what it costs when nowhere), and how to get a token."""
     lines = [f"\nall {len(urls)} services healthy in {took:.1f} s (Ctrl-C stops them all):"]
     width = max(len(name) for name in urls)
     lines += [f"  {name:<{width}}  {url}   (OpenAPI: {url}/openapi.json)" for name, url in urls.items()]
+    if bootstrap:
+        lines += ["", f"events: the Kafka-protocol broker at {bootstrap}"]
+    else:
+        lines += [
+            "",
+            "events: NO BROKER. Events wait in each service's outbox, and a token revoked on the users",
+            "  service (a logout, a role or password change, a deletion) still works on the others until it",
+            "  expires.",
+        ]
     if "users" in urls:
         lines += [
             "",
