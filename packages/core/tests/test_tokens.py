@@ -6,6 +6,7 @@ import hmac
 import json
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
@@ -15,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from starling_core.settings import ServiceSettings
 from starling_core.tokens import InvalidToken, JWTConfig, decode_token, issue_token
+from starling_testkit import FrozenClock
 
 # 64 bytes, long enough for HS512 too, so that the other-algorithm test fails on the algorithm alone.
 SECRET = "starling-tests-secret-".ljust(64, "x")
@@ -54,6 +56,19 @@ async def test_issued_token_decodes_to_its_claims() -> None:
     # `iat` keeps milliseconds: a token issued just after a revocation is told from one just before it
     assert claims.claims["iat"] == round(claims.claims["iat"], 3)
     assert isinstance(claims.claims["iat"], float)
+
+
+@pytest.mark.parametrize("micros", [0, 999_600, 999_999])
+def test_iat_keeps_the_milliseconds_it_has_and_never_passes_the_present(
+    frozen_clock: FrozenClock, micros: int
+) -> None:
+    frozen_clock.move_to(datetime(2026, 6, 1, 12, 0, 0, micros, tzinfo=UTC))
+    now = time.time()
+
+    claims = decode_token(CONFIG, issue_token(CONFIG, sub="user-1", scopes=[]))
+
+    assert now - 0.001 < claims.claims["iat"] <= now  # 12:00:00.999 at 999,600 us, not 12:00:01
+    assert claims.expires_at == int(claims.claims["iat"]) + 1800
 
 
 async def test_issued_token_writes_scopes_as_a_list() -> None:

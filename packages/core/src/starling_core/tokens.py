@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -84,7 +85,8 @@ def issue_token(
         **claims,
         "sub": sub,
         "scopes": list(scopes),
-        "iat": round(issued, 3),
+        # cut, never rounded up: an `iat` past the present is a token "not yet valid"
+        "iat": math.floor(issued * 1000) / 1000,
         "exp": int(issued) + expires_in,
         "iss": config.issuer,
     }
