@@ -14,7 +14,6 @@ import subprocess
 import sys
 import tomllib
 import warnings
-from importlib.util import find_spec
 from pathlib import Path
 
 import httpx
@@ -197,8 +196,6 @@ def test_a_new_service_is_soaked_with_the_generic_load(workspace: Path) -> None:
     assert f"[PASS] memory of {NAME}" in result.stdout
 
 
-# schemathesis is the root `fuzz` group's, which only `nox -s fuzz` and the root environment install.
-@pytest.mark.skipif(find_spec("schemathesis") is None, reason="schemathesis is not installed here")
 def test_a_new_service_is_fuzzed(workspace: Path) -> None:
     result = tool(workspace, "fuzz", "--max-examples", "2", "--seed", "1")
 
