@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
+import uuid
+from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 pytest_plugins = ["pytester"]
 
@@ -87,9 +91,41 @@ def db_metadata():
 """
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "own_cluster: the pytester project starts its own PostgreSQL, as a package's suite does"
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """One throwaway cluster for every pytester project of this run, started once.
+
+    Left to itself, each project run with `--db postgres` starts and stops a cluster of its own (initdb
+    and pg_ctl: about a CPU second each, some twenty times a run). The kit's own plugin stops this one
+    with the run's directory, as it does a package's. Starting a cluster is proven where it is the
+    subject (`own_cluster`: tests/test_workers.py).
+    """
+    from starling_servers import postgres
+
+    return postgres.ensure_cluster(Path(os.environ["STARLING_TEST_RUN_DIR"])).url
+
+
+@pytest.fixture
+def shared_postgres(postgres_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Point the next pytester run at the shared cluster, under database names no other test uses
+    (the documented `STARLING_TEST_DATABASE_URL`: its database name is the base of the run's names)."""
+    url = make_url(postgres_server).set(database=f"kit_{uuid.uuid4().hex[:12]}")
+    rendered = url.render_as_string(hide_password=False)
+    monkeypatch.setenv("STARLING_TEST_DATABASE_URL", rendered)
+    return rendered
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
     """Every behaviour of the kit is proven on both databases."""
+    if request.param == "postgres" and request.node.get_closest_marker("own_cluster") is None:
+        request.getfixturevalue("shared_postgres")
     return str(request.param)
 
 

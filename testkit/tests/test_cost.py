@@ -113,7 +113,7 @@ def test_what_a_test_does_to_the_connection_stays_in_that_test(
     result.assert_outcomes(passed=6)
 
 
-def test_a_connection_the_server_dropped_is_replaced(project: pytest.Pytester) -> None:
+def test_a_connection_the_server_dropped_is_replaced(project: pytest.Pytester, shared_postgres: str) -> None:
     project.makepyfile(
         test_dropped=dedent(
             """

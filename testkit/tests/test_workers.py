@@ -11,6 +11,9 @@ from sqlalchemy.engine import make_url
 
 from .conftest import dedent
 
+# What is proven here is the cluster a suite starts for itself, and the names it gives its databases.
+pytestmark = pytest.mark.own_cluster
+
 
 def record_urls(project: pytest.Pytester, report: Path) -> None:
     project.makepyfile(
