@@ -141,6 +141,8 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
         database = url.database or ""
         if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # The pool's rollback on return is `_reset_sqlite`'s, sent only when a transaction is open.
+        kwargs.setdefault("pool_reset_on_return", None)
         engine = create_async_engine(url, **kwargs)
         _configure_sqlite(engine, in_memory=database in ("", ":memory:"))
     else:
@@ -192,7 +194,20 @@ def _configure_sqlite(engine: AsyncEngine, *, in_memory: bool) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        # Sent with aiosqlite itself: one trip to its thread, where a statement through SQLAlchemy's
+        # cursor is three (open, execute, close), and each trip is a wake-up of the event loop. A
+        # deferred BEGIN takes no lock, so it cannot find the file busy.
+        await_only(connection.connection.driver_connection.execute("BEGIN"))
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _reset_sqlite(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
+        # A session ends its transaction itself before its connection goes back, and the pool's own
+        # rollback-on-return (off: `pool_reset_on_return=None`) would then be one more trip to the
+        # driver's thread for nothing. A connection returned inside a transaction (an error between
+        # BEGIN and the end) is still rolled back here; one the garbage collector returns cannot be
+        # awaited on, and the pool closes it.
+        if reset_state.asyncio_safe and dbapi_connection.driver_connection.in_transaction:
+            dbapi_connection.rollback()
 
 
 class Database:
@@ -205,6 +220,16 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # PostgreSQL reads in autocommit: no BEGIN and ROLLBACK around them, two round trips of a read
+        # session's four (the checkout's ping, BEGIN, the query, ROLLBACK). What a read sees does not
+        # change: at PostgreSQL's READ COMMITTED every statement takes its own snapshot, inside a
+        # transaction or not. SQLite keeps its BEGIN, whose snapshot covers the read session's
+        # statements together.
+        self._reads = (
+            async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
+            if engine.dialect.name == "postgresql"
+            else self._sessions
+        )
         # SQLite has one writer at a time. Writers that queue inside SQLite wait in its busy handler,
         # which gives up after busy_timeout, and a lock holder shares the event loop with every request
         # queued behind it; under load the waits pass the timeout and become 503s. Taking turns here,
@@ -217,18 +242,19 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session; the caller commits. Rolled back if the block raises."""
-        async with self._sessions() as session:
+        """A session to read with: on PostgreSQL in autocommit, on SQLite one snapshot. Write in
+        `transaction()`."""
+        async with self._reads() as session:
             yield session
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session in a transaction committed when the block ends, rolled back if it raises."""
         if self._write_lock is None:
-            async with self.session() as session, session.begin():
+            async with self._sessions() as session, session.begin():
                 yield session
             return
-        async with self._write_lock, self.session() as session, session.begin():
+        async with self._write_lock, self._sessions() as session, session.begin():
             yield session
 
     def standalone(self) -> AbstractAsyncContextManager[AsyncConnection | AsyncSession]:
