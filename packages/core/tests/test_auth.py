@@ -25,6 +25,7 @@ from starling_core.auth import (
 )
 from starling_core.errors import exception_handlers
 from starling_core.tokens import JWTConfig, issue_token
+from starling_testkit import FrozenClock
 
 from .websockets import websocket_session
 
@@ -160,6 +161,20 @@ async def test_expired_token_gets_401_saying_so(client: httpx.AsyncClient) -> No
     assert response.status_code == 401
     assert response.json() == {"detail": "Token has expired"}
     assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+async def test_a_token_that_served_is_refused_once_it_expires(
+    client: httpx.AsyncClient, frozen_clock: FrozenClock
+) -> None:
+    # The backend keeps the tokens it verified; a kept one still expires.
+    kept = bearer(token(AGENT_READ, expires_in=60))
+    assert (await client.get("/agents", headers=kept)).status_code == 200
+
+    frozen_clock.tick(60)
+    response = await client.get("/agents", headers=kept)
+
+    assert response.status_code == 401
+    assert response.json() == {"detail": "Token has expired"}
 
 
 async def test_token_with_scope_gets_through(client: httpx.AsyncClient) -> None:
