@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,22 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from starling_devtools.bench import (
-    bare,
-    inprocess,
-    isolation,
-    profile,
-    projects,
-    pytest_runs,
-    readme,
-    servers,
-    serving,
-    stats,
-    wrk,
-)
-from starling_devtools.bench.__main__ import needs_postgres, parse_args, repository_root
+from starling_devtools.bench import bare, inprocess, isolation, profile, projects, results, serving, wrk
+from starling_devtools.bench.__main__ import parse_args
 from starling_devtools.bench.isolation import Config
-from starling_devtools.bench.pytest_runs import PytestRun, Summary
+from starling_devtools.bench.projects import PytestRun
 from starling_devtools.bench.results import (
     Figure,
     Report,
@@ -57,7 +46,7 @@ def test_a_project_needs_a_test() -> None:
 def test_a_generated_project_holds_the_asked_number_of_tests(tmp_path: Path, kind: str) -> None:
     directory = projects.generate(kind, tmp_path / kind, 120)
 
-    assert projects.count_tests(directory) == 120
+    assert sum(json.loads((directory / projects.SIZES).read_text()).values()) == 120
     assert sorted(path.name for path in directory.glob("test_*.py")) == [f"test_m00{i}.py" for i in range(3)]
     assert "[pytest]" in (directory / "pytest.ini").read_text()
     assert 'pytest_plugins = ["benchclock"]' in (directory / "conftest.py").read_text()
@@ -87,36 +76,20 @@ def test_a_generated_project_runs_its_tests_on_the_stopwatch(tmp_path: Path, kin
     directory = projects.generate(kind, tmp_path, 3)
     config = Config(kind, "sqlite", 1, 3)
 
-    run = pytest_runs.run(directory, config.pytest_args(), expect=3, env=config.env(None))
+    run = projects.run(directory, config.pytest_args(), expect=3, env=config.env(None))
 
-    assert run.summary.passed == 3
-    assert 0 < run.tests < run.wall
-
-
-# --- pytest's summary ----------------------------------------------------------------------------
+    assert 0 < run.tests <= run.pytest < run.wall
 
 
-@pytest.mark.parametrize(
-    ("output", "expected"),
-    [
-        ("....\n500 passed in 1.94s\n", Summary(500, 0, 1.94)),
-        ("== 1 failed, 499 passed in 3.10s ==\n", Summary(499, 1, 3.10)),
-        ("2 passed, 1 error in 0.50s", Summary(2, 1, 0.5)),
-        ("2000 passed, 3 warnings in 65.01s (0:01:05)\n", Summary(2000, 0, 65.01)),
-        ("collected 3\n3 passed in 9.00s\nextra\n1 passed in 2s\n", Summary(1, 0, 2.0)),
-    ],
-)
-def test_pytests_summary_line_is_read(output: str, expected: Summary) -> None:
-    assert pytest_runs.parse_summary(output) == expected
+def test_a_run_that_passes_fewer_tests_than_expected_fails(tmp_path: Path) -> None:
+    directory = projects.generate(projects.FLOOR, tmp_path, 3)
 
-
-def test_output_without_a_summary_is_refused() -> None:
-    with pytest.raises(ValueError, match="no pytest summary"):
-        pytest_runs.parse_summary("ImportError: no module named conftest\n")
+    with pytest.raises(projects.PytestFailed, match="3 passed, 0 failed, expected 4 passed"):
+        projects.run(directory, ["-p", "no:starling"], expect=4)
 
 
 def test_pytest_runs_leave_out_the_fuzz_groups_plugins() -> None:
-    command = pytest_runs.command(["-n", "2"], python="python")
+    command = projects.command(["-n", "2"], python="python")
 
     assert command[:3] == ["python", "-m", "pytest"]
     assert "no:schemathesis" in command
@@ -129,12 +102,12 @@ def test_pytest_runs_leave_out_the_fuzz_groups_plugins() -> None:
 def test_overhead_per_test_is_the_median_of_paired_differences() -> None:
     runs, floor = [1.5, 1.7, 2.6], [0.5, 0.6, 0.7]  # differences 1.0, 1.1, 1.9
 
-    assert stats.overhead_per_test(runs, floor, 500) == pytest.approx(1.1 / 500)
+    assert results.overhead_per_test(runs, floor, 500) == pytest.approx(1.1 / 500)
 
 
 def test_overhead_needs_one_floor_run_per_run() -> None:
     with pytest.raises(ValueError, match="as many runs"):
-        stats.overhead_per_test([1.0, 2.0], [0.5], 500)
+        results.overhead_per_test([1.0, 2.0], [0.5], 500)
 
 
 @pytest.mark.parametrize(
@@ -142,16 +115,28 @@ def test_overhead_needs_one_floor_run_per_run() -> None:
     [(3.0, 2.0, 1.5), (1.0, 0.0, None), (None, 2.0, None), (2.0, None, None)],
 )
 def test_ratio(value: float | None, reference: float | None, expected: float | None) -> None:
-    assert stats.ratio(value, reference) == expected
-
-
-def test_growth_is_the_large_runs_cost_over_the_small_runs() -> None:
-    assert stats.growth(2.0, 2.2) == pytest.approx(1.1)
+    assert results.ratio(value, reference) == expected
 
 
 def test_median_of_nothing_is_refused() -> None:
-    with pytest.raises(ValueError, match="no values"):
-        stats.median([])
+    with pytest.raises(ValueError, match="no median"):
+        results.median([])
+
+
+def test_rounds_alternate_their_order() -> None:
+    assert list(results.alternating(["a", "b", "c"], 3)) == [
+        (0, "a"), (0, "b"), (0, "c"), (1, "c"), (1, "b"), (1, "a"), (2, "a"), (2, "b"), (2, "c"),
+    ]  # fmt: skip
+
+
+def test_the_summary_counts_targets_met_missed_and_undecided() -> None:
+    figures = [
+        Figure("a", "x", 1.0, "s", target=Target("t", True)),
+        Figure("a", "y", 1.0, "s", target=Target("t", None)),
+        Figure("a", "z", 1.0, "s"),
+    ]
+
+    assert results.summary(figures) == {"met": 1, "missed": 0, "undecided": 1}
 
 
 # --- the table and JSON --------------------------------------------------------------------------
@@ -185,9 +170,9 @@ def test_a_row_shows_value_reference_ratio_target_and_verdict() -> None:
 
 
 def test_a_missing_value_shows_why() -> None:
-    figure = Figure("readme", "README", None, "s", note="skipped: opt in with --readme")
+    figure = Figure("serving", "services under wrk", None, "", note="unavailable, skipped: no wrk")
 
-    assert row(figure)[2:] == ["skipped: opt in with --readme", "-", "-", "-", "-"]
+    assert row(figure)[2:] == ["unavailable, skipped: no wrk", "-", "-", "-", "-"]
 
 
 def test_a_missed_target_stands_out() -> None:
@@ -223,92 +208,74 @@ def test_the_json_holds_every_figure_with_its_ratio(tmp_path: Path) -> None:
 
 # --- wrk -----------------------------------------------------------------------------------------
 
-WRK_CLEAN = """\
-Running 10s test @ http://127.0.0.1:19101/users/me
-  2 threads and 50 connections
-  Thread Stats   Avg      Stdev     Max   +/- Stdev
-    Latency     6.80ms    1.20ms  30.00ms   90.00%
-    Req/Sec     3.70k   200.00     4.00k    70.00%
-  Latency Distribution
-     50%  650.00us
-     75%    7.00ms
-     90%    8.00ms
-     99%   11.80ms
+
+def test_the_scripts_summary_is_read_from_wrks_last_line() -> None:
+    output = """Running 10s test @ http://127.0.0.1:19101/users/me
   73620 requests in 10.00s, 10.00MB read
 Requests/sec:   7362.00
-Transfer/sec:      1.00MB
-"""
 
-WRK_ERRORS = """\
-Running 10s test @ http://127.0.0.1:19101/users/me
-  2 threads and 50 connections
-  Latency Distribution
-     50%   17.15ms
-     75%   20.01ms
-     90%   22.77ms
-     99%    1.20s
-  5656 requests in 10.03s, 823.13KB read
-  Socket errors: connect 0, read 12, write 1, timeout 3
-  Non-2xx or 3xx responses: 40
-Requests/sec:    563.91
-Transfer/sec:     82.06KB
-"""
+{"requests": 73620, "seconds": 10.0, "p50": 0.00065, "p99": 0.0118, "non_2xx": 40,
+ "socket_errors": {"connect": 0, "read": 12, "write": 1, "timeout": 3}}
+""".replace('\n "socket', ' "socket')
 
+    result = wrk.parse(output)
 
-def test_a_clean_wrk_report_is_read() -> None:
-    result = wrk.parse(WRK_CLEAN)
-
-    assert result.requests == 73620
     assert result.requests_per_second == 7362.0
-    assert result.p50 == pytest.approx(0.00065)
-    assert result.p99 == pytest.approx(0.0118)
-    assert result.errors == 0
+    assert (result.p50, result.p99) == (0.00065, 0.0118)
+    assert result.errors == 40 + 12 + 1 + 3
 
 
-def test_wrk_errors_count_non_2xx_and_socket_errors() -> None:
-    result = wrk.parse(WRK_ERRORS)
-
-    assert result.non_2xx == 40
-    assert result.socket_errors == {"connect": 0, "read": 12, "write": 1, "timeout": 3}
-    assert result.errors == 56
-    assert result.p99 == pytest.approx(1.2)
-
-
-def test_something_else_than_a_wrk_report_is_refused() -> None:
-    with pytest.raises(ValueError, match="not a wrk"):
+def test_something_else_than_a_summary_is_refused() -> None:
+    with pytest.raises(ValueError, match="no summary"):
         wrk.parse("unable to connect to 127.0.0.1:19101 Connection refused\n")
 
 
-def test_the_wrk_command_carries_the_token_and_the_issues_settings() -> None:
-    command = wrk.command("http://h/x", duration=10, headers={"Authorization": "Bearer t"})
+def test_the_wrk_command_carries_the_token_the_timeout_and_the_script(tmp_path: Path) -> None:
+    script = wrk.script(tmp_path)
 
-    assert command == [
-        "wrk",
-        "-t2",
-        "-c50",
-        "-d10s",
-        "--latency",
-        "-H",
-        "Authorization: Bearer t",
-        "http://h/x",
-    ]
+    command = wrk.command("http://h/x", script, duration=10, headers={"Authorization": "Bearer t"},
+                          timeout=10, connections=50)  # fmt: skip
+
+    assert command[1:] == [
+        "-t2", "-c50", "-d10s", "--timeout", "10s", "-H", "Authorization: Bearer t", "-s", str(script), "http://h/x"
+    ]  # fmt: skip
+    assert "done = function(summary, latency, requests)" in script.read_text()
 
 
-def test_a_write_run_posts_a_body_made_unique_per_request_by_a_script(tmp_path: Path) -> None:
-    script = wrk.post_script(tmp_path, '{"email":"w-{{n}}@example.com"}', run="ab12")
+def test_a_write_run_posts_a_body_made_unique_per_request_by_its_script(tmp_path: Path) -> None:
+    text = wrk.script(tmp_path, '{"email":"w-{{n}}@example.com"}').read_text()
 
-    command = wrk.command("http://h/users", duration=10, script=script, timeout=30)
-
-    assert command[-5:] == ["--timeout", "30s", "-s", str(script), "http://h/users"]
-    text = script.read_text()
-    assert 'RUN = "ab12"' in text
     assert 'BODY = [==[{"email":"w-{{n}}@example.com"}]==]' in text
-    assert 'wrk.format("POST", nil, nil, body)' in text
+    assert 'wrk.format("POST", nil, nil, string.gsub(BODY, "{{n}}", unique))' in text
+    assert "done = function" in text
 
 
 def test_a_body_that_would_end_the_scripts_string_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot hold"):
-        wrk.post_script(tmp_path, '{"x":"]==]"}', run="ab12")
+        wrk.script(tmp_path, '{"x":"]==]"}')
+
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+def test_a_real_wrk_run_reports_through_the_script(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    process = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not listening(port):
+            assert time.monotonic() < deadline, "the HTTP server never listened"
+            time.sleep(0.05)
+
+        result = wrk.run(
+            f"http://127.0.0.1:{port}/", wrk.script(tmp_path), duration=1, headers={}, connections=2
+        )
+    finally:
+        process.kill()
+        process.wait()
+
+    assert result.requests > 0
+    assert result.errors == 0
+    assert 0 < result.p50 <= result.p99
 
 
 # --- serving -------------------------------------------------------------------------------------
@@ -337,6 +304,11 @@ sock.listen()
 print("listening", flush=True)
 sys.stdin.read()
 """
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def free_port() -> int:
@@ -381,8 +353,8 @@ def test_a_listening_socket_no_event_loop_watches_is_not_accepting() -> None:
 
 def wrk_result(rate: float, errors: int = 0) -> wrk.WrkResult:
     return wrk.WrkResult(
-        requests=int(rate * 10), seconds=10.0, requests_per_second=rate, p50=0.01, p99=0.05,
-        non_2xx=errors, socket_errors={"connect": 0, "read": 0, "write": 0, "timeout": 0},
+        requests=int(rate * 10), seconds=10.0, p50=0.01, p99=0.05, non_2xx=errors,
+        socket_errors={"connect": 0, "read": 0, "write": 0, "timeout": 0},
     )  # fmt: skip
 
 
@@ -397,7 +369,7 @@ def serving_figures(*runs: serving.Measured) -> dict[str, Figure]:
     return {figure.name.rsplit(": ", 1)[1]: figure for figure in serving.figures(runs)}
 
 
-ONE = servers.ONE.key
+ONE = serving.ONE.key
 
 
 def test_a_service_is_set_against_its_bare_app_on_the_median_of_its_rounds() -> None:
@@ -415,14 +387,14 @@ def test_a_service_is_set_against_its_bare_app_on_the_median_of_its_rounds() -> 
 
 def test_two_processes_are_compared_with_one() -> None:
     figures = serving_figures(
-        measured(ONE, 1000), measured(servers.SERVE.key, 1700), measured(servers.GRANIAN.key, 1500),
-        measured(servers.GUNICORN.key, 2000, errors=1),
+        measured(ONE, 1000), measured(serving.SERVE.key, 1700), measured(serving.GRANIAN.key, 1500),
+        measured(serving.GUNICORN.key, 2000, errors=1),
     )  # fmt: skip
 
-    assert figures[servers.SERVE.label].ratio == pytest.approx(1.7)
-    assert figures[servers.SERVE.label].target == Target(">= 1.6x, 0 errors", True)
-    assert figures[servers.GRANIAN.label].target == Target(">= 1.6x, 0 errors", False)
-    assert figures[servers.GUNICORN.label].target == Target(">= 1.6x, 0 errors", False)
+    assert figures[serving.SERVE.label].ratio == pytest.approx(1.7)
+    assert figures[serving.SERVE.label].target == Target(">= 1.6x, 0 errors", True)
+    assert figures[serving.GRANIAN.label].target == Target(">= 1.6x, 0 errors", False)
+    assert figures[serving.GUNICORN.label].target == Target(">= 1.6x, 0 errors", False)
 
 
 def test_a_write_path_is_shown_beside_its_bare_app_and_must_have_no_errors() -> None:
@@ -436,26 +408,18 @@ def test_a_write_path_is_shown_beside_its_bare_app_and_must_have_no_errors() -> 
     assert failing["1 process, against bare Starlette"].target == Target("0 errors", False)
 
 
-def test_rounds_rotate_which_server_goes_first() -> None:
-    assert serving.rotation(["bare", "one", "two"], 0) == ["bare", "one", "two"]
-    assert serving.rotation(["bare", "one", "two"], 1) == ["one", "two", "bare"]
-    assert serving.rotation(["bare", "one", "two"], 3) == ["bare", "one", "two"]
-
-
-def test_every_server_serves_an_app_and_a_factory_on_the_port_given() -> None:
-    target = servers.Target("starling_devtools.bench.bare:users", "127.0.0.1", 19999, factory=True)
-
-    for server in servers.ALL.values():
-        argv = server.argv(target)
-        assert "19999" in " ".join(argv)
-        assert any("factory" in arg or arg.endswith("users()") for arg in argv), server.key
+def test_every_server_serves_the_app_on_the_port_given() -> None:
+    for server in serving.SERVERS.values():
+        argv = server.argv("starling_devtools.bench.bare:users", 19999)
+        assert "starling_devtools.bench.bare:users" in argv, server.key
+        assert "19999" in " ".join(argv), server.key
     # the standard servers keep core's protections: a deadline on request heads, a connection cap
-    assert "--http1-header-read-timeout" in servers.GRANIAN.argv(target)
-    assert servers.WORKER_CLASS in servers.GUNICORN.argv(target)
+    assert "--http1-header-read-timeout" in serving.GRANIAN.argv("a:b", 1)
+    assert serving.WORKER_CLASS in serving.GUNICORN.argv("a:b", 1)
 
 
 def test_the_orders_batch_is_ten_orders_whose_ids_the_script_makes_unique() -> None:
-    body = json.loads(serving._orders_batch().replace("{{n}}", "r-1-7"))
+    body = json.loads(serving.ORDERS_BATCH.replace("{{n}}", "r-1-7"))
 
     assert [order["order_id"] for order in body["orders"]] == [f"w-r-1-7-{k}" for k in range(10)]
 
@@ -496,22 +460,21 @@ def test_a_layers_cost_is_its_share_of_the_samples_times_the_cpu_per_request() -
 # --- isolation -----------------------------------------------------------------------------------
 
 
-def test_the_plan_runs_the_floor_and_kit_in_both_modes_and_the_recipe_serially() -> None:
-    configs = isolation.plan(500, growth_tests=2000, databases=["sqlite", "postgres"])
+def test_the_plan_runs_floor_kit_and_recipe_in_both_modes_at_both_sizes_and_the_peer_serially() -> None:
+    configs = isolation.plan(500, growth=2000, databases=["sqlite", "postgres"], peer=True)
 
-    keys = {config.key for config in configs}
-    assert len(configs) == 10
-    assert "textbook-sqlite-serial-500" in keys
-    assert "textbook-sqlite--n 2-500" not in keys
-    assert {"floor-none-serial-2000", "kit-sqlite-serial-2000"} <= keys
+    keys = [config.key for config in configs]
+    assert len(keys) == len(set(keys)) == 2 * 2 * (1 + 2 * 2) + 2
+    assert {"textbook-sqlite--n 2-500", "kit-postgres--n 2-2000", "floor-none-serial-2000"} <= set(keys)
+    assert keys[-2:] == ["pytest-django-sqlite-serial-500", "pytest-django-postgres-serial-500"]
 
 
-def test_without_growth_or_postgres_the_plan_is_smaller() -> None:
-    configs = isolation.plan(50, growth_tests=None, databases=["sqlite"])
+def test_without_growth_or_postgres_or_peer_the_plan_is_smaller() -> None:
+    configs = isolation.plan(50, growth=0, databases=["sqlite"], peer=False)
 
     assert [config.key for config in configs] == [
         "floor-none-serial-50", "kit-sqlite-serial-50", "textbook-sqlite-serial-50", "floor-none--n 2-50",
-        "kit-sqlite--n 2-50",
+        "kit-sqlite--n 2-50", "textbook-sqlite--n 2-50",
     ]  # fmt: skip
 
 
@@ -519,6 +482,7 @@ def test_only_the_kit_runs_with_its_plugin() -> None:
     assert Config(projects.KIT, "postgres", 2, 500).pytest_args() == ["-n", "2", "--db", "postgres"]
     assert Config(projects.FLOOR, None, 1, 500).pytest_args() == ["-p", "no:starling"]
     assert Config(projects.TEXTBOOK, "sqlite", 1, 500).pytest_args() == ["-p", "no:starling"]
+    assert Config(projects.DJANGO, "sqlite", 1, 500).pytest_args() == []
 
 
 def test_postgres_runs_get_the_server_and_sqlite_runs_lose_it() -> None:
@@ -530,15 +494,13 @@ def test_postgres_runs_get_the_server_and_sqlite_runs_lose_it() -> None:
 
 def fake_runs(configs: list[Config], tests_seconds: dict[str, list[float]]) -> isolation.Runs:
     return {
-        config.key: [
-            PytestRun(Summary(config.tests, 0, s + 1), wall=s + 3, tests=s) for s in tests_seconds[config.key]
-        ]
+        config.key: [PytestRun(tests=s, pytest=s + 1, wall=s + 3) for s in tests_seconds[config.key]]
         for config in configs
     }
 
 
 def test_isolation_figures_are_the_kits_cost_over_the_floor_against_the_recipe() -> None:
-    configs = isolation.plan(500, growth_tests=2000, databases=["sqlite"])
+    configs = isolation.plan(500, growth=2000, databases=["sqlite"], peer=False)
     runs = fake_runs(
         configs,
         {
@@ -547,8 +509,13 @@ def test_isolation_figures_are_the_kits_cost_over_the_floor_against_the_recipe()
             "textbook-sqlite-serial-500": [5.5, 5.6, 5.5],  # 10 ms a test
             "floor-none--n 2-500": [0.8, 0.8, 0.8],
             "kit-sqlite--n 2-500": [1.3, 1.3, 1.3],  # 1 ms a test
+            "textbook-sqlite--n 2-500": [2.3, 2.3, 2.3],  # 3 ms a test
             "floor-none-serial-2000": [2.0, 2.0, 2.0],
             "kit-sqlite-serial-2000": [6.4, 6.4, 6.4],  # 2.2 ms a test
+            "textbook-sqlite-serial-2000": [22.0, 22.0, 22.0],  # 10 ms a test
+            "floor-none--n 2-2000": [3.2, 3.2, 3.2],
+            "kit-sqlite--n 2-2000": [5.2, 5.2, 5.2],  # 1 ms a test
+            "textbook-sqlite--n 2-2000": [9.2, 9.2, 9.2],  # 3 ms a test
         },
     )
 
@@ -557,15 +524,41 @@ def test_isolation_figures_are_the_kits_cost_over_the_floor_against_the_recipe()
     serial = figures["kit on SQLite, serial: cost per test over the floor"]
     assert serial.value == pytest.approx(2.0)
     assert serial.reference_value == pytest.approx(10.0)
-    assert serial.ratio == pytest.approx(0.2)
-    assert serial.target == Target("<= 3.00 ms/test", True)
+    assert serial.target == Target("<= 1.50 ms/test", False)
+    assert figures["kit on SQLite, serial: times cheaper than the textbook recipe"].value == pytest.approx(
+        5.0
+    )
     parallel = figures["kit on SQLite, -n 2: cost per test over the floor"]
     assert parallel.value == pytest.approx(1.0)
-    assert parallel.reference == "kit, serial"
+    assert (parallel.reference, parallel.target) == ("kit, serial", Target("<= 1.50 ms/test", True))
+    ahead = figures["kit on SQLite, -n 2, 2,000 tests: times cheaper than the textbook recipe"]
+    assert ahead.value == pytest.approx(3.0)
+    assert ahead.target == Target(">= 2.00x", True)
     growth = figures["growth, kit on SQLite: cost per test over the floor, 2,000 over 500 tests, serial"]
     assert growth.value == pytest.approx(1.1)
     floor_growth = figures["growth, floor: time per test, 2,000 over 500 tests, serial"]
     assert floor_growth.value == pytest.approx(1.0)
+
+
+def test_whole_process_figures_set_the_kit_against_pytest_django() -> None:
+    configs = isolation.whole_plan(500, ["sqlite"])
+    runs = fake_runs(
+        configs,
+        {
+            "kit-sqlite-serial-500": [2.0, 2.1, 2.2],  # walls 5.0, 5.1, 5.2
+            "pytest-django-sqlite-serial-500": [9.1, 9.2, 9.3],  # walls 12.1 ... 12.3
+            "kit-sqlite-serial-1": [0.0, 0.0, 0.0],
+            "pytest-django-sqlite-serial-1": [-1.0, -1.0, -1.0],
+        },
+    )
+
+    many, one = isolation.whole_figures(configs, runs)
+
+    assert many.value == pytest.approx(12.2 / 5.1)
+    assert many.target == Target(">= 2.00x", True)
+    assert (one.value, one.reference_value) == (3.0, 2.0)
+    assert one.target is not None
+    assert one.target.met is False
 
 
 # --- requests ------------------------------------------------------------------------------------
@@ -589,63 +582,28 @@ def test_the_kits_request_is_compared_with_the_bare_read() -> None:
     assert health.reference_value == inprocess.ANCHOR_HEALTH_MS
 
 
-# --- the README command --------------------------------------------------------------------------
-
-
-def test_noxs_report_gives_the_slowest_sessions_first() -> None:
-    report = {
-        "sessions": [
-            {"name": "lint", "signatures": ["lint"], "result": "success", "duration": 4.5},
-            {"name": "tests", "signatures": ["tests(core)"], "result": "failed", "duration": 30.0},
-        ]
-    }
-
-    assert readme.parse_report(report) == [
-        readme.SessionTime("tests(core)", "failed", 30.0),
-        readme.SessionTime("lint", "success", 4.5),
-    ]
-
-
-def test_a_stand_in_for_the_readme_command_is_timed_and_logged(tmp_path: Path) -> None:
-    log = tmp_path / "out" / "nox.log"
-
-    measured = readme.run(tmp_path, log, argv=[sys.executable, "-c", "print('sessions ran')"])
-
-    assert measured.returncode == 0
-    assert measured.seconds > 0
-    assert measured.warm is False
-    assert log.read_text() == "sessions ran\n"
-
-
-def test_the_readme_part_says_when_it_was_skipped() -> None:
-    (figure,) = readme.figures(None)
-
-    assert figure.value is None
-    assert "--readme" in figure.note
-
-
 # --- options -------------------------------------------------------------------------------------
 
 
-def test_by_default_every_part_but_the_readme_runs() -> None:
+def test_by_default_every_part_runs_on_both_databases() -> None:
     options = parse_args([])
 
-    assert options.parts == ("isolation", "requests", "serving", "profile", "events")
-    assert options.serving_databases == ("sqlite", "postgres")
+    assert options.only == ("isolation", "requests", "serving", "profile", "events")
+    assert options.databases == ("sqlite", "postgres")
     assert (options.serving_rounds, options.duration) == (2, 5.0)
     assert options.json == Path(".bench/results.json")
     assert (options.tests, options.growth, options.repeat) == (500, 2000, 3)
 
 
-def test_the_readme_part_is_opt_in() -> None:
-    assert parse_args(["--readme"]).parts[-1] == "readme"
-    assert parse_args(["--only", "readme"]).parts == ("readme",)
-    assert parse_args(["--only", "serving,isolation"]).parts == ("isolation", "serving")
+def test_parts_run_in_their_order_whatever_the_order_asked() -> None:
+    assert parse_args(["--only", "serving,isolation"]).only == ("isolation", "serving")
 
 
 @pytest.mark.parametrize(
-    "argv", [["--only", "speed"], ["--only", ""], ["--tests", "0"], ["--tests", "500", "--growth", "400"]]
-)
+    "argv",
+    [["--only", "speed"], ["--only", ""], ["--tests", "0"], ["--tests", "500", "--growth", "400"],
+     ["--servers", "uvicorn-1"], ["--duration", "0"]],
+)  # fmt: skip
 def test_bad_options_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         parse_args(argv)
@@ -653,27 +611,12 @@ def test_bad_options_are_refused(argv: list[str]) -> None:
     assert exited.value.code == 2
 
 
-def test_postgres_is_started_only_when_a_part_needs_it() -> None:
-    assert needs_postgres(parse_args([]))
-    assert not needs_postgres(parse_args(["--databases", "sqlite", "--serving-databases", "sqlite"]))
-    assert needs_postgres(parse_args(["--only", "profile", "--databases", "sqlite"]))
-    assert not needs_postgres(parse_args(["--only", "readme"]))
-    assert needs_postgres(parse_args(["--only", "serving", "--serving-databases", "sqlite,postgres"]))
-
-
-def test_a_serving_run_can_be_narrowed_to_services_servers_and_paths() -> None:
-    options = parse_args(["--services", "users", "--servers", "granian-2", "--no-reads"])
+def test_a_serving_run_can_be_narrowed_to_services_and_servers() -> None:
+    options = parse_args(["--services", "users", "--servers", "granian-2", "--databases", "sqlite"])
 
     assert options.services == ("users",)
     assert options.servers == ("granian-2",)
-    assert (options.reads, options.writes) == (False, True)
-
-
-def test_the_repository_root_is_where_the_noxfile_is(tmp_path: Path) -> None:
-    (tmp_path / "noxfile.py").write_text("")
-    (tmp_path / "packages" / "devtools").mkdir(parents=True)
-
-    assert repository_root(tmp_path / "packages" / "devtools") == tmp_path.resolve()
+    assert options.databases == ("sqlite",)
 
 
 # --- bare references -----------------------------------------------------------------------------
@@ -691,7 +634,7 @@ async def test_the_bare_apps_read_and_write_the_services_tables(
         await connection.run_sync(bare._metadata.create_all)
     await engine.dispose()
     monkeypatch.setenv(bare.DATABASE_VARIABLE, url)
-    orders = json.loads(serving._orders_batch().replace("{{n}}", "t"))
+    orders = json.loads(serving.ORDERS_BATCH.replace("{{n}}", "t"))
 
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=bare.reporting), base_url="http://t"

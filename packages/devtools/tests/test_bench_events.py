@@ -6,11 +6,13 @@ import json
 from pathlib import Path
 
 from starling_devtools.bench import events
-from starling_devtools.bench.__main__ import needs_postgres, parse_args
+from starling_devtools.bench.__main__ import parse_args
 
 
 def test_the_events_part_reports_both_pipelines_with_every_event_handled_once(tmp_path: Path) -> None:
-    measured = events.measure("sqlite", events.sqlite_url(tmp_path), count=20, samples=3, rounds=2)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'events.db'}"
+
+    measured = events.measure("sqlite", url, count=20, samples=3, rounds=2)
 
     assert measured.expected == 1 + 3 + 2 * 20  # the warm-up, the latency samples, the rounds
     assert measured.delivered_once
@@ -39,6 +41,5 @@ def test_an_event_handled_twice_is_reported_as_not_once() -> None:
 def test_the_events_part_runs_by_default_and_on_postgres_when_asked() -> None:
     options = parse_args(["--only", "events", "--events", "10", "--databases", "postgres"])
 
-    assert "events" in parse_args([]).parts
-    assert (options.parts, options.events) == (("events",), 10)
-    assert needs_postgres(options)
+    assert "events" in parse_args([]).only
+    assert (options.only, options.events, options.databases) == (("events",), 10, ("postgres",))

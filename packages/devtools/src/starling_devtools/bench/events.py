@@ -20,15 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,14 +37,13 @@ from starling_core.events import Consumer, Event, Outbox, Relay
 from starling_core.events.kafka import KafkaBroker, KafkaOptions
 from starling_core.events.topics import ORDER_PLACED, OrderLine, OrderPlaced
 from starling_core.repository import Stores
-from starling_devtools.bench.results import Figure
+from starling_devtools.bench.results import LABELS, Figure, median
+from starling_devtools.harness import percentile
 from starling_servers import kafka
 
 T = TypeVar("T")
-K = TypeVar("K")
 
 PART = "events"
-LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 # Joins on the test broker wait session_timeout/2: the kit's fast settings, for ours and the raw pair.
 SESSION_TIMEOUT_MS, HEARTBEAT_INTERVAL_MS = 1000, 300
 WAIT = 60.0  # seconds any one phase may take before the part fails, saying which
@@ -75,11 +72,6 @@ class Measured:
 def order(n: int) -> OrderPlaced:
     line = OrderLine(product_id=f"p{n % 50}", title="Bench widget", quantity=1, unit_price=Decimal("9.90"))
     return OrderPlaced(order_id=f"o{n}", created_at=datetime.now(UTC), items=[line])
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def measure(
@@ -142,18 +134,18 @@ async def _running(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[
             await task
 
 
-class Arrivals(Generic[K]):
+class Arrivals:
     """When each message, by its id or key, first reached its consumer; awaited without polling."""
 
     def __init__(self) -> None:
-        self.at: dict[K, float] = {}
+        self.at: dict[str, float] = {}
         self._changed = asyncio.Event()
 
-    def mark(self, key: K, now: float) -> None:
+    def mark(self, key: str, now: float) -> None:
         self.at.setdefault(key, now)
         self._changed.set()
 
-    async def last(self, keys: list[K]) -> float:
+    async def last(self, keys: list[str]) -> float:
         """When the last of `keys` arrived."""
         while not all(key in self.at for key in keys):
             self._changed.clear()
@@ -177,7 +169,7 @@ class Pipeline:
         self.broker = KafkaBroker(options)
         self.consumer = Consumer(Stores(database, _session), "bench").on(ORDER_PLACED, self._handle)
         self.relay = Relay(database, poll_interval=0.5)
-        self.arrivals: Arrivals[str] = Arrivals()
+        self.arrivals = Arrivals()
         self._written = 0
 
     async def _handle(self, event: Event[OrderPlaced], session: AsyncSession) -> None:
@@ -232,7 +224,7 @@ class RawPair:
         self.bootstrap = bootstrap
         self.measured = measured
         self.topic = f"raw{uuid.uuid4().hex[:8]}.orders"
-        self.arrivals: Arrivals[bytes] = Arrivals()
+        self.arrivals = Arrivals()
         self._stopping = asyncio.Event()
         self._sent = 0
 
@@ -266,18 +258,18 @@ class RawPair:
             for records in batches.values():
                 for record in records:
                     self.measured.raw_received += 1
-                    self.arrivals.mark(record.key or b"", now)
+                    self.arrivals.mark((record.key or b"").decode(), now)
             if batches:  # after the handing over, as Starling's consumer commits after its handlers
                 await consumer.commit()
 
-    async def _send(self, count: int) -> list[bytes]:
-        keys: list[bytes] = []
+    async def _send(self, count: int) -> list[str]:
+        keys: list[str] = []
         sends = []
         for _ in range(count):
             self._sent += 1
-            key = f"o{self._sent}".encode()
-            value = ORDER_PLACED.new(key.decode(), order(self._sent)).to_json()
-            sends.append(await self.producer.send(self.topic, value, key=key))
+            key = f"o{self._sent}"
+            value = ORDER_PLACED.new(key, order(self._sent)).to_json()
+            sends.append(await self.producer.send(self.topic, value, key=key.encode()))
             keys.append(key)
         await asyncio.gather(*sends)
         self.measured.raw_expected += count
@@ -296,38 +288,14 @@ class RawPair:
 
 
 def measurements(by_database: dict[str, Measured]) -> dict[str, Any]:
+    """Each database's measurements, the per-event handler runs counted rather than listed."""
     found: dict[str, Any] = {}
     for database, measured in by_database.items():
-        data = asdict(measured)
-        data.pop("handled")
-        data["distinct_handled"] = len(measured.handled)
-        data["delivered_once"] = measured.delivered_once
-        found[database] = data
-    return found
-
-
-def figures(by_database: dict[str, Measured]) -> list[Figure]:
-    found: list[Figure] = []
-    for database, measured in by_database.items():
-        label = LABELS[database]
-        once = (
-            "every event handled once"
-            if measured.delivered_once
-            else f"NOT once: {len(measured.handled)} of {measured.expected} events reached a handler"
-        )
-        latency = f"event latency p50, commit to consumer's handler (outbox, relay, broker, inbox), {label}"
-        spread = (
-            f"p99 {percentile(measured.latency_ms, 0.99):.2f} ms against "
-            f"{percentile(measured.raw_latency_ms, 0.99):.2f} ms, {len(measured.latency_ms)} events "
-            "one at a time"
-        )
-        rate = f"event throughput, {measured.count:,} events outbox to handler, {label}"
-        rounds = f"median of {measured.rounds} alternating rounds; {once}, {measured.duplicates} copies "
-        rounds += "skipped by the inbox"
-        found += [
-            _against_raw(latency, measured.latency_ms, measured.raw_latency_ms, "ms", RAW_LATENCY, spread),
-            _against_raw(rate, measured.per_second, measured.raw_per_second, "events/s", RAW_RATE, rounds),
-        ]
+        found[database] = {name: value for name, value in asdict(measured).items() if name != "handled"}
+        found[database] |= {
+            "distinct_handled": len(measured.handled),
+            "delivered_once": measured.delivered_once,
+        }
     return found
 
 
@@ -335,14 +303,23 @@ RAW_LATENCY = "raw aiokafka send (acks=all) to consumer, p50"
 RAW_RATE = "raw aiokafka producer (acks=all) to consumer committing each batch"
 
 
-def _against_raw(
-    name: str, ours: list[float], raw: list[float], unit: str, reference: str, detail: str
-) -> Figure:
-    """The median of our path's values against raw aiokafka's, measured in the same rounds."""
-    median, raw_median = statistics.median(ours), statistics.median(raw)
-    return Figure(PART, name, median, unit, reference=reference, reference_value=raw_median, detail=detail)
-
-
-def sqlite_url(directory: Path) -> str:
-    directory.mkdir(parents=True, exist_ok=True)
-    return f"sqlite+aiosqlite:///{directory / 'events.db'}"
+def figures(by_database: dict[str, Measured]) -> list[Figure]:
+    """Our path's medians against raw aiokafka's, measured in the same rounds."""
+    found: list[Figure] = []
+    for database, measured in by_database.items():
+        label = LABELS[database]
+        once = "every event handled once" if measured.delivered_once else (
+            f"NOT once: {len(measured.handled)} of {measured.expected} events reached a handler"
+        )  # fmt: skip
+        p99, raw_p99 = percentile(measured.latency_ms, 0.99), percentile(measured.raw_latency_ms, 0.99)
+        latency = f"event latency p50, commit to consumer's handler (outbox, relay, broker, inbox), {label}"
+        rounds = f"median of {measured.rounds} alternating rounds; {once}, {measured.duplicates} copies"
+        found += [
+            Figure(PART, latency, median(measured.latency_ms), "ms", RAW_LATENCY,
+                   median(measured.raw_latency_ms), detail=f"p99 {p99:.2f} ms against {raw_p99:.2f} ms, "
+                   f"{len(measured.latency_ms)} events one at a time"),
+            Figure(PART, f"event throughput, {measured.count:,} events outbox to handler, {label}",
+                   median(measured.per_second), "events/s", RAW_RATE, median(measured.raw_per_second),
+                   detail=f"{rounds} skipped by the inbox"),
+        ]  # fmt: skip
+    return found

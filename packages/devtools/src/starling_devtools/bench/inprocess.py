@@ -16,81 +16,61 @@ machine of this kind, not from this run.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from starling_devtools.bench import projects, pytest_runs
-from starling_devtools.bench.results import Figure, at_most
-from starling_devtools.bench.stats import median
+from starling_devtools.bench import projects
+from starling_devtools.bench.results import LABELS, Figure, at_most, median, ratio
 from starling_devtools.harness.environment import UNLIMITED_RATE
 
 PART = "requests"
 TARGET_RATIO = 2.0
 ANCHOR_HEALTH_MS = 0.21
+ROUNDS, BATCH = 9, 200  # alternating rounds of 200 requests through each client
 
 
-def measure(
-    directory: Path, database: str, *, server_url: str | None, rounds: int, batch: int
-) -> dict[str, Any]:
+def measure(directory: Path, database: str, *, server_url: str | None) -> dict[str, Any]:
     """Run the request project on `database`; per-round seconds per request for each client."""
     projects.generate(projects.REQUESTS, directory, 1)
     out = directory / f"requests-{database}.json"
     env: dict[str, str | None] = {
         "STARLING_RATE_LIMIT": UNLIMITED_RATE,
-        "BENCH_REQUESTS_ROUNDS": str(rounds),
-        "BENCH_REQUESTS_BATCH": str(batch),
+        "BENCH_REQUESTS_ROUNDS": str(ROUNDS),
+        "BENCH_REQUESTS_BATCH": str(BATCH),
         "BENCH_REQUESTS_OUT": str(out),
         "STARLING_TEST_DATABASE_URL": server_url if database == "postgres" else None,
     }
-    run = pytest_runs.run(directory, ["--db", database], expect=1, env=env)
+    run = projects.run(directory, ["--db", database], expect=1, env=env)
     measured: dict[str, Any] = json.loads(out.read_text())
-    measured["pytest_seconds"] = run.summary.seconds
-    return measured
+    return measured | {"pytest_seconds": run.pytest}
 
 
-def _ms(measured: dict[str, Any], name: str) -> float:
-    per_request: Sequence[float] = measured["seconds"][name]
-    return 1000 * median(per_request)
-
-
-def _spread(measured: dict[str, Any], name: str) -> str:
-    per_request: Sequence[float] = measured["seconds"][name]
-    return f"rounds {1000 * min(per_request):.3f}-{1000 * max(per_request):.3f} ms"
+def _ms(measured: dict[str, Any], name: str) -> tuple[float, str]:
+    """The median milliseconds a request of one client, and the spread of its rounds."""
+    rounds: list[float] = measured["seconds"][name]
+    spread = f"rounds {1000 * min(rounds):.3f}-{1000 * max(rounds):.3f} ms"
+    return 1000 * median(rounds), spread
 
 
 def figures(by_database: dict[str, dict[str, Any]]) -> list[Figure]:
     found: list[Figure] = []
-    labels = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
     for database, measured in by_database.items():
-        kit, bare = _ms(measured, "kit_users_me"), _ms(measured, "bare_read")
-        ratio = kit / bare if bare > 0 else None
+        (kit, spread), (bare, _) = _ms(measured, "kit_users_me"), _ms(measured, "bare_read")
         found.append(
             Figure(
                 PART,
-                f"kit auth_client, users GET /users/me, full stack, {labels[database]}",
+                f"kit auth_client, users GET /users/me, full stack, {LABELS[database]}",
                 kit,
                 "ms",
                 reference="bare Starlette route, same read, same connection",
                 reference_value=bare,
-                target=at_most(ratio, TARGET_RATIO, "x"),
-                detail=(
-                    f"{_spread(measured, 'kit_users_me')}, "
-                    f"{len(measured['seconds']['kit_users_me'])} rounds of {measured['batch']}"
-                ),
+                target=at_most(ratio(kit, bare), TARGET_RATIO, "x"),
+                detail=f"{spread}, {len(measured['seconds']['kit_users_me'])} rounds of {measured['batch']}",
             )
         )
     if by_database:
-        first = next(iter(by_database.values()))
-        found.append(
-            Figure(
-                PART,
-                "bare Starlette /health, no database",
-                _ms(first, "bare_health"),
-                "ms",
-                reference="anchor (another run, same kind of machine)",
-                reference_value=ANCHOR_HEALTH_MS,
-                detail=_spread(first, "bare_health"),
-            )
-        )
+        health, spread = _ms(next(iter(by_database.values())), "bare_health")
+        reference = "anchor (another run, same kind of machine)"
+        name = "bare Starlette /health, no database"
+        found.append(Figure(PART, name, health, "ms", reference, ANCHOR_HEALTH_MS, detail=spread))
     return found

@@ -14,23 +14,22 @@ import subprocess
 import sys
 from pathlib import Path
 
+from starling_devtools.bench.results import Unavailable
+from starling_devtools.harness import ROOT
+
 DJANGO_REQUIREMENTS = ("django~=5.2.0", "pytest-django~=4.14.0", "psycopg[binary]~=3.2", "pytest>=9.0")
 SERVICE = "starling-users"
 
 
-class PeerUnavailable(RuntimeError):
+class PeerUnavailable(Unavailable):
     pass
 
 
-def _uv(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+def _uv(*args: str, env: dict[str, str] | None = None) -> None:
+    environment = {**os.environ, **(env or {}), "UV_PYTHON_DOWNLOADS": "never"}
+    argv = [sys.executable, "-m", "uv", *args]
     completed = subprocess.run(
-        [sys.executable, "-m", "uv", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, **(env or {}), "UV_PYTHON_DOWNLOADS": "never"},
-        cwd=cwd,
-        timeout=900,
+        argv, capture_output=True, text=True, check=False, env=environment, cwd=ROOT, timeout=900
     )
     if completed.returncode != 0:
         raise PeerUnavailable(f"uv {' '.join(args[:2])} failed: {completed.stderr.strip()[-500:]}")
@@ -40,21 +39,10 @@ def python_of(venv: Path) -> str:
     return str(venv.resolve() / "bin" / "python")  # absolute: each run starts in its project's folder
 
 
-def service_environment(root: Path, where: Path) -> str:
+def service_environment(where: Path) -> str:
     """A venv with the users service and its test group, as its suite's nox session has; its python."""
     env = {"UV_PROJECT_ENVIRONMENT": str(where)}
-    _uv(
-        "sync",
-        "--frozen",
-        "--no-default-groups",
-        "--package",
-        SERVICE,
-        "--group",
-        "test",
-        "-q",
-        env=env,
-        cwd=root,
-    )
+    _uv("sync", "--frozen", "--no-default-groups", "--package", SERVICE, "--group", "test", "-q", env=env)
     return python_of(where)
 
 

@@ -23,15 +23,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from starling_devtools.bench import servers, serving, wrk
-from starling_devtools.bench.results import Figure
-from starling_devtools.harness import processes as services
+from starling_devtools.bench import serving, wrk
+from starling_devtools.bench.results import LABELS, Figure, Unavailable
+from starling_devtools.harness import processes
 
 PART = "profile"
 RATE = 200
@@ -74,11 +72,10 @@ def frame_file(frame: str) -> str:
 
 def layer_of(stack: Sequence[str]) -> str:
     """The layer a sampled stack (outermost frame first) is charged to."""
-    stack = [frame for frame in stack if not frame.startswith("process ")]  # --subprocesses' frames
-    if any("threading.py" in frame_file(frame) for frame in stack[:3]):
+    paths = [frame_file(frame) for frame in stack if not frame.startswith("process ")]  # --subprocesses'
+    if any("threading.py" in path for path in paths[:3]):
         return DRIVER_THREAD
-    for frame in reversed(stack):
-        path = frame_file(frame)
+    for path in reversed(paths):
         for layer, markers in LAYERS:
             if any(marker in path for marker in markers):
                 return layer
@@ -90,23 +87,24 @@ def classify(collapsed: str) -> Counter[str]:
     samples: Counter[str] = Counter()
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        samples[layer_of(stack.split(";"))] += int(count)
+        if stack and count.isdigit():
+            samples[layer_of(stack.split(";"))] += int(count)
     return samples
 
 
 def py_spy() -> str:
     found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(found).exists():
-        raise RuntimeError("py-spy is not installed: it is in starling-devtools' bench dependency group")
+        raise Unavailable("py-spy is not installed: it is in starling-devtools' bench dependency group")
     return found
 
 
 @dataclass(frozen=True)
-class Profiled(serving.Run):
+class Profiled:
     """One app's samples by layer, beside the rate and CPU they were taken at: enough for a cost each."""
 
+    database: str
+    service: str
     app: str  # "service" or "bare"
     samples: Mapping[str, int]
     requests_per_second: float
@@ -120,19 +118,23 @@ class Profiled(serving.Run):
 
 
 def _profile_one(
-    started: services.Running, path: str, headers: Mapping[str, str], *, seconds: float, out: Path
-) -> tuple[Counter[str], float, float]:
-    with httpx.Client(timeout=30.0) as client:
-        for _ in range(serving.WARM_UP_REQUESTS):
-            client.get(f"{started.url}{path}", headers=headers).raise_for_status()
-    loaded: dict[str, wrk.WrkResult] = {}
+    started: processes.Running, path: str, headers: serving.Headers, seconds: float, out: Path
+) -> tuple[float, float]:
+    """py-spy on the server for `seconds` while wrk loads `path`: the rate, and the CPU ms per request."""
+    url = f"{started.url}{path}"
+    serving.warm_up(url, headers, None)
+    loaded: list[wrk.WrkResult] = []
+    script = wrk.script(out.parent)
     load = threading.Thread(
-        target=lambda: loaded.update(
-            result=wrk.run(f"{started.url}{path}", duration=seconds + 3, headers=headers)
-        )
+        target=lambda: loaded.append(wrk.run(url, script, duration=seconds + 3, headers=headers))
     )
     load.start()
-    time.sleep(1.0)  # wrk's connections are up and the server is busy
+    # sampled once wrk's connections are up and the server is busy
+    deadline = time.monotonic() + serving.ACCEPT_TIMEOUT
+    while sum(serving.connections(started.pid, started.service.port)) < wrk.CONNECTIONS:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"wrk's {wrk.CONNECTIONS} connections to {url} not all up")
+        time.sleep(0.05)
     cpu_before = serving.cpu_seconds(started.pid)
     subprocess.run(
         [py_spy(), "record", "--pid", str(started.pid), "--rate", str(RATE), "--duration", f"{seconds:g}",
@@ -141,19 +143,18 @@ def _profile_one(
     )  # fmt: skip
     cpu = serving.cpu_seconds(started.pid) - cpu_before
     load.join()
-    result = loaded["result"]
-    served = result.requests_per_second * seconds
-    return classify(out.read_text()), result.requests_per_second, 1000 * cpu / max(1.0, served)
+    rate = loaded[0].requests_per_second
+    return rate, 1000 * cpu / max(1.0, rate * seconds)
 
 
 def measure(
     database: str,
-    env_for: Callable[[str], Mapping[str, str]],
+    env_for: serving.EnvFor,
     *,
     seconds: float,
     out_dir: Path,
     workloads: Sequence[serving.Workload] = serving.WORKLOADS,
-    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    log: Callable[[str], None],
 ) -> list[Profiled]:
     wrk.executable()
     py_spy()
@@ -161,76 +162,48 @@ def measure(
     found: list[Profiled] = []
     for workload in workloads:
         served = serving.ready(database, workload, PORT, env_for, out_dir)
-        for app, key in (("service", servers.ONE.key), ("bare", serving.BARE)):
+        for app, key in (("service", serving.ONE.key), ("bare", serving.BARE)):
             out = out_dir / f"profile-{workload.service}-{database}-{app}.collapsed"
             started = served.start(key, out_dir)
             try:
-                samples, rate, cpu = _profile_one(
-                    started, served.read_path(key), served.prepared.headers, seconds=seconds, out=out
+                rate, cpu = _profile_one(
+                    started, served.read_path(key), served.prepared.headers, seconds, out
                 )
             finally:
                 serving.stop(started)
-            found.append(Profiled(database, workload.service, app, samples, rate, cpu, str(out)))
-        for item in found[-2:]:
-            log(f"profile {database} {workload.service} {item.app}: {item.requests_per_second:,.0f} req/s, "
-                f"CPU {item.cpu_ms:.2f} ms/req, {sum(item.samples.values())} samples")  # fmt: skip
+            found.append(
+                Profiled(database, workload.service, app, classify(out.read_text()), rate, cpu, str(out))
+            )
+            log(f"profile {database} {workload.service} {app}: {rate:,.0f} req/s, CPU {cpu:.2f} ms/req, "
+                f"{sum(found[-1].samples.values())} samples")  # fmt: skip
     return found
 
 
 def figures(profiled: Sequence[Profiled]) -> list[Figure]:
     found: list[Figure] = []
     by_key = {(item.database, item.service, item.app): item for item in profiled}
-    layers = [layer for layer, _ in LAYERS] + [OTHER, DRIVER_THREAD]
-    for (database, service, app), item in by_key.items():
-        if app != "service":
-            continue
-        reference = by_key.get((database, service, "bare"))
-        where = serving.DATABASE_LABELS.get(database, database)
+    reads = {workload.service: workload.read for workload in serving.WORKLOADS}
+    for item in (item for item in profiled if item.app == "service"):
+        bare = by_key.get((item.database, item.service, "bare"))
+        where = f"{item.service}, {LABELS[item.database]}"
+        name = f"{item.service} GET {reads[item.service]}, {LABELS[item.database]}: CPU per request"
         found.append(
-            Figure(
-                PART,
-                f"{service} GET {_read_path(service)}, {where}: CPU per request, whole process",
-                item.cpu_ms,
-                "ms",
-                reference="bare Starlette app, same read" if reference else "",
-                reference_value=reference.cpu_ms if reference else None,
-                detail=f"{item.requests_per_second:,.0f} req/s under wrk; stacks in {item.collapsed}",
-            )
-        )
+            Figure(PART, f"{name}, whole process", item.cpu_ms, "ms",
+                   reference="bare Starlette app, same read" if bare else "",
+                   reference_value=bare.cpu_ms if bare else None,
+                   detail=f"{item.requests_per_second:,.0f} req/s under wrk; stacks in {item.collapsed}")
+        )  # fmt: skip
         total = sum(item.samples.values())
-        for layer in layers:
-            count = item.samples.get(layer, 0)
-            if not count:
-                continue
-            bare_cost = reference.cost_ms(layer) if reference else None
-            found.append(
-                Figure(
-                    PART,
-                    f"{service}, {where}: {layer}",
-                    item.cost_ms(layer),
-                    "ms",
-                    reference="bare app, same layer" if bare_cost else "",
-                    reference_value=bare_cost or None,
-                    detail=f"{100 * count / total:.1f}% of samples",
-                )
-            )
+        for layer in (*(layer for layer, _ in LAYERS), OTHER, DRIVER_THREAD):
+            if count := item.samples.get(layer, 0):
+                bare_cost = bare.cost_ms(layer) if bare else None
+                found.append(
+                    Figure(PART, f"{where}: {layer}", item.cost_ms(layer), "ms",
+                           reference="bare app, same layer" if bare_cost else "",
+                           reference_value=bare_cost or None, detail=f"{100 * count / total:.1f}% of samples")
+                )  # fmt: skip
     return found
 
 
-def _read_path(service: str) -> str:
-    return next((w.read for w in serving.WORKLOADS if w.service == service), "?")
-
-
 def measurements(profiled: Sequence[Profiled]) -> list[dict[str, Any]]:
-    return [
-        {
-            "database": item.database,
-            "service": item.service,
-            "app": item.app,
-            "samples": dict(item.samples),
-            "requests_per_second": item.requests_per_second,
-            "cpu_ms_per_request": item.cpu_ms,
-            "collapsed": item.collapsed,
-        }
-        for item in profiled
-    ]
+    return [asdict(item) for item in profiled]

@@ -1,21 +1,58 @@
-"""A bench result: figures with their reference, ratio and target, printed as a table and saved as JSON."""
+"""A bench result: figures with their reference, ratio and target, printed as a table and saved as JSON;
+and the arithmetic every part shares: alternating rounds, medians, ratios, costs over a floor."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import statistics
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from starling_devtools.bench.stats import ratio
-
+T = TypeVar("T")
 COLUMNS = ("part", "figure", "value", "reference", "ratio", "target", "met?")
+LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+
+
+class Unavailable(RuntimeError):
+    """What a part needs is missing here (wrk, py-spy, the peer's packages): reported, not failed."""
+
+
+def alternating(items: Sequence[T], rounds: int) -> Iterator[tuple[int, T]]:
+    """Each item once a round, every other round in reverse order: the machine is shared, so drift falls
+    on both sides of a ratio, and no item always runs first."""
+    for number in range(rounds):
+        for item in items if number % 2 == 0 else items[::-1]:
+            yield number, item
+
+
+def median(values: Sequence[float]) -> float:
+    """The median; raises ValueError (statistics' StatisticsError) for no values."""
+    return float(statistics.median(values))
+
+
+def ratio(value: float | None, reference: float | None) -> float | None:
+    """`value` over `reference`; None when either is missing or the reference is not positive."""
+    if value is None or reference is None or reference <= 0:
+        return None
+    return value / reference
+
+
+def overhead_per_test(runs: Sequence[float], floor: Sequence[float], tests: int) -> float:
+    """Seconds per test over the floor: the median of the paired differences, run i against floor i.
+
+    The two runs of a pair are taken in the same round, so drift on a noisy machine cancels inside it.
+    """
+    if len(runs) != len(floor) or not runs:
+        raise ValueError(f"need as many runs as floor runs, got {len(runs)} and {len(floor)}")
+    return median([run - base for run, base in zip(runs, floor, strict=True)]) / tests
 
 
 @dataclass(frozen=True)
 class Target:
-    text: str  # what is asked, e.g. "<= 3 ms/test"
+    text: str  # what is asked, e.g. "<= 1.5 ms/test"
     met: bool | None  # None: could not be decided (a part was skipped or failed)
 
 
@@ -43,11 +80,6 @@ class Figure:
     def ratio(self) -> float | None:
         return ratio(self.value, self.reference_value)
 
-    def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["ratio"] = self.ratio
-        return data
-
 
 def times_ahead(part: str, name: str, times: float | None, reference: str, bound: float) -> Figure:
     """How many times cheaper the kit is than a peer (`reference` says what the peer costs)."""
@@ -63,17 +95,11 @@ class Report:
     def add(self, *figures: Figure) -> None:
         self.figures.extend(figures)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "meta": self.meta,
-            "columns": list(COLUMNS),
-            "figures": [figure.as_dict() for figure in self.figures],
-            "measurements": self.measurements,
-        }
-
     def write_json(self, path: Path) -> None:
+        figures = [asdict(figure) | {"ratio": figure.ratio} for figure in self.figures]
+        data = {"meta": self.meta, "columns": COLUMNS, "figures": figures, "measurements": self.measurements}
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.as_dict(), indent=2, default=str) + "\n")
+        path.write_text(json.dumps(data, indent=2, default=str) + "\n")
 
 
 def format_number(value: float) -> str:
@@ -81,19 +107,13 @@ def format_number(value: float) -> str:
     magnitude = abs(value)
     if magnitude >= 100:
         return f"{value:,.0f}"
-    if magnitude >= 10:
-        return f"{value:.1f}"
-    if magnitude >= 1:
-        return f"{value:.2f}"
-    return f"{value:.3g}"
+    return f"{value:.1f}" if magnitude >= 10 else f"{value:.2f}" if magnitude >= 1 else f"{value:.3g}"
 
 
 def format_value(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
-    if unit == "x":
-        return f"{format_number(value)}x"
-    return f"{format_number(value)} {unit}".strip()
+    return f"{format_number(value)}x" if unit == "x" else f"{format_number(value)} {unit}".strip()
 
 
 def row(figure: Figure) -> list[str]:
@@ -105,39 +125,26 @@ def row(figure: Figure) -> list[str]:
     reference = figure.reference
     if figure.reference_value is not None:
         reference = f"{reference}: {format_value(figure.reference_value, figure.unit)}"
-    measured_ratio = figure.ratio
-    met = (
-        "-" if figure.target is None or figure.target.met is None else ("yes" if figure.target.met else "NO")
-    )
-    return [
-        figure.part,
-        figure.name,
-        value,
-        reference or "-",
-        "-" if measured_ratio is None else f"{measured_ratio:.2f}x",
-        figure.target.text if figure.target else "-",
-        met,
-    ]
+    met = {None: "-", True: "yes", False: "NO"}[figure.target.met if figure.target else None]
+    measured = figure.ratio
+    target = figure.target.text if figure.target else "-"
+    ratio_text = "-" if measured is None else f"{measured:.2f}x"
+    return [figure.part, figure.name, value, reference or "-", ratio_text, target, met]
 
 
-def table(figures: Sequence[Figure], columns: Sequence[str] = COLUMNS) -> str:
+def table(figures: Sequence[Figure]) -> str:
     """A Markdown table, padded so it also reads as plain text in a terminal."""
-    rows = [list(columns), *(row(figure) for figure in figures)]
-    widths = [max(len(cells[index]) for cells in rows) for index in range(len(columns))]
-
-    def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + " |"
-
+    rows = [list(COLUMNS), *(row(figure) for figure in figures)]
+    widths = [max(len(cells[index]) for cells in rows) for index in range(len(COLUMNS))]
+    rows.insert(1, ["-" * width for width in widths])
     return "\n".join(
-        [line(rows[0]), line(["-" * width for width in widths]), *(line(cells) for cells in rows[1:])]
+        "| " + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True)) + " |"
+        for cells in rows
     )
 
 
-def summary(figures: Sequence[Figure]) -> Mapping[str, int]:
+def summary(figures: Sequence[Figure]) -> dict[str, int]:
     """How many targets were met, missed, and could not be decided."""
-    targets = [figure.target for figure in figures if figure.target is not None]
-    return {
-        "met": sum(1 for target in targets if target.met is True),
-        "missed": sum(1 for target in targets if target.met is False),
-        "undecided": sum(1 for target in targets if target.met is None),
-    }
+    words = {True: "met", False: "missed", None: "undecided"}
+    counted = Counter(words[figure.target.met] for figure in figures if figure.target is not None)
+    return {word: counted[word] for word in words.values()}

@@ -2,24 +2,26 @@
 
 For each service, on each database (a SQLite file, or a fresh PostgreSQL database), in one run:
 
-- its main read path, on one uvicorn process, against a bare Starlette app doing the same read on the
-  same database and rows (`bare.py`) on the same uvicorn: the ratio is what Starling's stack keeps of
-  bare speed (target 70%);
-- the same path served by two processes (`starling_core.serve`, gunicorn with uvicorn workers,
-  granian; `servers.py`) against one: the ratio is how linear the service is in processes
-  (target 1.6x), rate-limited routes included, since two processes count limits in the database;
+- its main read path, on one process of `starling_core.serve`, against a bare Starlette app doing the
+  same read on the same database and rows (`bare.py`) on the same server: the ratio is what Starling's
+  stack keeps of bare speed (target 70%);
+- the same path served by two processes against one (target 1.6x): by `starling_core.serve
+  --processes 2` (one `SO_REUSEPORT` socket per process), by gunicorn's arbiter with two uvicorn workers
+  (with what `serve` gives its children: `gunicorn_worker.GuardedUvicornWorker`) and by granian (a Rust
+  server, its own HTTP/1.1 and worker supervision) with two workers, its header read timeout and
+  back-pressure set to what core's protocol and cap do. Two processes count rate limits in the
+  database, as `serve` makes its children do, so rate-limited routes pay for it here;
 - its main write path (`POST /users`, a 2 KB summariser run, a batch of 10 orders) on one process
   against the bare app's, with p50/p99 and errors.
 
-Runs alternate: each round serves the bare app, then the service by each server, in an order that
-rotates from round to round, and every figure is the median of its rounds, so drift on a shared
-machine falls on both sides of a ratio. A run starts once every process is accepting: `/health`
+Runs alternate (`results.alternating`) and every figure is the median of its rounds, so drift on a
+shared machine falls on both sides of a ratio. A run starts once every process is accepting: `/health`
 answers as soon as one does, so the bench also polls /proc until each process's event loop watches a
 listening socket on the port. The servers' access logs are off, core's (one line per request, as in
-production) is on; the rate limit is raised so that no 429 stands in for an answer, but the limiter
-still counts every limited request. Each run also records the
-server's CPU seconds (process tree), and a CPU-time per request is less sensitive to other load on
-the machine than a rate.
+production) is on: gunicorn and granian have no switch for it. The rate limit is raised so that no 429
+stands in for an answer, but the limiter still counts every limited request. Each run also records the
+server's CPU seconds (process tree), and a CPU-time per request is less sensitive to other load on the
+machine than a rate, and midway how many of wrk's connections each process holds.
 """
 
 from __future__ import annotations
@@ -27,14 +29,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import statistics
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,9 @@ import httpx
 import psutil
 
 from starling_devtools import harness, seed
-from starling_devtools.bench import bare, servers, wrk
-from starling_devtools.bench.results import Figure, Target
-from starling_devtools.bench.stats import median, ratio
-from starling_devtools.harness import processes as services
+from starling_devtools.bench import bare, wrk
+from starling_devtools.bench.results import LABELS, Figure, Target, alternating, median, ratio
+from starling_devtools.harness import processes
 from starling_devtools.harness.environment import UNLIMITED_RATE
 
 PART = "serving"
@@ -58,17 +57,56 @@ WARM_UP_REQUESTS = 50
 ORDERS = 300
 BATCH = 10
 WRITE_SECONDS = 10.0
-WRITE_TIMEOUT = 30.0
-# wrk counts an answer slower than its 2 s default as a socket error; on a machine other suites load
-# that is a slow answer, not a failed one
-READ_TIMEOUT = 10.0
+# wrk counts an answer slower than its timeout (2 s by default) as a socket error; on a machine other
+# suites load that is a slow answer, not a failed one. A write waits its turn behind the others (an
+# Argon2id hash is tens of milliseconds of two cores).
+READ_TIMEOUT, WRITE_TIMEOUT = 10.0, 30.0
 BENCH_EMAIL = "bench@example.com"
 BENCH_PASSWORD = "bench-password-0123"
-DEFAULT_SERVERS = (servers.SERVE.key, servers.GUNICORN.key, servers.GRANIAN.key)
-DATABASE_LABELS = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
 BARE = "bare"
+HEADER_TIMEOUT_MS = 10_000  # core's STARLING_HEADER_TIMEOUT default
+CONCURRENCY = 1000  # core's --limit-concurrency default
+WORKER_CLASS = "starling_devtools.bench.gunicorn_worker.GuardedUvicornWorker"
 
 Headers = dict[str, str]
+
+
+# --- the servers ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Server:
+    key: str
+    label: str
+    processes: int
+    command: str  # after `python -m`; `{app}` and `{port}` stand for the served app's
+    shared_count: bool = True  # told to count rate limits in the database (serve does it itself)
+
+    def argv(self, app: str, port: int) -> list[str]:
+        return [sys.executable, "-m", *self.command.format(app=app, port=port).split()]
+
+
+SERVE_COMMAND = "starling_core.serve {app} --host 127.0.0.1 --port {port} --processes "
+# One process of serve: the reference of every two-process figure, and the server of every bare app.
+ONE = Server("serve-1", "starling_core.serve, 1 process", 1, SERVE_COMMAND + "1", shared_count=False)
+SERVE = Server("serve-2", "starling_core.serve, 2 processes", 2, SERVE_COMMAND + "2", shared_count=False)
+GUNICORN = Server(
+    "gunicorn-2",
+    "gunicorn + 2 uvicorn workers",
+    2,
+    f"gunicorn {{app}} --bind 127.0.0.1:{{port}} --workers 2 --worker-class {WORKER_CLASS} "
+    "--graceful-timeout 10",
+)
+GRANIAN = Server(
+    "granian-2",
+    "granian, 2 workers",
+    2,
+    "granian {app} --interface asgi --host 127.0.0.1 --port {port} --workers 2 --http 1 --no-access-log "
+    f"--http1-header-read-timeout {HEADER_TIMEOUT_MS} --backpressure {CONCURRENCY} --respawn-failed-workers "
+    "--log-level warning",
+)
+SERVERS = {server.key: server for server in (ONE, SERVE, GUNICORN, GRANIAN)}
+TWO_PROCESSES = (SERVE.key, GUNICORN.key, GRANIAN.key)
 
 
 # --- what each service is asked ------------------------------------------------------------------
@@ -77,32 +115,24 @@ Headers = dict[str, str]
 @dataclass(frozen=True)
 class Prepared:
     headers: Headers
-    # the bare app's read path, which has no token to find its user by
-    bare_read: str
-
-
-def _token(scopes: Sequence[str], sub: str = "bench") -> str:
-    # The development secret, or STARLING_JWT_SECRET when set: the services read the same settings.
-    from starling_core.settings import ServiceSettings
-    from starling_core.tokens import JWTConfig, issue_token
-
-    return issue_token(
-        JWTConfig.from_settings(ServiceSettings()), sub=sub, scopes=list(scopes), expires_in=3600
-    )
+    bare_read: str  # the bare app's read path, which has no token to find its user by
 
 
 def _minted(url: str, client: httpx.Client) -> Headers:
-    """A token holding every scope the service at `url` checks, as its OpenAPI document names them."""
+    """A token holding every scope the service at `url` checks, as its OpenAPI document names them,
+    signed as the services sign (the development secret, or STARLING_JWT_SECRET when set)."""
+    from starling_core.settings import ServiceSettings
+    from starling_core.tokens import JWTConfig, issue_token
+
     document = client.get(f"{url}/openapi.json").raise_for_status().json()
-    return harness.bearer(_token(sorted(harness.declared_scopes(document))))
+    config = JWTConfig.from_settings(ServiceSettings())
+    scopes = sorted(harness.declared_scopes(document))
+    return harness.bearer(issue_token(config, sub="bench", scopes=scopes, expires_in=3600))
 
 
 def _users(url: str, client: httpx.Client) -> Prepared:
     """A registered user, logged in through `POST /auth/token`, reads itself."""
-    body = {"name": "Bench", "email": BENCH_EMAIL, "password": BENCH_PASSWORD}
-    registered = client.post(f"{url}/users", json=body)
-    if registered.status_code not in (201, 409):
-        registered.raise_for_status()
+    harness.register(client, url, BENCH_EMAIL, BENCH_PASSWORD)
     headers = harness.bearer(harness.login(client, url, BENCH_EMAIL, BENCH_PASSWORD)["access_token"])
     me = client.get(f"{url}/users/me", headers=headers).raise_for_status().json()
     return Prepared(headers, f"/users/{me['id']}")
@@ -115,9 +145,8 @@ def _agents(url: str, client: httpx.Client) -> Prepared:
 def _reporting(url: str, client: httpx.Client) -> Prepared:
     """Orders ingested (idempotently, so a second server finds them), then read."""
     caller = _minted(url, client)
-    client.post(
-        f"{url}/api/v1/orders", json={"orders": seed.demo_orders(ORDERS)}, headers=caller
-    ).raise_for_status()
+    orders = {"orders": seed.demo_orders(ORDERS)}
+    client.post(f"{url}/api/v1/orders", json=orders, headers=caller).raise_for_status()
     return Prepared(caller, "/top-products?count=10")
 
 
@@ -127,20 +156,13 @@ TEXT_2KB = " ".join(
     f"answers {'quickly' if n % 2 else 'correctly'} under load when the database is shared."
     for n in range(12)
 )[:2048]
-
-
-def _orders_batch() -> str:
-    """A batch of `BATCH` new orders, `{{n}}` standing for what makes each request's ids unique."""
-    orders = [
-        {
-            "order_id": f"w-{{{{n}}}}-{k}",
-            "created_at": "2026-02-01T10:00:00+00:00",
-            "items": [{"product_id": f"sku-{k % 4}", "title": f"Product {k % 4}", "quantity": 1 + k % 3,
-                       "unit_price": 9.5}],
-        }
-        for k in range(BATCH)
-    ]  # fmt: skip
-    return json.dumps({"orders": orders}, separators=(",", ":"))
+# `BATCH` new orders, `{{n}}` standing for what makes each request's ids unique.
+ORDERS_BATCH = json.dumps({"orders": [
+    {"order_id": f"w-{{{{n}}}}-{k}", "created_at": "2026-02-01T10:00:00+00:00", "items": [
+        {"product_id": f"sku-{k % 4}", "title": f"Product {k % 4}", "quantity": 1 + k % 3, "unit_price": 9.5}
+    ]}
+    for k in range(BATCH)
+]}, separators=(",", ":"))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -162,47 +184,18 @@ class Workload:
     write: Write
 
 
+REGISTRATION = '{"name":"Bench","email":"w-{{n}}@example.com","password":"bench-password-0123"}'
+SUMMARY_RUN = '{"agent_id":"summarizer","input_text":"' + TEXT_2KB + '"}'
 WORKLOADS = (
-    Workload(
-        "users",
-        "/users/me",
-        _users,
-        Write("POST /users", "/users",
-              '{"name":"Bench","email":"w-{{n}}@example.com","password":"bench-password-0123"}',
-              connections=10, hashes=True),
-    ),
-    Workload(
-        "agents",
-        "/api/v1/agents",
-        _agents,
-        Write("POST /api/v1/agents/run, summarizer, 2 KB", "/api/v1/agents/run",
-              '{"agent_id":"summarizer","input_text":"' + TEXT_2KB + '"}'),
-    ),
-    Workload(
-        "reporting",
-        "/top-products?count=10",
-        _reporting,
-        Write(f"POST /api/v1/orders, {BATCH} orders", "/api/v1/orders", _orders_batch()),
-    ),
+    Workload("users", "/users/me", _users, Write("POST /users", "/users", REGISTRATION, 10, hashes=True)),
+    Workload("agents", "/api/v1/agents", _agents,
+             Write("POST /api/v1/agents/run, summarizer, 2 KB", "/api/v1/agents/run", SUMMARY_RUN)),
+    Workload("reporting", "/top-products?count=10", _reporting,
+             Write(f"POST /api/v1/orders, {BATCH} orders", "/api/v1/orders", ORDERS_BATCH)),
 )  # fmt: skip
 
 
 # --- knowing that every process accepts ----------------------------------------------------------
-
-
-def epoll_targets(pid: int) -> set[int]:
-    """The file descriptors registered in the epoll instances of process `pid` (Linux /proc)."""
-    targets: set[int] = set()
-    fd_dir = Path(f"/proc/{pid}/fd")
-    for entry in fd_dir.iterdir():
-        try:
-            if os.readlink(entry) != "anon_inode:[eventpoll]":
-                continue
-            info = Path(f"/proc/{pid}/fdinfo/{entry.name}").read_text()
-        except OSError:
-            continue  # closed meanwhile
-        targets |= parse_epoll_fdinfo(info)
-    return targets
 
 
 def parse_epoll_fdinfo(info: str) -> set[int]:
@@ -210,89 +203,153 @@ def parse_epoll_fdinfo(info: str) -> set[int]:
     return {int(line.split()[1]) for line in info.splitlines() if line.startswith("tfd:")}
 
 
-def _tree(root_pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(root_pid)
+def epoll_targets(pid: int) -> set[int]:
+    """The file descriptors registered in the epoll instances of process `pid` (Linux /proc)."""
+    targets: set[int] = set()
+    for entry in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):  # closed meanwhile
+            if os.readlink(entry) == "anon_inode:[eventpoll]":
+                targets |= parse_epoll_fdinfo(Path(f"/proc/{pid}/fdinfo/{entry.name}").read_text())
+    return targets
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.NoSuchProcess):
+        root = psutil.Process(pid)
         return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
+    return []
 
 
-def accepting(root_pid: int, port: int) -> int:
-    """How many processes under `root_pid` (itself included) have their event loop watching a
-    listening socket on `port`, that is, accept connections on it."""
-    count = 0
-    for process in _tree(root_pid):
-        try:
-            listening = {
-                connection.fd
-                for connection in process.net_connections(kind="tcp")
-                if connection.status == psutil.CONN_LISTEN
-                and connection.laddr
-                and connection.laddr.port == port
-            }
-            if listening & epoll_targets(process.pid):
-                count += 1
-        except (psutil.NoSuchProcess, psutil.AccessDenied, FileNotFoundError):
-            continue
-    return count
-
-
-def wait_accepting(running: services.Running, count: int, *, timeout: float = ACCEPT_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while (found := accepting(running.pid, running.service.port)) < count:
-        if running.process.poll() is not None:
-            raise RuntimeError(f"{running.service.name} exited with code {running.process.returncode}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(
-                f"{running.service.name}: {found} of {count} processes accepting after {timeout:.0f} s"
+def _sockets(pid: int, port: int, status: str) -> list[tuple[psutil.Process, set[int]]]:
+    """Per process under `pid` (itself included), its TCP sockets on local `port` in `status`."""
+    found = []
+    for process in _tree(pid):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, FileNotFoundError):
+            connections = process.net_connections(kind="tcp")
+            found.append(
+                (process, {c.fd for c in connections if c.status == status and c.laddr.port == port})
             )
-        time.sleep(0.05)
+    return found
 
 
-def connections(root_pid: int, port: int) -> tuple[int, ...]:
-    """Established connections on `port` per process under `root_pid` that holds any: how evenly the
-    kernel spread the load's connections."""
-    counts = []
-    for process in _tree(root_pid):
-        try:
-            found = sum(
-                1
-                for connection in process.net_connections(kind="tcp")
-                if connection.status == psutil.CONN_ESTABLISHED and connection.laddr.port == port
-            )
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-        if found:
-            counts.append(found)
-    return tuple(sorted(counts, reverse=True))
+def accepting(pid: int, port: int) -> int:
+    """How many processes under `pid` (itself included) have their event loop watching a listening
+    socket on `port`, that is, accept connections on it."""
+    return sum(
+        1 for process, fds in _sockets(pid, port, psutil.CONN_LISTEN) if fds & epoll_targets(process.pid)
+    )
 
 
-def cpu_seconds(root_pid: int) -> float:
+def connections(pid: int, port: int) -> tuple[int, ...]:
+    """Established connections on `port` per process that holds any: how evenly the kernel spread the
+    load's connections."""
+    return tuple(
+        sorted((len(fds) for _, fds in _sockets(pid, port, psutil.CONN_ESTABLISHED) if fds), reverse=True)
+    )
+
+
+def cpu_seconds(pid: int) -> float:
     """User and system CPU seconds of a process tree so far (threads included, children still alive)."""
     total = 0.0
-    for process in _tree(root_pid):
-        try:
+    for process in _tree(pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
             times = process.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
+            total += times.user + times.system
     return total
 
 
 # --- runs ----------------------------------------------------------------------------------------
 
 
+def start(
+    name: str, port: int, server: Server, app: str, env: Mapping[str, str], log_dir: Path
+) -> processes.Running:
+    """`app` served by `server` on `port`, once every one of its processes accepts."""
+    shared = {"STARLING_RATE_LIMIT_BACKEND": "database"} if server.shared_count else {}
+    service = processes.Service(name, port, {**env, **shared})
+    started = processes.start(service, log=log_dir / f"{name}.log", argv=server.argv(app, port))
+    try:
+        processes.wait_healthy([started], timeout=ACCEPT_TIMEOUT)
+        deadline = time.monotonic() + ACCEPT_TIMEOUT
+        while (found := accepting(started.pid, port)) < server.processes:
+            if started.process.poll() is not None or time.monotonic() > deadline:
+                code = started.process.returncode
+                why = f"exited with {code}" if code is not None else f"not within {ACCEPT_TIMEOUT:.0f} s"
+                raise RuntimeError(f"{name}: {found} of {server.processes} processes accepting, {why}")
+            time.sleep(0.05)
+    except BaseException:
+        stop(started)
+        raise
+    return started
+
+
+def stop(started: processes.Running) -> None:
+    """Stop a server as Ctrl-C would, then kill whatever of its process tree is left (a server whose
+    workers outlive it would hold the port and the CPU through the next run)."""
+    tree = _tree(started.pid)
+    processes.stop([started])
+    for process in tree[1:]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(tree[1:], timeout=5)
+
+
 @dataclass(frozen=True)
-class Run:
-    """What a measurement is of: a service (or its bare app) on a database."""
+class Served:
+    """One workload on one database, ready to be served: where, with what, for which caller."""
 
     database: str
-    service: str
+    workload: Workload
+    port: int
+    env: Mapping[str, str]
+    prepared: Prepared
+
+    def start(self, server_key: str, workdir: Path) -> processes.Running:
+        """The service served by `server_key`, or its bare app (`BARE`) on the same database."""
+        service = self.workload.service
+        name = f"{service}-{server_key}"
+        if server_key == BARE:
+            env = {**self.env, bare.DATABASE_VARIABLE: self.env[f"STARLING_{service.upper()}_DATABASE_URL"]}
+            return start(name, BARE_PORT, ONE, f"{bare.__name__}:{service}", env, workdir)
+        app = processes.Service(service, self.port).app
+        return start(name, self.port, SERVERS[server_key], app, self.env, workdir)
+
+    def read_path(self, server_key: str) -> str:
+        return self.prepared.bare_read if server_key == BARE else self.workload.read
+
+
+EnvFor = Callable[[str], Mapping[str, str]]  # a service's name to its database's environment
+
+
+def ready(database: str, workload: Workload, port: int, env_for: EnvFor, workdir: Path) -> Served:
+    """The workload's caller, prepared on one process of the service, which migrates the database first."""
+    env = {"STARLING_RATE_LIMIT": UNLIMITED_RATE, **env_for(workload.service)}
+    app = processes.Service(workload.service, port).app
+    started = start(workload.service, port, ONE, app, env, workdir)
+    try:
+        with httpx.Client(timeout=30.0) as client:
+            prepared = workload.prepare(started.url, client)
+    finally:
+        stop(started)
+    return Served(database, workload, port, env, prepared)
+
+
+def warm_up(url: str, headers: Headers, write: Write | None) -> None:
+    """Unmeasured requests first: first-call caches, compiled statements, the pool's connections."""
+    with httpx.Client(timeout=30.0, headers=headers) as client:
+        for _ in range(WARM_UP_REQUESTS if write is None else 2):
+            if write is None:
+                client.get(url).raise_for_status()
+            else:
+                client.post(
+                    url, content=write.body.replace("{{n}}", f"warm-{uuid.uuid4().hex}")
+                ).raise_for_status()
 
 
 @dataclass(frozen=True)
-class Measured(Run):
+class Measured:
+    database: str
+    service: str
     kind: str  # "read" or "write"
     server: str  # a Server key, or "bare"
     round: int
@@ -306,163 +363,38 @@ class Measured(Run):
         return 1000 * self.cpu_seconds / self.result.requests if self.result.requests else None
 
 
-@dataclass
-class Plan:
-    rounds: int = 2
-    servers: Sequence[str] = DEFAULT_SERVERS
-    writes: bool = True
-    reads: bool = True
-    workloads: Sequence[Workload] = WORKLOADS
-    duration: float = 5.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def rotation(items: Sequence[str], round_index: int) -> list[str]:
-    """`items` started `round_index` places further on, so that no item always runs first."""
-    if not items:
-        return []
-    shift = round_index % len(items)
-    return [*items[shift:], *items[:shift]]
-
-
-def database_url(env: Mapping[str, str], service: str) -> str:
-    return env[f"STARLING_{service.upper()}_DATABASE_URL"]
-
-
-def start(
-    name: str,
-    port: int,
-    server: servers.Server,
-    target: servers.Target,
-    env: Mapping[str, str],
-    log_dir: Path,
-) -> services.Running:
-    service = services.Service(name, port, {**env, **server.env})
-    started = services.start(service, log=log_dir / f"{name}.log", argv=server.argv(target))
-    try:
-        services.wait_healthy([started], timeout=ACCEPT_TIMEOUT)
-        wait_accepting(started, server.processes)
-    except BaseException:
-        stop(started)
-        raise
-    return started
-
-
-def stop(started: services.Running) -> None:
-    """Stop a server as Ctrl-C would, then kill whatever of its process tree is left (a server whose
-    workers outlive it would hold the port and the CPU through the next run)."""
-    tree = _tree(started.pid)
-    services.stop([started])
-    for process in tree[1:]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.kill()
-    psutil.wait_procs(tree[1:], timeout=5)
-
-
-def _load(
-    started: services.Running,
-    path: str,
-    headers: Headers,
-    *,
-    duration: float,
-    write: Write | None = None,
-    script_dir: Path | None = None,
-) -> tuple[wrk.WrkResult, float, tuple[int, ...]]:
-    with httpx.Client(timeout=30.0) as client:
-        for _ in range(WARM_UP_REQUESTS if write is None else 2):
-            if write is None:
-                client.get(f"{started.url}{path}", headers=headers).raise_for_status()
-            else:
-                body = write.body.replace("{{n}}", f"warm-{uuid.uuid4().hex}")
-                client.post(
-                    f"{started.url}{path}", content=body,
-                    headers={**headers, "Content-Type": "application/json"},
-                ).raise_for_status()  # fmt: skip
-    script = None
-    if write is not None:
-        assert script_dir is not None
-        script = wrk.post_script(script_dir, write.body, run=uuid.uuid4().hex[:8])
-    before = cpu_seconds(started.pid)
-    headers = {**headers, "Content-Type": "application/json"} if write is not None else headers
-    seconds = duration if write is None else max(duration, WRITE_SECONDS)
-    spread: list[tuple[int, ...]] = []
-    sampler = threading.Timer(
-        seconds / 2, lambda: spread.append(connections(started.pid, started.service.port))
-    )
-    sampler.start()
-    try:
-        # A write waits its turn behind 49 others (an Argon2id hash is tens of milliseconds of two
-        # cores): slow answers are measured, not cut off at wrk's 2 s and counted as errors.
-        result = wrk.run(
-            f"{started.url}{path}",
-            duration=seconds,
-            headers=headers,
-            script=script,
-            timeout=READ_TIMEOUT if write is None else WRITE_TIMEOUT,
-            connections=wrk.CONNECTIONS if write is None else write.connections,
-        )
-    finally:
-        sampler.cancel()
-    return result, cpu_seconds(started.pid) - before, spread[0] if spread else ()
-
-
-@dataclass(frozen=True)
-class Served:
-    """One workload on one database, ready to be served: where, with what, for which caller."""
-
-    database: str
-    workload: Workload
-    port: int
-    env: Mapping[str, str]
-    prepared: Prepared
-
-    def start(self, server_key: str, workdir: Path) -> services.Running:
-        """The service served by `server_key`, or its bare app (`BARE`) on the same database."""
-        name = f"{self.workload.service}-{server_key}"
-        if server_key == BARE:
-            env = {**self.env, bare.DATABASE_VARIABLE: database_url(self.env, self.workload.service)}
-            target = servers.Target(f"{bare.__name__}:{self.workload.service}", "127.0.0.1", BARE_PORT)
-            return start(name, BARE_PORT, servers.ONE, target, env, workdir)
-        target = _service_target(self.workload, self.port)
-        return start(name, self.port, servers.ALL[server_key], target, self.env, workdir)
-
-    def read_path(self, server_key: str) -> str:
-        return self.prepared.bare_read if server_key == BARE else self.workload.read
-
-
-def _service_target(workload: Workload, port: int) -> servers.Target:
-    return servers.Target(services.Service(workload.service, port).app, "127.0.0.1", port)
-
-
-def ready(
-    database: str, workload: Workload, port: int, env_for: Callable[[str], Mapping[str, str]], workdir: Path
-) -> Served:
-    """The workload's caller, prepared on one process of the service, which migrates the database first."""
-    env = {"STARLING_RATE_LIMIT": UNLIMITED_RATE, **env_for(workload.service)}
-    started = start(workload.service, port, servers.ONE, _service_target(workload, port), env, workdir)
-    try:
-        with httpx.Client(timeout=30.0) as client:
-            prepared = workload.prepare(started.url, client)
-    finally:
-        stop(started)
-    return Served(database, workload, port, env, prepared)
-
-
 def _run(
-    served: Served, server_key: str, round_index: int, *, plan: Plan, workdir: Path, write: Write | None
+    served: Served, key: str, number: int, write: Write | None, duration: float, workdir: Path
 ) -> Measured:
-    started = served.start(server_key, workdir)
-    path = write.path if write else served.read_path(server_key)
+    started = served.start(key, workdir)
+    url = f"{started.url}{write.path if write else served.read_path(key)}"
+    headers = {**served.prepared.headers, **({"Content-Type": "application/json"} if write else {})}
+    spread: list[tuple[int, ...]] = []
     try:
-        result, cpu, spread = _load(
-            started, path, served.prepared.headers, duration=plan.duration, write=write, script_dir=workdir
+        warm_up(url, headers, write)
+        seconds = duration if write is None else max(duration, WRITE_SECONDS)
+        sampler = threading.Timer(
+            seconds / 2, lambda: spread.append(connections(started.pid, started.service.port))
         )
+        before = cpu_seconds(started.pid)
+        sampler.start()
+        try:
+            script = wrk.script(workdir, write.body if write else None)
+            timeout, clients = (
+                (WRITE_TIMEOUT, write.connections) if write else (READ_TIMEOUT, wrk.CONNECTIONS)
+            )
+            result = wrk.run(
+                url, script, duration=seconds, headers=headers, timeout=timeout, connections=clients
+            )
+        finally:
+            sampler.cancel()
+        cpu = cpu_seconds(started.pid) - before
     finally:
         stop(started)
-    kind = "write" if write else "read"
     hashed = argon2_cpu_ms() if write is not None and write.hashes else None
+    kind, spread_midway = ("write" if write else "read"), spread[0] if spread else ()
     return Measured(
-        served.database, served.workload.service, kind, server_key, round_index, result, cpu, spread, hashed
+        served.database, served.workload.service, kind, key, number, result, cpu, spread_midway, hashed
     )
 
 
@@ -480,44 +412,30 @@ def argon2_cpu_ms(samples: int = 3) -> float:
 
 def measure(
     database: str,
-    env_for: Callable[[str], Mapping[str, str]],
+    env_for: EnvFor,
     *,
-    plan: Plan | None = None,
-    workdir: Path | None = None,
-    duration: float | None = None,
-    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    workloads: Sequence[Workload] = WORKLOADS,
+    servers: Sequence[str] = TWO_PROCESSES,
+    rounds: int = 2,
+    duration: float = 5.0,
+    workdir: Path,
+    log: Callable[[str], None],
 ) -> list[Measured]:
-    """Every workload's runs on the database `env_for(service)` points at (`duration`: the seconds of
-    each wrk run of the default plan; scripts and logs in `workdir`, a temporary one by default)."""
+    """Every workload's runs on the database `env_for(service)` points at: the read path by the bare
+    app, one process and `servers`, the write path by the bare app and one process; `duration` seconds
+    of wrk a run (writes at least `WRITE_SECONDS`); scripts and logs in `workdir`."""
     wrk.executable()  # fail before starting anything when wrk is missing
-    if plan is None:
-        plan = Plan() if duration is None else Plan(duration=duration)
-    if workdir is None:
-        workdir = Path(tempfile.mkdtemp(prefix="starling-bench-serving-"))
-    measured: list[Measured] = []
     workdir.mkdir(parents=True, exist_ok=True)
-    for index, workload in enumerate(plan.workloads):
+    measured: list[Measured] = []
+    for index, workload in enumerate(workloads):
         served = ready(database, workload, BASE_PORT + index, env_for, workdir)
-        runs: list[tuple[str, int, Write | None]] = [
-            (key, round_index, None)
-            for round_index in range(plan.rounds if plan.reads else 0)
-            for key in rotation([BARE, servers.ONE.key, *plan.servers], round_index)
-        ]
-        if plan.writes:
-            runs += [
-                (key, round_index, workload.write)
-                for round_index in range(plan.rounds)
-                for key in rotation([BARE, servers.ONE.key], round_index)
-            ]
-        for key, round_index, write in runs:
-            item = _run(served, key, round_index, plan=plan, workdir=workdir, write=write)
+        reads = [(number, key, None) for number, key in alternating([BARE, ONE.key, *servers], rounds)]
+        writes = [(number, key, workload.write) for number, key in alternating([BARE, ONE.key], rounds)]
+        for number, key, write in reads + writes:
+            item = _run(served, key, number, write, duration, workdir)
             measured.append(item)
-            log(
-                f"serving {database} {workload.service} {item.kind} {key} round {round_index + 1}: "
-                f"{item.result.requests_per_second:,.0f} req/s, p50 {1000 * item.result.p50:.1f} ms, "
-                f"p99 {1000 * item.result.p99:.1f} ms, CPU {item.cpu_per_request_ms or 0:.2f} ms/req, "
-                f"connections {'/'.join(map(str, item.connections))}, errors {item.result.errors}"
-            )
+            log(f"serving {database} {workload.service} {item.kind} {key} round {number + 1}: "
+                f"{Summary.of([item]).detail()}")  # fmt: skip
     return measured
 
 
@@ -540,51 +458,36 @@ class Summary:
     @classmethod
     def of(cls, runs: Sequence[Measured]) -> Summary:
         cpu = [run.cpu_per_request_ms for run in runs if run.cpu_per_request_ms is not None]
+        hashed = [run.hash_cpu_ms for run in runs if run.hash_cpu_ms]
         return cls(
             requests_per_second=median([run.result.requests_per_second for run in runs]),
             p50=median([run.result.p50 for run in runs]),
             p99=median([run.result.p99 for run in runs]),
             errors=sum(run.result.errors for run in runs),
-            cpu_ms=statistics.median(cpu) if cpu else None,
+            cpu_ms=median(cpu) if cpu else None,
             rounds=tuple(run.result.requests_per_second for run in runs),
             connections=runs[0].connections,
-            hash_cpu_ms=median(hashed)
-            if (hashed := [r.hash_cpu_ms for r in runs if r.hash_cpu_ms])
-            else None,
+            hash_cpu_ms=median(hashed) if hashed else None,
         )
 
     def detail(self) -> str:
-        rounds = "/".join(f"{rate:,.0f}" for rate in self.rounds)
-        cpu = f", CPU {self.cpu_ms:.2f} ms/req" if self.cpu_ms is not None else ""
+        found = f"p50 {1000 * self.p50:.1f} ms, p99 {1000 * self.p99:.1f} ms, {self.errors} errors"
+        if self.cpu_ms is not None:
+            found += f", CPU {self.cpu_ms:.2f} ms/req"
         if len(self.connections) > 1:
-            cpu += f", connections {'/'.join(map(str, self.connections))}"
+            found += f", connections {'/'.join(map(str, self.connections))}"
         if self.hash_cpu_ms and self.cpu_ms:
             share = self.hash_cpu_ms / self.cpu_ms
-            cpu += f", Argon2id {self.hash_cpu_ms:.0f} ms CPU a hash: {share:.0%} of the CPU per request"
-        return (
-            f"p50 {1000 * self.p50:.1f} ms, p99 {1000 * self.p99:.1f} ms, {self.errors} errors{cpu}, "
-            f"rounds {rounds}"
-        )
+            found += f", Argon2id {self.hash_cpu_ms:.0f} ms CPU a hash: {share:.0%} of the CPU per request"
+        return f"{found}, rounds {'/'.join(f'{rate:,.0f}' for rate in self.rounds)}"
 
 
-def _against_bare(one: Summary, bare_summary: Summary | None) -> str:
-    if bare_summary is None:
-        return one.detail()
-    cpu = ""
-    if one.cpu_ms and bare_summary.cpu_ms:
-        # CPU per request moves less with the machine's other load than a rate does
-        cpu = f"CPU per request {bare_summary.cpu_ms / one.cpu_ms:.2f}x of bare's; "
-    return f"{cpu}{one.detail()}; bare: {bare_summary.detail()}"
-
-
-def _target(value: float | None, reference: float | None, bound: float, errors: int) -> Target:
+def _target(value: float, reference: float | None, bound: float, errors: int) -> Target:
     measured = ratio(value, reference)
-    met = None if measured is None else measured >= bound and errors == 0
-    return Target(f">= {bound:g}x, 0 errors", met)
+    return Target(f">= {bound:g}x, 0 errors", None if measured is None else measured >= bound and errors == 0)
 
 
 def figures(measured: Sequence[Measured]) -> list[Figure]:
-    labels = {server.key: server.label for server in servers.ALL.values()}
     groups: dict[tuple[str, str, str], dict[str, list[Measured]]] = {}
     for item in measured:
         groups.setdefault((item.database, item.service, item.kind), {}).setdefault(item.server, []).append(
@@ -594,66 +497,41 @@ def figures(measured: Sequence[Measured]) -> list[Figure]:
     found: list[Figure] = []
     for (database, service, kind), by_server in groups.items():
         summaries = {key: Summary.of(runs) for key, runs in by_server.items()}
-        where = DATABASE_LABELS.get(database, database)
-        workload = workloads.get(service)
-        what = (workload.write.label if kind == "write" else f"GET {workload.read}") if workload else kind
-        bare_summary, one = summaries.get(BARE), summaries.get(servers.ONE.key)
-        if one is not None:
-            reference = bare_summary.requests_per_second if bare_summary else None
-            found.append(
-                Figure(
-                    PART,
-                    f"{service} {what}, {where}: 1 process, against bare Starlette",
-                    one.requests_per_second,
-                    "req/s",
-                    reference="bare Starlette, same read, same server"
-                    if kind == "read"
-                    else "bare Starlette, same writes, same server",
-                    reference_value=reference,
-                    target=_target(one.requests_per_second, reference, TARGET_BARE, one.errors)
-                    if kind == "read"
-                    else Target(
-                        "0 errors", one.errors == 0 and (bare_summary is None or bare_summary.errors == 0)
-                    ),
-                    detail=_against_bare(one, bare_summary),
-                )
+        workload = workloads[service]
+        path = workload.write.label if kind == "write" else f"GET {workload.read}"
+        what = f"{service} {path}, {LABELS[database]}"
+        bare_summary, one = summaries.pop(BARE, None), summaries.pop(ONE.key, None)
+        if one is None:
+            continue
+        if bare_summary is None:
+            reference, detail = None, one.detail()
+        else:
+            reference, detail = (
+                bare_summary.requests_per_second,
+                f"{one.detail()}; bare: {bare_summary.detail()}",
             )
+            if one.cpu_ms and bare_summary.cpu_ms:  # CPU per request moves less with other load than a rate
+                detail = f"CPU per request {bare_summary.cpu_ms / one.cpu_ms:.2f}x of bare's; {detail}"
+        if kind == "read":
+            target = _target(one.requests_per_second, reference, TARGET_BARE, one.errors)
+        else:
+            target = Target(
+                "0 errors", one.errors == 0 and (bare_summary is None or bare_summary.errors == 0)
+            )
+        found.append(
+            Figure(PART, f"{what}: 1 process, against bare Starlette", one.requests_per_second, "req/s",
+                   reference=f"bare Starlette, same {'read' if kind == 'read' else 'writes'}, same server",
+                   reference_value=reference, target=target, detail=detail)
+        )  # fmt: skip
         for key, summary in summaries.items():
-            if key in (BARE, servers.ONE.key):
-                continue
-            reference = one.requests_per_second if one else None
+            value = summary.requests_per_second
+            target = _target(value, one.requests_per_second, TARGET_PROCESSES, summary.errors)
             found.append(
-                Figure(
-                    PART,
-                    f"{service} {what}, {where}: {labels.get(key, key)}",
-                    summary.requests_per_second,
-                    "req/s",
-                    reference=labels[servers.ONE.key] if reference is not None else "",
-                    reference_value=reference,
-                    target=_target(summary.requests_per_second, reference, TARGET_PROCESSES, summary.errors),
-                    detail=summary.detail(),
-                )
-            )
+                Figure(PART, f"{what}: {SERVERS[key].label}", value, "req/s", reference=ONE.label,
+                       reference_value=one.requests_per_second, target=target, detail=summary.detail())
+            )  # fmt: skip
     return found
 
 
 def measurements(measured: Sequence[Measured]) -> list[dict[str, Any]]:
-    return [
-        {
-            "database": item.database,
-            "service": item.service,
-            "kind": item.kind,
-            "server": item.server,
-            "round": item.round,
-            "requests": item.result.requests,
-            "seconds": item.result.seconds,
-            "requests_per_second": item.result.requests_per_second,
-            "p50_ms": 1000 * item.result.p50,
-            "p99_ms": 1000 * item.result.p99,
-            "non_2xx": item.result.non_2xx,
-            "socket_errors": dict(item.result.socket_errors),
-            "cpu_seconds": item.cpu_seconds,
-            "connections": list(item.connections),
-        }
-        for item in measured
-    ]
+    return [asdict(item) | {"requests_per_second": item.result.requests_per_second} for item in measured]

@@ -1,105 +1,38 @@
-"""wrk: the command line for one load run and what its `--latency` report says."""
+"""wrk: one load run, its figures written as JSON by the run's own Lua script.
+
+Every run loads a script whose `done` prints the summary as one JSON line (wrk hands it the exact
+counts and a latency histogram in microseconds): nothing is read back from wrk's human report. A write
+run's script also makes each request a POST of `body` with `{{n}}` replaced by `<run>-<thread>-<count>`,
+unique in the run, so that a registration or an order batch is new every time.
+"""
 
 from __future__ import annotations
 
-import re
+import json
 import shutil
 import subprocess
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from starling_devtools.bench.results import Unavailable
 
 INSTALL_HINT = "wrk is not installed: on Debian or Ubuntu, `apt-get install wrk`"
 THREADS = 2
 CONNECTIONS = 50
 
-_TIME_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_LATENCY = re.compile(r"^\s*(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", re.MULTILINE)
-_REQUESTS = re.compile(r"^\s*(\d+) requests in ([\d.]+)(us|ms|s|m|h)", re.MULTILINE)
-_RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
-_NON_2XX = re.compile(r"^\s*Non-2xx or 3xx responses:\s+(\d+)", re.MULTILINE)
-_SOCKET = re.compile(
-    r"^\s*Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", re.MULTILINE
-)
-
-
-class WrkUnavailable(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class WrkResult:
-    requests: int
-    seconds: float
-    requests_per_second: float
-    p50: float  # seconds
-    p99: float
-    non_2xx: int  # wrk counts "non-2xx or 3xx"
-    socket_errors: Mapping[str, int]
-
-    @property
-    def errors(self) -> int:
-        return self.non_2xx + sum(self.socket_errors.values())
-
-
-def seconds(amount: str, unit: str) -> float:
-    return float(amount) * _TIME_UNITS[unit]
-
-
-def parse(output: str) -> WrkResult:
-    """Read wrk's report; raises ValueError when it is not one (wrk failed to start, say)."""
-    rate = _RATE.search(output)
-    total = _REQUESTS.search(output)
-    latencies = {percent: seconds(amount, unit) for percent, amount, unit in _LATENCY.findall(output)}
-    if rate is None or total is None or "50" not in latencies or "99" not in latencies:
-        raise ValueError(f"not a wrk --latency report:\n{output[-2000:]}")
-    non_2xx = _NON_2XX.search(output)
-    socket = _SOCKET.search(output)
-    return WrkResult(
-        requests=int(total.group(1)),
-        seconds=seconds(total.group(2), total.group(3)),
-        requests_per_second=float(rate.group(1)),
-        p50=latencies["50"],
-        p99=latencies["99"],
-        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
-        socket_errors=dict(
-            zip(("connect", "read", "write", "timeout"), (int(n) for n in socket.groups()), strict=True)
-        )
-        if socket
-        else {"connect": 0, "read": 0, "write": 0, "timeout": 0},
-    )
-
-
-def executable() -> str:
-    found = shutil.which("wrk") or (shutil.which("wrk", path="/usr/bin:/usr/local/bin"))
-    if found is None:
-        raise WrkUnavailable(INSTALL_HINT)
-    return found
-
-
-def command(
-    url: str,
-    *,
-    duration: float,
-    headers: Mapping[str, str] | None = None,
-    wrk: str = "wrk",
-    script: Path | None = None,
-    timeout: float | None = None,
-    connections: int = CONNECTIONS,
-) -> list[str]:
-    args = [wrk, f"-t{THREADS}", f"-c{connections}", f"-d{duration:g}s", "--latency"]
-    if timeout is not None:
-        args += ["--timeout", f"{timeout:g}s"]
-    for name, value in (headers or {}).items():
-        args += ["-H", f"{name}: {value}"]
-    if script is not None:
-        args += ["-s", str(script)]
-    return [*args, url]
-
-
-# Each request a POST of `BODY` with `{{n}}` replaced by `<run>-<thread>-<count>`, unique in the run,
-# so that a registration or an order batch is new every time. Headers come from -H.
-_POST_SCRIPT = """
+_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\n{"requests": %d, "seconds": %.6f, "p50": %.6f, "p99": %.6f, "non_2xx": %d, '
+    .. '"socket_errors": {"connect": %d, "read": %d, "write": %d, "timeout": %d}}\\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1e6, latency:percentile(99) / 1e6,
+    e.status, e.connect, e.read, e.write, e.timeout))
+end
+"""
+_POST = """
 local counter = 0
 local threads = 0
 function setup(thread)
@@ -109,46 +42,89 @@ end
 request = function()
   counter = counter + 1
   local unique = string.format("%s-%d-%d", RUN, id or 0, counter)
-  local body = string.gsub(BODY, "{{n}}", unique)
-  return wrk.format("POST", nil, nil, body)
+  return wrk.format("POST", nil, nil, string.gsub(BODY, "{{n}}", unique))
 end
 """
 
 
-def post_script(directory: Path, body: str, *, run: str) -> Path:
-    """A wrk Lua script POSTing `body` (`{{n}}` unique per request); written into `directory`."""
-    if "]==]" in body or not run.isalnum():
-        raise ValueError("the body cannot hold ']==]' and the run id must be alphanumeric")
-    path = directory / f"post-{run}.lua"
-    path.write_text(f'RUN = "{run}"\nBODY = [==[{body}]==]\n{_POST_SCRIPT}')
+class WrkUnavailable(Unavailable):
+    pass
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests: int
+    seconds: float
+    p50: float  # seconds
+    p99: float
+    non_2xx: int  # wrk counts "non-2xx or 3xx"
+    socket_errors: Mapping[str, int]
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + sum(self.socket_errors.values())
+
+
+def parse(output: str) -> WrkResult:
+    """The summary the script's `done` printed last; raises ValueError when there is none."""
+    try:
+        return WrkResult(**json.loads(output.strip().splitlines()[-1]))
+    except (IndexError, ValueError, TypeError):
+        raise ValueError(f"no summary from the bench's wrk script:\n{output[-2000:]}") from None
+
+
+def executable() -> str:
+    found = shutil.which("wrk") or shutil.which("wrk", path="/usr/bin:/usr/local/bin")
+    if found is None:
+        raise WrkUnavailable(INSTALL_HINT)
+    return found
+
+
+def script(directory: Path, body: str | None = None) -> Path:
+    """The run's Lua script in `directory`: the JSON summary and, with a `body`, its POSTs."""
+    run = uuid.uuid4().hex[:8]
+    path = directory / f"wrk-{run}.lua"
+    if body is None:
+        path.write_text(_DONE)
+        return path
+    if "]==]" in body:
+        raise ValueError("the body cannot hold ']==]', which ends the script's string")
+    path.write_text(f'RUN = "{run}"\nBODY = [==[{body}]==]\n{_POST}{_DONE}')
     return path
+
+
+def command(
+    url: str, script: Path, *, duration: float, headers: Mapping[str, str], timeout: float, connections: int
+) -> list[str]:
+    args = [
+        executable(),
+        f"-t{THREADS}",
+        f"-c{connections}",
+        f"-d{duration:g}s",
+        "--timeout",
+        f"{timeout:g}s",
+    ]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    return [*args, "-s", str(script), url]
 
 
 def run(
     url: str,
+    script: Path,
     *,
     duration: float,
-    headers: Mapping[str, str] | None = None,
-    script: Path | None = None,
-    timeout: float | None = None,
+    headers: Mapping[str, str],
+    timeout: float = 2.0,
     connections: int = CONNECTIONS,
 ) -> WrkResult:
-    """One wrk run; `timeout` replaces wrk's 2 s, after which an answer counts as a socket timeout."""
-    completed = subprocess.run(
-        command(
-            url,
-            duration=duration,
-            headers=headers,
-            wrk=executable(),
-            script=script,
-            timeout=timeout,
-            connections=connections,
-        ),
-        capture_output=True,
-        text=True,
-        timeout=duration + 60,
-        check=False,
-    )
+    """One wrk run; an answer slower than `timeout` counts as a socket timeout."""
+    argv = command(url, script, duration=duration, headers=headers, timeout=timeout, connections=connections)
+    completed = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
     if completed.returncode != 0:
         raise RuntimeError(f"wrk exited with {completed.returncode}: {completed.stderr.strip()}")
     return parse(completed.stdout)
