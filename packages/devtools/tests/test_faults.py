@@ -9,19 +9,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from starling_devtools.faults import (
-    FakeLLM,
+from starling_devtools.faults.__main__ import parse_args
+from starling_devtools.faults.agents import FakeLLM
+from starling_devtools.faults.broker import Proxy
+from starling_devtools.faults.common import squeeze
+from starling_devtools.faults.database import PostgresControl
+from starling_devtools.faults.upstream import (
     FakeUpstream,
-    PostgresControl,
-    Proxy,
     offset_of,
     serving,
-    squeeze,
+    serving_in_thread,
     upstream_orders,
 )
-from starling_devtools.faults.__main__ import parse_args
-from starling_devtools.faults.database import _good_503
-from starling_devtools.faults.upstream import serving_in_thread
+from starling_devtools.harness.answers import retry_later
 from starling_servers.kafka import free_port
 
 
@@ -107,9 +107,9 @@ def test_a_good_503_has_a_detail_and_retry_after() -> None:
     no_retry = httpx.Response(503, json={"detail": "The database is unavailable"})
     not_json = httpx.Response(503, text="Service Unavailable", headers={"Retry-After": "1"})
 
-    assert _good_503(good)
-    assert not _good_503(no_retry)
-    assert not _good_503(not_json)
+    assert retry_later(good)
+    assert not retry_later(no_retry)
+    assert not retry_later(not_json)
 
 
 def test_the_cluster_port_is_read_from_its_url() -> None:

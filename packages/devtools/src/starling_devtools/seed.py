@@ -7,8 +7,6 @@ agents that exist answer 409 and are left alone, and order ingestion is idempote
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,8 +15,6 @@ from typing import Any
 
 import httpx
 
-from starling_devtools.harness.discovery import discover
-from starling_devtools.harness.stack import ROOT
 from starling_devtools.harness.tokens import bearer, login
 
 DEMO_AGENTS: list[dict[str, Any]] = [
@@ -112,24 +108,3 @@ def seed(urls: Mapping[str, str], email: str, password: str, *, orders: int = 30
         response.raise_for_status()
         answer = response.json()
         return Seeded(access, created, int(answer["accepted"]), int(answer["duplicates"]))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Seed demo agents and orders through the services' APIs.")
-    services = discover(ROOT)
-    for name in ("users", "agents", "reporting"):
-        parser.add_argument(f"--{name}", default=f"http://127.0.0.1:{services[name].port}")
-    parser.add_argument("--email", required=True)
-    parser.add_argument("--password", required=True)
-    args = parser.parse_args(argv)
-    urls = {"users": args.users, "agents": args.agents, "reporting": args.reporting}
-    result = seed(urls, args.email, args.password)
-    print(
-        f"seeded: agents created {result.agents_created or 'none (already there)'}, "
-        f"orders accepted {result.orders_accepted}, replayed {result.orders_duplicates}"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -28,36 +28,6 @@ Five scenarios, each against real service processes (`--only` picks some):
   every event must be handled once, any copy skipped by the inbox.
 
 Every scenario runs its services on the harness (`starling_devtools.harness`), on free ports. Modules:
-`common` (options, the scopes of the scenarios' tokens), one per scenario (`database`, `agents`,
-`processes`, `upstream`, `broker`), and `__main__` (the command line and the run).
+`common` (options, the scopes of the scenarios' tokens), `database`, `agents` (the agents and
+processes scenarios), `upstream`, `broker`, and `__main__` (the command line and the run).
 """
-
-from starling_devtools.faults.agents import agents_killed
-from starling_devtools.faults.broker import Proxy, broker_outage
-from starling_devtools.faults.common import Options
-from starling_devtools.faults.database import PostgresControl, database_outage, squeeze
-from starling_devtools.faults.processes import FakeLLM, agents_processes
-from starling_devtools.faults.upstream import (
-    FakeUpstream,
-    offset_of,
-    serving,
-    upstream_drops,
-    upstream_orders,
-)
-
-__all__ = [
-    "FakeLLM",
-    "FakeUpstream",
-    "Options",
-    "PostgresControl",
-    "Proxy",
-    "agents_killed",
-    "agents_processes",
-    "broker_outage",
-    "database_outage",
-    "offset_of",
-    "serving",
-    "squeeze",
-    "upstream_drops",
-    "upstream_orders",
-]

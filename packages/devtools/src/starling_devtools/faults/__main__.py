@@ -13,32 +13,30 @@ import asyncio
 from collections.abc import Sequence
 
 from starling_devtools import harness
-from starling_devtools.faults.agents import agents_killed
+from starling_devtools.faults.agents import agents_killed, agents_processes
 from starling_devtools.faults.broker import broker_outage
 from starling_devtools.faults.common import Options
 from starling_devtools.faults.database import database_outage
-from starling_devtools.faults.processes import agents_processes
 from starling_devtools.faults.upstream import upstream_drops
 
-SCENARIOS = ("database", "agents", "processes", "upstream", "broker")
+SCENARIOS = {
+    "database": database_outage,
+    "agents": agents_killed,
+    "processes": agents_processes,
+    "upstream": upstream_drops,
+    "broker": broker_outage,
+}
 
 
 def run(options: Options) -> int:
     checks: list[harness.Check] = []
     reports = []
-    scenarios = {
-        "database": database_outage,
-        "agents": agents_killed,
-        "processes": agents_processes,
-        "upstream": upstream_drops,
-        "broker": broker_outage,
-    }
     with harness.work_dir("starling-faults-", keep=options.keep) as directory:
         for name in options.only:
             scenario_dir = directory / name
             scenario_dir.mkdir()
             try:
-                found = asyncio.run(scenarios[name](options, scenario_dir))
+                found = asyncio.run(SCENARIOS[name](options, scenario_dir))
             except Exception as exc:  # a scenario that cannot run is a failed check, not a traceback
                 found = [harness.check(f"{name} scenario ran", False, f"{type(exc).__name__}: {exc}")]
             checks += found
@@ -51,7 +49,7 @@ def run(options: Options) -> int:
 def parse_args(argv: Sequence[str] | None) -> Options:
     parser = harness.command_line("faults", __doc__.splitlines()[0], Options)
     parser.add_argument(
-        "--only", action="append", choices=SCENARIOS, help="this scenario (repeatable; default all)"
+        "--only", action="append", choices=list(SCENARIOS), help="this scenario (repeatable; default all)"
     )
     args = vars(parser.parse_args(argv))
     return Options(**args | {"only": tuple(args["only"] or SCENARIOS)})

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,11 @@ from starling_core.events import Outbox, Relay
 from starling_core.events.kafka import KafkaBroker, KafkaOptions
 from starling_core.events.topics import ORDER_PLACED, OrderPlaced
 from starling_devtools import harness
-from starling_devtools.faults.common import CLIENT_TIMEOUT, REPORT_SCOPES, Options
-from starling_devtools.faults.upstream import ranked, stored, upstream_orders
+from starling_devtools.faults.common import CLIENT_TIMEOUT, REPORT_SCOPES, Options, squeeze
+from starling_devtools.faults.upstream import units_check, upstream_orders
 from starling_devtools.harness import bearer, logs
 from starling_devtools.seed import units
+from starling_devtools.soak.verification import stored_orders, top_products
 from starling_servers import kafka
 
 POSTED_TOO = 5  # every fifth order also reaches reporting by POST /api/v1/orders
@@ -173,7 +173,7 @@ async def broker_outage(options: Options, directory: Path) -> list[harness.Check
                     asyncio.create_task(_write(shop, feed, client, service, token, posted))
                     for _ in range(options.writers)
                 ]
-                await harness.wait_for(_placed_at_least(shop, len(orders) // 3), within=60)
+                await harness.wait_for(lambda: len(shop.placed) >= len(orders) // 3, within=60)
                 stopped_at = len(shop.placed)
                 await proxy.cut()
                 handled_at_cut = (await _group(client, service)).get("handled", 0)
@@ -186,26 +186,22 @@ async def broker_outage(options: Options, directory: Path) -> list[harness.Check
                 restarted = time.monotonic()
                 await asyncio.gather(*writers)
                 complete = await harness.wait_for(
-                    _handled(client, service, len(orders)), within=120, interval=0.2
+                    lambda: _handled_all(client, service, len(orders)), within=120, interval=0.2
                 )
                 took = time.monotonic() - restarted
-                await harness.wait_for(_settled(client, service, shop), within=30, interval=0.2)
+                await harness.wait_for(lambda: _settled(client, service, shop), within=30, interval=0.2)
                 watch.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watch
                 left = await shop.pending()
                 reconnected = proxy.connections - connections
-                health = (await client.get(f"{service}/health")).json()["details"]["events"]
-                ranking = await client.get(
-                    f"{service}/top-products", params={"count": 100}, headers=bearer(token)
-                )
+                group = await _group(client, service)
+                api_units = await top_products(client, service, token)
         finally:
             await asyncio.to_thread(run.__exit__, None, None, None)
             await proxy.cut()
 
-    stored_ids, stored_units = await stored(url)
-    expected_units, api_units = units(orders), ranked(ranking)
-    group = health["consumers"].get("reporting", {})
+    stored_ids, stored_units = await stored_orders(url)
     published = set(shop.placed)
     return [
         harness.check(
@@ -214,9 +210,9 @@ async def broker_outage(options: Options, directory: Path) -> list[harness.Check
             f"cut after {stopped_at} of {len(orders)} orders; in the {options.outage:.0f} s outage "
             f"{during} more were written, {waiting} waited in the outbox and reporting handled "
             f"{handled_in_outage} it had fetched before the cut; {reconnected} connections made again "
-            f"once it was back (the shop's relay "
-            f"{' -> '.join(_squeeze(shop.states))}, reporting's consumer "
-            f"{' -> '.join(_squeeze(consumer_states))}: the clients reconnect by themselves)",
+            f"once it was back (the shop's relay {' -> '.join(squeeze(shop.states)) or '(no sample)'}, "
+            f"reporting's consumer {' -> '.join(squeeze(consumer_states)) or '(no sample)'}: "
+            "the clients reconnect by themselves)",
         ),
         harness.check(
             "every order published to orders is stored once: none lost, none doubled",
@@ -224,12 +220,7 @@ async def broker_outage(options: Options, directory: Path) -> list[harness.Check
             f"{len(stored_ids)} stored of {len(published)} published ({sum(posted)} also posted over HTTP), "
             f"all handled {took:.1f} s after the broker came back; outbox left unsent: {left}",
         ),
-        harness.check(
-            "units per product: database = /top-products = what was published",
-            stored_units == expected_units == api_units,
-            f"{sum(expected_units.values())} units over {len(expected_units)} products published, "
-            f"{sum(stored_units.values())} stored, {sum(api_units.values())} in /top-products",
-        ),
+        units_check("published", units(orders), stored_units, api_units),
         harness.check(
             "each event handled once, every copy skipped",
             group.get("handled") == len(orders) and group.get("dead_lettered") == 0,
@@ -262,7 +253,7 @@ async def _write(
 
 async def _watch(client: httpx.AsyncClient, base_url: str, shop: Shop, consumer: list[str]) -> None:
     """Sample the shop's relay and reporting's consumer group until cancelled."""
-    for _ in itertools.count():
+    while True:
         shop.states.append(shop.relay.status.state)
         state = (await _group(client, base_url)).get("state")
         if state is not None:
@@ -270,14 +261,8 @@ async def _watch(client: httpx.AsyncClient, base_url: str, shop: Shop, consumer:
         await asyncio.sleep(0.1)
 
 
-def _placed_at_least(shop: Shop, count: int) -> Callable[[], Awaitable[bool]]:
-    async def enough() -> bool:
-        return len(shop.placed) >= count
-
-    return enough
-
-
 async def _group(client: httpx.AsyncClient, base_url: str) -> dict[str, Any]:
+    """Reporting's consumer group as its `/health` reports it; nothing while it does not answer."""
     try:
         events = (await client.get(f"{base_url}/health")).json()["details"]["events"]
         group: dict[str, Any] = events["consumers"]["reporting"]
@@ -286,21 +271,10 @@ async def _group(client: httpx.AsyncClient, base_url: str) -> dict[str, Any]:
     return group
 
 
-def _handled(client: httpx.AsyncClient, base_url: str, count: int) -> Callable[[], Awaitable[bool]]:
-    async def done() -> bool:
-        return int((await _group(client, base_url)).get("handled", 0)) >= count
-
-    return done
+async def _handled_all(client: httpx.AsyncClient, base_url: str, count: int) -> bool:
+    return int((await _group(client, base_url)).get("handled", 0)) >= count
 
 
-def _settled(client: httpx.AsyncClient, base_url: str, shop: Shop) -> Callable[[], Awaitable[bool]]:
+async def _settled(client: httpx.AsyncClient, base_url: str, shop: Shop) -> bool:
     """The shop's outbox sent and reporting's group with nothing left to fetch."""
-
-    async def quiet() -> bool:
-        return await shop.pending() == 0 and (await _group(client, base_url)).get("lag") == 0
-
-    return quiet
-
-
-def _squeeze(states: Sequence[str]) -> list[str]:
-    return [state for state, _ in itertools.groupby(states)] or ["(no sample)"]
+    return await shop.pending() == 0 and (await _group(client, base_url)).get("lag") == 0

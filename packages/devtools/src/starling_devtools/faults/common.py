@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from starling_devtools.harness import ROOT, option, query
 
 CLIENT_TIMEOUT = 5.0  # seconds: an answer later than this counts as a hang
 RUN_SCOPES = ("agent:run", "agent:read", "agent:admin")
 REPORT_SCOPES = ("reports:read", "reports:write")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -29,3 +33,8 @@ async def no_unfinished_runs(url: str) -> bool:
     """True once the agents database at `url` holds no queued or running run."""
     rows = await query(url, "SELECT count(*) FROM runs WHERE status IN ('queued', 'running')")
     return bool(rows[0][0] == 0)
+
+
+def squeeze(values: Iterable[T]) -> list[T]:
+    """Consecutive repeats folded into one: [200, 200, 503, 200] -> [200, 503, 200]."""
+    return [value for value, _ in itertools.groupby(values)]

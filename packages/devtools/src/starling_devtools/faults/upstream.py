@@ -10,9 +10,8 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,6 +22,8 @@ from starling_devtools import harness
 from starling_devtools.faults.common import CLIENT_TIMEOUT, REPORT_SCOPES, Options
 from starling_devtools.harness import logs
 from starling_devtools.seed import units
+from starling_devtools.soak.callers import make_order
+from starling_devtools.soak.verification import stored_orders, top_products
 
 
 @dataclass
@@ -91,42 +92,8 @@ def offset_of(cursor: str | None) -> int:
 
 
 def upstream_orders(first: int, count: int, rng: random.Random) -> list[dict[str, Any]]:
-    created = datetime(2026, 3, 1, tzinfo=UTC)
-    orders = []
-    for number in range(first, first + count):
-        items = [
-            {
-                "product_id": f"u-{product:02d}",
-                "title": f"Upstream {product:02d}",
-                "quantity": rng.randint(1, 9),
-                "unit_price": "1.25",
-            }
-            for product in rng.sample(range(40), rng.randint(1, 3))
-        ]
-        orders.append(
-            {
-                "order_id": f"up-{number:05d}",
-                "created_at": (created + timedelta(minutes=number)).isoformat(),
-                "items": items,
-            }
-        )
-    return orders
-
-
-async def stored(url: str) -> tuple[set[str], dict[str, int]]:
-    """The order ids, and the units per product, that reporting's database at `url` holds."""
-    ids = {row[0] for row in await harness.query(url, "SELECT order_id FROM orders")}
-    sql = "SELECT product_id, SUM(quantity) FROM order_items GROUP BY product_id"
-    return ids, {row[0]: int(row[1]) for row in await harness.query(url, sql)}
-
-
-def ranked(response: httpx.Response) -> dict[str, int]:
-    """Units per product by `/top-products`; nothing when it did not answer 200."""
-    return (
-        {row["product_id"]: row["cnt_bought"] for row in response.json()}
-        if response.status_code == 200
-        else {}
-    )
+    """Orders `up-<first>` on, as the soak makes them: reproducible from `rng`."""
+    return [make_order(rng, f"up-{number:05d}") for number in range(first, first + count)]
 
 
 @contextlib.asynccontextmanager
@@ -161,37 +128,26 @@ async def upstream_drops(options: Options, directory: Path) -> list[harness.Chec
     rng = random.Random(11)  # noqa: S311 - reproducible orders, not a secret
     page_size = 64
     upstream = FakeUpstream(upstream_orders(0, options.orders, rng))
-    async with serving(upstream, 0) as upstream_url:
-        settings = {
-            "reporting": {
-                "STARLING_REPORTING_UPSTREAM_URL": upstream_url,
-                "STARLING_REPORTING_UPSTREAM_PAGE_SIZE": str(page_size),
-                "STARLING_REPORTING_EXTRACTION_INTERVAL": "0.2",
-            }
-        }
-        run = harness.run(directory, root=options.root, names=["reporting"], settings=settings)
-        # started in a thread: the upstream answers from this loop meanwhile
-        stack = await asyncio.to_thread(run.__enter__)
-        try:
+    settings = {
+        "STARLING_REPORTING_UPSTREAM_PAGE_SIZE": str(page_size),
+        "STARLING_REPORTING_EXTRACTION_INTERVAL": "0.2",
+    }
+    # the upstream answers from a thread of its own while the services start and run
+    with serving_in_thread(upstream) as upstream_url:
+        settings["STARLING_REPORTING_UPSTREAM_URL"] = upstream_url
+        run = harness.run(directory, root=options.root, names=["reporting"], settings={"reporting": settings})
+        with run as stack:
             url = stack.databases.urls["reporting"]
             first = await _wait_extracted(url, upstream)
-            appended = upstream_orders(options.orders, 150, rng)
-            upstream.orders.extend(appended)  # fills the last page and adds new ones
+            upstream.orders.extend(upstream_orders(options.orders, 150, rng))  # the last page and new ones
             second = await _wait_extracted(url, upstream)
             token = stack.environment.mint("faults-reports", REPORT_SCOPES)
             async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
-                ranking = await client.get(
-                    f"{stack.urls['reporting']}/top-products",
-                    params={"count": 100},
-                    headers=harness.bearer(token),
-                )
-        finally:
-            await asyncio.to_thread(run.__exit__, None, None, None)
-    stored_ids, stored_units = await stored(url)
+                api_units = await top_products(client, stack.urls["reporting"], token)
+    stored_ids, stored_units = await stored_orders(url)
     checkpoint = (await harness.query(url, "SELECT cursor FROM extraction_checkpoints"))[0][0]
     expected_ids = {o["order_id"] for o in upstream.orders}
     expected_units = units(upstream.orders)
-    api_units = ranked(ranking)
     offsets = [offset for offset, _ in upstream.requests]
     backwards = sum(later < earlier for earlier, later in itertools.pairwise(offsets))
     fates = Counter(fate for _, fate in upstream.requests)
@@ -214,12 +170,7 @@ async def upstream_drops(options: Options, directory: Path) -> list[harness.Chec
             f"{len(stored_ids)} stored of {len(expected_ids)} ({options.orders} + 150 appended); "
             f"missing {len(expected_ids - stored_ids)}, extra {len(stored_ids - expected_ids)}",
         ),
-        harness.check(
-            "units per product: database = /top-products = upstream",
-            stored_units == expected_units == api_units,
-            f"{sum(expected_units.values())} units over {len(expected_units)} products upstream, "
-            f"{sum(stored_units.values())} stored, {sum(api_units.values())} in /top-products",
-        ),
+        units_check("upstream", expected_units, stored_units, api_units),
         harness.check(
             "the checkpoint advanced to the last page",
             checkpoint == last_page,
@@ -227,6 +178,18 @@ async def upstream_drops(options: Options, directory: Path) -> list[harness.Chec
         ),
         logs.tracebacks_check(stack.logs),
     ]
+
+
+def units_check(
+    source: str, expected: Mapping[str, int], stored: Mapping[str, int], api: Mapping[str, int]
+) -> harness.Check:
+    """Units per product as `source` has them, as reporting's database has them, and in /top-products."""
+    return harness.check(
+        f"units per product: database = /top-products = {source}",
+        stored == expected == api,
+        f"{sum(expected.values())} units over {len(expected)} products ({source}), "
+        f"{sum(stored.values())} stored, {sum(api.values())} in /top-products",
+    )
 
 
 async def _wait_extracted(url: str, upstream: FakeUpstream) -> float:

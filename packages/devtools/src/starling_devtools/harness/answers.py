@@ -22,6 +22,15 @@ def percentile(values: Sequence[float], fraction: float) -> float:
     return ordered[min(rank, len(ordered)) - 1]
 
 
+def retry_later(response: httpx.Response) -> bool:
+    """A 503 as the spec has it: a JSON `detail` saying why, and a Retry-After in whole seconds."""
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        return False
+    return isinstance(detail, str) and bool(detail) and response.headers.get("retry-after", "").isdigit()
+
+
 @dataclass
 class Recorder:
     """Every answer by label (an operation such as "users.register"): statuses, latencies, failures."""
@@ -32,6 +41,9 @@ class Recorder:
     # The first few answers nobody expected, kept whole enough to say what went wrong.
     samples: list[str] = field(default_factory=list)
     max_samples: int = 10
+    # The first few 503s without what the spec promises a client that is to try again: a JSON
+    # `detail` and a Retry-After in whole seconds.
+    bad_503: list[str] = field(default_factory=list)
 
     async def request(
         self, client: httpx.AsyncClient, label: str, method: str, url: str, **kwargs: Any
@@ -49,6 +61,8 @@ class Recorder:
         self.statuses[(label, response.status_code)] += 1
         if response.status_code >= 500:
             self.sample(f"{label}: {response.status_code} {response.text[:200]}")
+        if response.status_code == 503 and not retry_later(response) and len(self.bad_503) < 5:
+            self.bad_503.append(f"{label}: {response.headers} {response.text[:100]}")
         return response
 
     def sample(self, text: str) -> None:

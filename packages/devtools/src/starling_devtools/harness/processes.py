@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import subprocess
@@ -149,15 +150,20 @@ def kill(item: Running) -> None:
 
 
 async def wait_for(
-    condition: Callable[[], Awaitable[bool]], *, within: float, interval: float = 0.05
+    condition: Callable[[], bool | Awaitable[bool]], *, within: float, interval: float = 0.05
 ) -> bool:
-    """Poll `condition` until it holds (True) or `within` seconds pass (False)."""
+    """Poll `condition` (a plain or an async predicate) until it holds (True) or `within` seconds pass
+    (False)."""
     deadline = time.monotonic() + within
-    while not await condition():
+    while not await _holds(condition()):
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(interval)
     return True
+
+
+async def _holds(answer: bool | Awaitable[bool]) -> bool:
+    return await answer if inspect.isawaitable(answer) else answer
 
 
 class StopSignals:

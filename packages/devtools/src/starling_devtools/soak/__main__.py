@@ -20,12 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from starling_devtools import harness
 from starling_devtools.harness import logs
 from starling_devtools.soak import verification
-from starling_devtools.soak.callers import KNOWN, PASSWORD, Callers
+from starling_devtools.soak.callers import KNOWN, PASSWORD, Callers, callers_for
 from starling_devtools.soak.memory import MemoryBound, MemorySampler
 from starling_devtools.soak.revocation import Revocations
 
@@ -64,34 +62,13 @@ class Outcome:
     elapsed: float = 0.0
 
 
-def admin_session(stack: harness.Stack) -> tuple[str, str, set[str]]:
-    """The administrator's token and id (a real login when the users service runs), and its secrets."""
-    admin = stack.environment.admin or harness.Admin()
-    if "users" not in stack.urls:
-        return stack.environment.mint("soak-admin", []), "soak-admin", {admin.password}
-    with httpx.Client(timeout=30.0) as client:
-        answer = harness.login(client, stack.urls["users"], admin.email, admin.password)
-        me = client.get(f"{stack.urls['users']}/users/me", headers=harness.bearer(answer["access_token"]))
-    return (
-        answer["access_token"],
-        me.raise_for_status().json()["id"],
-        harness.issued(answer) | {admin.password},
-    )
-
-
 async def drive(options: Options, stack: harness.Stack) -> Outcome:
     """The load, the revocations in it, then the wait for background runs; memory marked on the way."""
     urls = stack.urls
-    token, admin_id, secrets = admin_session(stack)
-    unknown = {name: url for name, url in urls.items() if not (urls.keys() >= KNOWN and name in KNOWN)}
-    with httpx.Client(timeout=30.0) as sync_client:
-        ops = harness.operations(
-            sync_client, unknown, lambda scopes: stack.environment.mint(admin_id, list(scopes))
-        )
     sampler = MemorySampler(dict(stack.running))
     async with harness.http_client(connections=options.callers * 3 + 16, seconds=30.0) as client:
-        callers = Callers(client, urls, token, generic=ops)
-        callers.secrets |= secrets
+        callers = callers_for(stack, client)
+        token = callers.admin_token
         revocations = (
             Revocations(client, urls, token, PASSWORD, secrets=callers.secrets) if "users" in urls else None
         )
@@ -117,13 +94,12 @@ async def drive(options: Options, stack: harness.Stack) -> Outcome:
         sampler.mark("end")
         outcome = Outcome(callers, sampler, revocations, elapsed=time.monotonic() - started)
         if urls.keys() >= KNOWN:
-            agents, reporting = urls["agents"], urls["reporting"]
-
-            async def drained() -> bool:
-                return await verification.unfinished_runs(client, agents, token) == 0
-
-            outcome.drained = await harness.wait_for(drained, within=options.drain_timeout, interval=0.25)
-            outcome.top = await verification.top_products(client, reporting, token)
+            outcome.drained = await harness.wait_for(
+                lambda: verification.runs_drained(client, urls["agents"], token),
+                within=options.drain_timeout,
+                interval=0.25,
+            )
+            outcome.top = await verification.top_products(client, urls["reporting"], token)
         if revocations is not None:
             last = max(victim.revoked_at for victim in revocations.victims)
             await asyncio.sleep(max(0.0, last + options.revocation_bound + 1.0 - time.time()))

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from starling_devtools.harness import Operation, Recorder, bearer, issued
+from starling_devtools.harness import Admin, Operation, Recorder, Stack, bearer, issued, login, operations
 from starling_devtools.soak.ledger import Ledger
 
 KNOWN = {"users", "agents", "reporting"}
@@ -86,6 +86,12 @@ class Callers:
     generic: list[Operation] = field(default_factory=list)
     # every token the services issued and every password sent: none may appear in their logs
     secrets: set[str] = field(default_factory=lambda: {PASSWORD})
+    text: Callable[[random.Random], str] = make_text  # what an agent run is asked to read
+
+    @property
+    def writing(self) -> bool:
+        """Whether the load writes: users, agents and reporting, which it knows, all run."""
+        return self.urls.keys() >= KNOWN
 
     def next_id(self, caller: int, kind: str) -> str:
         # Unique across callers and runs of the same callers: caller index plus its own counter.
@@ -145,7 +151,7 @@ class Callers:
             return
         body = {
             "agent_id": rng.choice(("summarizer", "classifier")),
-            "input_text": make_text(rng),
+            "input_text": self.text(rng),
             "background": background,
         }
         label = "agents.run_background" if background else "agents.run"
@@ -216,7 +222,7 @@ class Callers:
         rng = random.Random(seed * 1_000_003 + index)  # noqa: S311 - a reproducible load, not a secret
         actions: dict[str, Callable[[int, random.Random], Coroutine[Any, Any, None]]] = {}
         weights = {}
-        if self.urls.keys() >= KNOWN:
+        if self.writing:
             actions = {name: getattr(self, name) for name in WEIGHTS}
             weights = dict(WEIGHTS)
             await self.login(index, rng)
@@ -232,3 +238,28 @@ class Callers:
         await self.recorder.request(
             self.client, operation.label, "GET", operation.url, headers=operation.headers
         )
+
+
+def admin_session(stack: Stack) -> tuple[str, str, set[str]]:
+    """The administrator's token and id (a real login when the users service runs), and its secrets."""
+    admin = stack.environment.admin or Admin()
+    if "users" not in stack.urls:
+        return stack.environment.mint("soak-admin", []), "soak-admin", {admin.password}
+    with httpx.Client(timeout=30.0) as client:
+        answer = login(client, stack.urls["users"], admin.email, admin.password)
+        me = client.get(f"{stack.urls['users']}/users/me", headers=bearer(answer["access_token"]))
+    return answer["access_token"], me.raise_for_status().json()["id"], issued(answer) | {admin.password}
+
+
+def callers_for(stack: Stack, client: httpx.AsyncClient, *, health: bool = True) -> Callers:
+    """Callers on every service of `stack`, as its administrator: their own load on users, agents and
+    reporting, the generic one (`/health` too unless `health` is False) on every other service."""
+    token, admin_id, secrets = admin_session(stack)
+    urls = stack.urls
+    unknown = {name: url for name, url in urls.items() if not (urls.keys() >= KNOWN and name in KNOWN)}
+    with httpx.Client(timeout=30.0) as sync_client:
+        ops = operations(sync_client, unknown, lambda scopes: stack.environment.mint(admin_id, list(scopes)))
+    generic = [op for op in ops if health or not op.label.endswith(".health")]
+    callers = Callers(client, urls, token, generic=generic)
+    callers.secrets |= secrets
+    return callers

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import httpx
 
@@ -53,78 +54,83 @@ def answers(recorder: Recorder, ledger: Ledger) -> list[Check]:
     ]
 
 
-async def unfinished_runs(client: httpx.AsyncClient, agents: str, token: str) -> int:
-    """Runs still queued or running, as the agents service reports them to an administrator."""
-    total = 0
+async def runs_drained(client: httpx.AsyncClient, agents: str, token: str) -> bool:
+    """No run queued or running, as the agents service reports them to an administrator."""
     for status in ("queued", "running"):
-        params = {"status": status, "limit": 200}
+        params = {"status": status, "limit": 1}
         response = await client.get(f"{agents}/api/v1/agents/runs", params=params, headers=bearer(token))
-        total += len(response.raise_for_status().json()["items"])
-    return total
+        if response.raise_for_status().json()["items"]:
+            return False
+    return True
 
 
 async def top_products(client: httpx.AsyncClient, reporting: str, token: str) -> dict[str, int]:
+    """Units per product by reporting's `/top-products`."""
     response = await client.get(f"{reporting}/top-products", params={"count": 100}, headers=bearer(token))
     return {row["product_id"]: int(row["cnt_bought"]) for row in response.raise_for_status().json()}
 
 
-async def stored(ledger: Ledger, urls: Mapping[str, str], admin: str, top: Mapping[str, int]) -> list[Check]:
-    """The ledger against the databases, read directly after the services stopped."""
-    checks = []
+async def stored_orders(url: str) -> tuple[set[str], dict[str, int]]:
+    """The order ids, and the units per product, that reporting's database at `url` holds."""
+    ids = {row[0] for row in await query(url, "SELECT order_id FROM orders")}
+    sql = "SELECT product_id, SUM(quantity) FROM order_items GROUP BY product_id"
+    return ids, {row[0]: int(row[1]) for row in await query(url, sql)}
 
-    emails = {row[0] for row in await query(urls["users"], "SELECT email_normalized FROM users")}
+
+@dataclass(frozen=True)
+class Stored:
+    """What the databases of users, agents and reporting hold, read directly (not through the services)."""
+
+    emails: set[str]
+    runs: dict[str, str]  # run id -> status
+    orders: set[str]
+    units: dict[str, int]  # units per product
+
+    @classmethod
+    async def read(cls, urls: Mapping[str, str]) -> Stored:
+        emails = {row[0] for row in await query(urls["users"], "SELECT email_normalized FROM users")}
+        runs = {row[0]: row[1] for row in await query(urls["agents"], "SELECT run_id, status FROM runs")}
+        return cls(emails, runs, *await stored_orders(urls["reporting"]))
+
+
+async def stored(ledger: Ledger, urls: Mapping[str, str], admin: str, top: Mapping[str, int]) -> list[Check]:
+    """The ledger against the databases, read directly after the services stopped: each accepted write
+    there exactly once, and nothing else."""
+    held = await Stored.read(urls)
     expected_emails = ledger.users | {admin}
-    checks.append(
+    statuses = Counter(held.runs.values())
+    changed = [rid for rid, status in ledger.sync_runs.items() if held.runs.get(rid) != status]
+    accepted_ids = set(ledger.orders)
+    unexplained = held.orders - accepted_ids - ledger.uncertain_orders
+    expected_units = dict(ledger.units_by_product())
+    return [
         check(
             "users stored exactly once",
-            emails == expected_emails,
+            held.emails == expected_emails,
             f"{len(ledger.registered)} registrations answered 201, {len(ledger.deleted)} deleted (+1 admin), "
-            f"{len(emails)} rows; "
-            f"missing {len(expected_emails - emails)}, unexpected {len(emails - expected_emails)}",
-        )
-    )
-
-    rows = await query(urls["agents"], "SELECT run_id, status FROM runs")
-    stored_runs: dict[str, str] = {row[0]: row[1] for row in rows}
-    statuses = Counter(stored_runs.values())
-    changed = [rid for rid, status in ledger.sync_runs.items() if stored_runs.get(rid) != status]
-    checks.append(
+            f"{len(held.emails)} rows; missing {len(expected_emails - held.emails)}, "
+            f"unexpected {len(held.emails - expected_emails)}",
+        ),
         check(
             "runs stored exactly once, all finished",
-            set(stored_runs) == ledger.runs
-            and len(rows) == len(ledger.runs)
+            held.runs.keys() == ledger.runs
             and statuses.get("queued", 0) + statuses.get("running", 0) == 0
             and not changed,
             f"{len(ledger.sync_runs)} sync (200) + {len(ledger.background_runs)} background (202) accepted, "
-            f"{len(rows)} rows {dict(statuses)}; missing {len(ledger.runs - set(stored_runs))}, "
-            f"unexpected {len(set(stored_runs) - ledger.runs)}, sync status changed {len(changed)}",
-        )
-    )
-
-    order_ids = {row[0] for row in await query(urls["reporting"], "SELECT order_id FROM orders")}
-    accepted_ids = set(ledger.orders)
-    unexplained = order_ids - accepted_ids - ledger.uncertain_orders
-    checks.append(
+            f"{len(held.runs)} rows {dict(statuses)}; missing {len(ledger.runs - held.runs.keys())}, "
+            f"unexpected {len(held.runs.keys() - ledger.runs)}, sync status changed {len(changed)}",
+        ),
         check(
             "orders stored exactly once",
-            accepted_ids <= order_ids and not unexplained and ledger.accepted == len(accepted_ids),
+            accepted_ids <= held.orders and not unexplained and ledger.accepted == len(accepted_ids),
             f"{sum(ledger.batches.values())} batches {dict(ledger.batches)}; accepted {ledger.accepted}, "
-            f"duplicates {ledger.duplicates} ({ledger.replayed} replayed orders); {len(order_ids)} rows; "
-            f"missing {len(accepted_ids - order_ids)}, unexplained {len(unexplained)}",
-        )
-    )
-    item_rows = await query(
-        urls["reporting"], "SELECT product_id, SUM(quantity) FROM order_items GROUP BY product_id"
-    )
-    stored_units = {product_id: int(total) for product_id, total in item_rows}
-    expected_units = dict(ledger.units_by_product())
-    checks.append(
+            f"duplicates {ledger.duplicates} ({ledger.replayed} replayed orders); {len(held.orders)} rows; "
+            f"missing {len(accepted_ids - held.orders)}, unexplained {len(unexplained)}",
+        ),
         check(
             "units per product: database = ledger = /top-products",
-            stored_units == expected_units == top,
+            held.units == expected_units == top,
             f"{sum(expected_units.values())} units over {len(expected_units)} products in the ledger, "
-            f"{sum(stored_units.values())} in the database, "
-            f"{sum(top.values())} in /top-products",
-        )
-    )
-    return checks
+            f"{sum(held.units.values())} in the database, {sum(top.values())} in /top-products",
+        ),
+    ]
