@@ -34,26 +34,32 @@ def packages(root: Path, member: workspace.Member) -> dict[str, Path]:
     return {path.parent.name: path.parent for path in sorted(source.glob("*/__init__.py"))}
 
 
+def forbidden(key: str, name: str, sources: list[str], modules: list[str], *extra: str) -> list[str]:
+    """One import-linter `forbidden` contract: `sources` import none of `modules`."""
+    return [
+        f"[importlinter:contract:{key}]",
+        f"name = {name}",
+        "type = forbidden",
+        "source_modules =",
+        *(f"    {source}" for source in sources),
+        "forbidden_modules =",
+        *(f"    {module}" for module in modules),
+        *extra,
+        "",
+    ]
+
+
 def contracts(root: Path, members: Mapping[str, workspace.Member]) -> str:
     """The import-linter configuration (INI) for the workspace at `root`."""
     found = {member.name: packages(root, member) for member in members.values()}
     services = [name for member in members.values() if member.is_service for name in found[member.name]]
     shared = [name for member in members.values() if not member.is_service for name in found[member.name]]
     folders = {name: folder for by_name in found.values() for name, folder in by_name.items()}
-    every = shared + services
-    lines = ["[importlinter]", "root_packages =", *(f"    {name}" for name in every)]
+    lines = ["[importlinter]", "root_packages =", *(f"    {name}" for name in shared + services)]
     lines += ["include_external_packages = True", ""]
     if services:
-        lines += [
-            "[importlinter:contract:shared-code-imports-no-service]",
-            "name = core, the kit and the tools import no service",
-            "type = forbidden",
-            "source_modules =",
-            *(f"    {name}" for name in shared),
-            "forbidden_modules =",
-            *(f"    {name}" for name in services),
-            "",
-        ]
+        name = "core, the kit and the tools import no service"
+        lines += forbidden("shared-code-imports-no-service", name, shared, services)
     if len(services) > 1:
         lines += [
             "[importlinter:contract:services-are-independent]",
@@ -63,18 +69,10 @@ def contracts(root: Path, members: Mapping[str, workspace.Member]) -> str:
             *(f"    {name}" for name in services),
             "",
         ]
-    for name, forbidden in STANDALONE.items():
-        if name in folders:
-            lines += [
-                f"[importlinter:contract:{name}-stands-alone]",
-                f"name = {name} imports neither pytest nor the kit nor core (the tools install it alone)",
-                "type = forbidden",
-                "source_modules =",
-                f"    {name}",
-                "forbidden_modules =",
-                *(f"    {module}" for module in forbidden),
-                "",
-            ]
+    for package, modules in STANDALONE.items():
+        if package in folders:
+            name = f"{package} imports neither pytest nor the kit nor core (the tools install it alone)"
+            lines += forbidden(f"{package}-stands-alone", name, [package], list(modules))
     layered = [
         f"{name}.{module}"
         for name in services
@@ -82,18 +80,10 @@ def contracts(root: Path, members: Mapping[str, workspace.Member]) -> str:
         if (folders[name] / f"{module}.py").is_file()
     ]
     if layered:
-        lines += [
-            "[importlinter:contract:only-repositories-build-sql]",
-            "name = routes and services import nothing from SQLAlchemy (repository.py builds the SQL)",
-            "type = forbidden",
-            "source_modules =",
-            *(f"    {name}" for name in layered),
-            "forbidden_modules =",
-            "    sqlalchemy",
-            # through models.py a service reaches SQLAlchemy's ORM, which is what models are for
-            "allow_indirect_imports = True",
-            "",
-        ]
+        name = "routes and services import nothing from SQLAlchemy (repository.py builds the SQL)"
+        # through models.py a service reaches SQLAlchemy's ORM, which is what models are for
+        allow = "allow_indirect_imports = True"
+        lines += forbidden("only-repositories-build-sql", name, layered, ["sqlalchemy"], allow)
     return "\n".join(lines)
 
 

@@ -31,10 +31,6 @@ class Discovered:
     def offset(self) -> int:
         return self.port - DEVELOPMENT_BASE
 
-    @property
-    def app(self) -> str:
-        return f"starling_{self.name}.main:app"
-
 
 def declared_port(root: Path, member: workspace.Member) -> int | None:
     config = tomllib.loads((root / member.path / "pyproject.toml").read_text())

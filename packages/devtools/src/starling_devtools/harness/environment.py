@@ -43,7 +43,7 @@ class Environment:
     urls: Mapping[str, str]
     secret: str | None = None  # None: the services' development default
     bootstrap: str | None = None
-    admin: Admin | None = field(default_factory=Admin)
+    admin: Admin = field(default_factory=Admin)
     tool: bool = True  # a tool's run rather than the developer loop
 
     def env(self, name: str, database_url: str | None = None) -> dict[str, str]:
@@ -58,7 +58,7 @@ class Environment:
             env["STARLING_KAFKA_BOOTSTRAP_SERVERS"] = self.bootstrap
         if self.tool:
             env |= {"STARLING_RATE_LIMIT": UNLIMITED_RATE, **(FAST_GROUPS if self.bootstrap else {})}
-        if name == "users" and self.admin is not None:
+        if name == "users":
             env |= {f"{prefix}ADMIN_EMAIL": self.admin.email, f"{prefix}ADMIN_PASSWORD": self.admin.password}
         if name == "users" and self.tool:
             env |= FAST_PASSWORDS

@@ -23,7 +23,7 @@ from pathlib import Path
 from starling_devtools import harness
 from starling_devtools.harness import logs
 from starling_devtools.soak import verification
-from starling_devtools.soak.callers import KNOWN, PASSWORD, Callers, callers_for
+from starling_devtools.soak.callers import PASSWORD, Callers, callers_for
 from starling_devtools.soak.memory import MemoryBound, MemorySampler
 from starling_devtools.soak.revocation import Revocations
 
@@ -93,7 +93,7 @@ async def drive(options: Options, stack: harness.Stack) -> Outcome:
         await asyncio.gather(*tasks)
         sampler.mark("end")
         outcome = Outcome(callers, sampler, revocations, elapsed=time.monotonic() - started)
-        if urls.keys() >= KNOWN:
+        if callers.writing:
             outcome.drained = await harness.wait_for(
                 lambda: verification.runs_drained(client, urls["agents"], token),
                 within=options.drain_timeout,
@@ -115,17 +115,13 @@ def run(options: Options) -> int:
     with harness.work_dir("starling-soak-", keep=options.keep) as directory:
         with harness.run(directory, root=options.root, db=options.db, broker=True) as stack:
             outcome = asyncio.run(drive(options, stack))
-            known = stack.urls.keys() >= KNOWN
             stack.stop()  # the databases are read with the services gone, a PostgreSQL cluster still up
-            admin = (stack.environment.admin or harness.Admin()).email
-            ledger = outcome.callers.ledger
-            stored = (
-                asyncio.run(verification.stored(ledger, stack.databases.urls, admin, outcome.top))
-                if known
-                else []
-            )
+            ledger, admin = outcome.callers.ledger, stack.environment.admin.email
+            stored = []
+            if outcome.callers.writing:
+                stored = asyncio.run(verification.stored(ledger, stack.databases.urls, admin, outcome.top))
         checks = verification.answers(outcome.callers.recorder, ledger)
-        if known:
+        if outcome.callers.writing:
             checks.append(
                 harness.check(
                     "background runs all finished",

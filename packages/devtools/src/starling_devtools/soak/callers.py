@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
-from starling_devtools.harness import Admin, Operation, Recorder, Stack, bearer, issued, login, operations
+from starling_devtools.harness import Operation, Recorder, Stack, bearer, issued, login, operations
 from starling_devtools.soak.ledger import Ledger
 
 KNOWN = {"users", "agents", "reporting"}
@@ -242,7 +242,7 @@ class Callers:
 
 def admin_session(stack: Stack) -> tuple[str, str, set[str]]:
     """The administrator's token and id (a real login when the users service runs), and its secrets."""
-    admin = stack.environment.admin or Admin()
+    admin = stack.environment.admin
     if "users" not in stack.urls:
         return stack.environment.mint("soak-admin", []), "soak-admin", {admin.password}
     with httpx.Client(timeout=30.0) as client:
