@@ -106,18 +106,18 @@ class Callers:
             self.client, label, "POST", f"{self.urls[service]}{path}", json=body, headers=headers
         )
 
-    def registered(self, email: str) -> None:
-        self.ledger.registered.add(email)
-        self.emails.append(email)
-
     # each action: one request (two for a caller's first login), booked in the ledger when accepted
 
-    async def register(self, caller: int, rng: random.Random) -> None:
+    async def register(self, caller: int, rng: random.Random) -> str | None:
+        """A new user; its address once the service answered 201."""
         email = f"{self.next_id(caller, 'user')}@soak.example.com"
         body = {"name": f"Soak {caller}", "email": email, "password": PASSWORD}
         response = await self.post("users.register", "users", "/users", None, body)
-        if response is not None and response.status_code == 201:
-            self.registered(email)
+        if response is None or response.status_code != 201:
+            return None
+        self.ledger.registered.add(email)
+        self.emails.append(email)
+        return email
 
     async def register_taken(self, caller: int, rng: random.Random) -> None:
         if not self.emails:
@@ -128,15 +128,9 @@ class Callers:
         await self.post("users.register_taken", "users", "/users", None, body)
 
     async def login(self, caller: int, rng: random.Random) -> None:
-        if caller in self.user_tokens:
-            email = rng.choice(self.emails)
-        else:
-            email = f"{self.next_id(caller, 'user')}@soak.example.com"
-            body = {"name": f"Soak {caller}", "email": email, "password": PASSWORD}
-            created = await self.post("users.register", "users", "/users", None, body)
-            if created is None or created.status_code != 201:
-                return
-            self.registered(email)
+        email = rng.choice(self.emails) if caller in self.user_tokens else await self.register(caller, rng)
+        if email is None:
+            return
         response = await self.post(
             "users.login", "users", "/auth/token", None, {"email": email, "password": PASSWORD}
         )
