@@ -11,7 +11,7 @@ a tool is then what it measures or checks, not how it starts things.
 
 from starling_devtools.harness.answers import Recorder, http_client, percentile
 from starling_devtools.harness.databases import KINDS, Databases, query
-from starling_devtools.harness.discovery import Discovered, discover, free_port
+from starling_devtools.harness.discovery import discover, free_port
 from starling_devtools.harness.environment import Admin, Environment
 from starling_devtools.harness.openapi import Operation, declared_scopes, operations, plain_gets
 from starling_devtools.harness.processes import Running, Service, StopSignals, wait_for
@@ -25,7 +25,6 @@ __all__ = [
     "Admin",
     "Check",
     "Databases",
-    "Discovered",
     "Environment",
     "Operation",
     "Recorder",
