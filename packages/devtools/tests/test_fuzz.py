@@ -17,6 +17,17 @@ def test_the_admin_gets_every_phase_last_and_the_others_a_smaller_share_first() 
     ]
 
 
+def test_only_the_admin_gets_the_coverage_phase_unless_every_phase_is_asked() -> None:
+    short = fuzz.plan(["users"], ["admin", "user", "anonymous"], 15)
+    nightly = fuzz.plan(["users"], ["admin", "user", "anonymous"], 15, every_phase=True)
+    assert [(item.caller, "coverage" in item.phases) for item in short] == [
+        ("user", False),
+        ("anonymous", False),
+        ("admin", True),
+    ]
+    assert all("coverage" in item.phases and "fuzzing" in item.phases for item in nightly)
+
+
 def test_a_small_budget_still_gives_every_caller_a_few_examples() -> None:
     [user] = fuzz.plan(["agents"], ["user"], 1)
     assert user.max_examples == 3
