@@ -21,8 +21,7 @@ import nox
 import yaml
 
 from starling_devtools import affected as affected_packages
-from starling_devtools import check, harness, junit, workspace
-from starling_devtools import services as serving
+from starling_devtools import check, junit, workspace
 
 ROOT = Path(__file__).parent
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
@@ -259,6 +258,10 @@ def serve(session: nox.Session) -> None:
     # the services and what they depend on, nothing else: no pytest, no test kit, no dev tools
     services = [member.distribution for member in MEMBERS.values() if member.is_service]
     sync(session, *[arg for name in services for arg in ("--package", name)])
+    # Here, not at the top: the harness imports SQLAlchemy and httpx, which every other nox process
+    # (twenty in the README's test command) would import for nothing.
+    from starling_devtools import services as serving
+
     try:
         serving.serve(python=str(Path(session.bin) / "python"), root=ROOT, log=session.log)
     except ValueError as error:
@@ -299,6 +302,8 @@ def new(session: nox.Session) -> None:
     if name in MEMBERS or (ROOT / "services" / name).exists():
         where = MEMBERS[name].path if name in MEMBERS else Path("services", name)
         session.error(f"{name!r} exists already: {where}")
+    from starling_devtools import harness  # see serve()
+
     declared = {other: found.port for other, found in harness.discover(ROOT).items()}
     port = args.port or max(declared.values()) + 1
     if taken := [other for other, used in declared.items() if used == port]:
