@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from starling_core.auth import check_scopes
@@ -100,7 +100,9 @@ def operation(
                 return result
             if adapter is None:
                 return Response(status_code=status_code)
-            return JSONResponse(adapter.dump_python(result, mode="json"), status_code=status_code)
+            # JSON bytes straight from pydantic's serialiser: no Python structure built for the
+            # standard library's encoder to walk again.
+            return Response(adapter.dump_json(result), status_code=status_code, media_type="application/json")
 
         setattr(endpoint, OPERATION_ATTR, spec)
         return endpoint

@@ -7,7 +7,7 @@ from typing import Any, TypedDict
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from starling_core.auth import Scopes, current_user
@@ -51,8 +51,8 @@ def _credentials(request: HTTPConnection[Any]) -> Credentials:
     return Credentials.from_claims(current_user(request).claims)
 
 
-def _no_store(answer: BaseModel) -> JSONResponse:
-    return JSONResponse(answer.model_dump(mode="json"), headers=_NO_STORE)
+def _no_store(answer: BaseModel) -> Response:
+    return Response(answer.model_dump_json(), headers=_NO_STORE, media_type="application/json")
 
 
 @operation(body=UserCreate, response=UserOut, status_code=201, errors=[409, 422], tags=["users"])
@@ -111,14 +111,14 @@ async def logout(request: Request[UsersState]) -> None:
 
 
 @operation(response=UserOut, authenticated=True, response_headers=_NO_STORE_DOC, tags=["users"])
-async def me(request: Request[UsersState]) -> JSONResponse:
+async def me(request: Request[UsersState]) -> Response:
     """The caller's own user."""
     user = await request.state["users"].me(_credentials(request))
     return _no_store(UserOut.model_validate(user))
 
 
 @operation(response=UserOut, authenticated=True, errors=[404], response_headers=_NO_STORE_DOC, tags=["users"])
-async def get_user(request: Request[UsersState]) -> JSONResponse:
+async def get_user(request: Request[UsersState]) -> Response:
     """One user: the caller itself, or anyone for an administrator."""
     user = await request.state["users"].get(_credentials(request), request.path_params["user_id"])
     return _no_store(UserOut.model_validate(user))
@@ -132,7 +132,7 @@ async def get_user(request: Request[UsersState]) -> JSONResponse:
     response_headers=_NO_STORE_DOC,
     tags=["users"],
 )
-async def list_users(request: Request[UsersState], query: PageParams) -> JSONResponse:
+async def list_users(request: Request[UsersState], query: PageParams) -> Response:
     """Every user, oldest first, a page at a time: for an administrator."""
     users, next_cursor = await request.state["users"].list_page(
         _credentials(request), limit=query.limit, cursor=query.cursor
