@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +24,12 @@ class AgentRepository(Repository[Agent]):
 
     async def all(self) -> Sequence[Agent]:
         return await self.scalars(select(Agent).order_by(Agent.agent_id))
+
+    async def listing(self) -> Sequence[Row[str, str, str, str]]:
+        """Every agent's id, name, description and kind, by id: rows of the catalogue's columns, so
+        no ORM object (nor its `config` JSON) is built for a list that shows neither."""
+        statement = select(Agent.agent_id, Agent.name, Agent.description, Agent.kind).order_by(Agent.agent_id)
+        return (await self.session.execute(statement)).all()
 
     async def add(self, instance: Agent) -> Agent:
         """Insert the agent; `AgentExists` when its id is taken, the session still usable."""

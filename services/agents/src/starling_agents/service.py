@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from sqlalchemy import Row
+
 from starling_agents import runners
 from starling_agents.errors import AgentExists, AgentNotFound, LLMEndpointRefused, RunFinished, RunNotFound
 from starling_agents.events import RunEvents, done_event, output_event, status_event
@@ -80,9 +82,10 @@ class AgentsService:
         # Where llm agents may send requests and with which key; by default nowhere.
         self.outbound = outbound if outbound is not None else OutboundPolicy(allowed_hosts=())
 
-    async def all(self) -> Sequence[Agent]:
+    async def listing(self) -> Sequence[Row[str, str, str, str]]:
+        """The catalogue: each agent's id, name, description and kind, by id."""
         async with self.stores.reading() as repositories:
-            return await repositories.agents.all()
+            return await repositories.agents.listing()
 
     async def get(self, agent_id: str) -> Agent:
         async with self.stores.reading() as repositories:

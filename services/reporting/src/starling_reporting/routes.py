@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TypedDict
 
+from pydantic import TypeAdapter
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -25,6 +26,11 @@ from starling_reporting.service import AgentUsageService, ExtractOrdersUseCase, 
 REPORTS_READ = "reports:read"
 REPORTS_WRITE = "reports:write"
 SCOPES = Scopes(user=(REPORTS_READ,), admin=(REPORTS_WRITE,))
+
+
+# Each reads the service's rows in one call, where a loop validated them one by one.
+_TOP_PRODUCTS = TypeAdapter(list[TopProductOut])
+_AGENT_USAGE = TypeAdapter(list[AgentUsageOut])
 
 
 class ReportingState(TypedDict):
@@ -62,7 +68,7 @@ async def post_orders(request: Request[ReportingState], body: OrdersIn) -> Inges
 async def get_top_products(request: Request[ReportingState], query: TopProductsQuery) -> list[TopProductOut]:
     """The most bought products by units, ties by title."""
     ranking = await request.state["orders"].top_products(query)
-    return [TopProductOut.model_validate(product, from_attributes=True) for product in ranking]
+    return _TOP_PRODUCTS.validate_python(ranking, from_attributes=True)
 
 
 @operation(response=ExtractionOut, errors=[401, 403, 503], scopes=[REPORTS_WRITE], tags=["orders"])
@@ -84,7 +90,7 @@ async def post_extraction(request: Request[ReportingState]) -> ExtractionOut:
 async def get_agent_usage(request: Request[ReportingState], query: TimeRange) -> list[AgentUsageOut]:
     """Runs and token usage per agent, from the agents service (or what was stored from it)."""
     usage = await request.state["agent_usage"].usage(query)
-    return [AgentUsageOut.model_validate(agent, from_attributes=True) for agent in usage]
+    return _AGENT_USAGE.validate_python(usage, from_attributes=True)
 
 
 routes = [
