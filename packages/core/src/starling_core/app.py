@@ -17,33 +17,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.routing import BaseRoute
 
-from starling_core import docs, health, logs
-from starling_core.accesslog import AccessLog, ObservedRequestsMiddleware
-from starling_core.auth import Scopes, authentication_middleware
-from starling_core.bodylimit import BodySizeLimitMiddleware
+from starling_core.auth import Scopes
 from starling_core.db import Database, is_sqlite
-from starling_core.errors import exception_handlers
-from starling_core.metrics import CallbackGauge, Metrics
-from starling_core.metrics import routes as metrics_routes
-from starling_core.migrations import upgrade
-from starling_core.ratelimit import (
-    DatabaseRateLimitBackend,
-    MemoryRateLimitBackend,
-    RateLimitBackend,
-    RateLimitMiddleware,
-    parse_rate,
-)
-from starling_core.requestid import RequestIDMiddleware
-from starling_core.revocations import Revocations, RevokedTokensMiddleware, consumer_group
-from starling_core.secureheaders import SecurityHeadersMiddleware
-from starling_core.settings import ServiceSettings
-from starling_core.tokens import JWTConfig
 
 if TYPE_CHECKING:
+    from starlette.middleware import Middleware
+    from starlette.routing import BaseRoute
+
     from starling_core.events import Events
+    from starling_core.metrics import CallbackGauge, Metrics
+    from starling_core.ratelimit import RateLimitBackend
+    from starling_core.revocations import Revocations
+    from starling_core.settings import ServiceSettings
 
 
 class ServiceApp(Starlette):
@@ -102,6 +88,26 @@ def create_app(
     `user.deleted` and refuses a user's tokens issued before them (`starling_core.revocations`): every
     service that accepts the users service's tokens, other than the users service itself, wants it.
     """
+    # The app's parts are imported here, when an app is built, not with this module: a service's
+    # conftest.py imports its `create_app` at start-up, and a test that builds no app (one on
+    # `db_session` alone) paid for the settings' pydantic, the OpenAPI document's, Prometheus, the
+    # revocations' events and Alembic: about half a second of every one-test run.
+    from starlette.middleware import Middleware
+
+    from starling_core import docs, health, logs
+    from starling_core.accesslog import AccessLog, ObservedRequestsMiddleware
+    from starling_core.auth import authentication_middleware
+    from starling_core.bodylimit import BodySizeLimitMiddleware
+    from starling_core.errors import exception_handlers
+    from starling_core.metrics import Metrics
+    from starling_core.metrics import routes as metrics_routes
+    from starling_core.migrations import upgrade
+    from starling_core.ratelimit import DatabaseRateLimitBackend, RateLimitMiddleware, parse_rate
+    from starling_core.requestid import RequestIDMiddleware
+    from starling_core.revocations import Revocations, RevokedTokensMiddleware, consumer_group
+    from starling_core.secureheaders import SecurityHeadersMiddleware
+    from starling_core.tokens import JWTConfig
+
     if refuse_revoked_tokens and events is None:
         raise ValueError("refuse_revoked_tokens learns of revocations from events: pass events= too")
     owned = database is None
@@ -209,6 +215,8 @@ def default_rate_limit_backend(settings: ServiceSettings, database: Database) ->
     SQLite is a single machine's database and usually a single process's; PostgreSQL is what
     replicas share, so that is where one count per caller must live.
     """
+    from starling_core.ratelimit import DatabaseRateLimitBackend, MemoryRateLimitBackend
+
     choice = settings.rate_limit_backend
     if choice == "auto":
         choice = "memory" if is_sqlite(settings.database_url) else "database"

@@ -14,18 +14,19 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
-
-from alembic import command, context
-from alembic.autogenerate import compare_metadata
-from alembic.autogenerate.api import AutogenContext
-from alembic.config import Config
-from alembic.migration import MigrationContext
-from sqlalchemy import MetaData
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING, Any, Literal
 
 from starling_core import schema
 from starling_core.db import Database, UTCDateTime, create_engine, is_sqlite
+
+if TYPE_CHECKING:
+    # Alembic itself is imported by the functions that migrate: every app imports this module for
+    # `upgrade`, and Alembic (with the dialects its DDL modules load) took about a quarter of a second
+    # of every process's start-up, a test run's included, where nothing migrates.
+    from alembic.autogenerate.api import AutogenContext
+    from alembic.config import Config
+    from sqlalchemy import MetaData
+    from sqlalchemy.engine import Connection
 
 ENVIRONMENT = Path(__file__).parent / "environment"
 CORE_VERSIONS = Path(__file__).parent / "versions"
@@ -36,6 +37,8 @@ def alembic_config(migrations: str | Path, database_url: str, metadata: MetaData
 
     `metadata` (the service's tables) is what autogenerate compares with; upgrading needs none.
     """
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(ENVIRONMENT))
     config.set_main_option("path_separator", "os")
@@ -50,6 +53,8 @@ def alembic_config(migrations: str | Path, database_url: str, metadata: MetaData
 
 async def upgrade(database: Database, migrations: str | Path, revision: str = "heads") -> None:
     """Bring the database's schema (the service's and core's) up to `revision` on its own engine."""
+    from alembic import command
+
     config = alembic_config(migrations, database.engine.url.render_as_string(hide_password=False))
 
     def run(connection: Connection) -> None:
@@ -63,6 +68,9 @@ async def upgrade(database: Database, migrations: str | Path, revision: str = "h
 async def differences(database: Database, metadata: MetaData) -> list[Any]:
     """What autogenerate would change to make the database match `metadata` and core's tables."""
 
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
     def compare(connection: Connection) -> list[Any]:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         return list(compare_metadata(context, [metadata, schema.metadata]))  # type: ignore[arg-type]
@@ -73,6 +81,8 @@ async def differences(database: Database, metadata: MetaData) -> list[Any]:
 
 def run_env() -> None:
     """The body of the shared `env.py`, for the configuration `alembic_config` built."""
+    from alembic import context
+
     config = context.config
     # Autogenerate compares against core's tables too, so it never proposes to drop them.
     target_metadata: list[MetaData] = config.attributes.get("target_metadata", [schema.metadata])
@@ -99,6 +109,8 @@ async def _run_online(url: str, target_metadata: Sequence[MetaData]) -> None:
 
 
 def _run(connection: Connection, target_metadata: Sequence[MetaData], /, **options: Any) -> None:
+    from alembic import context
+
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
