@@ -105,10 +105,15 @@ class Bench:
     (every PostgreSQL figure runs on it, so they differ only by what is measured, never by the server)."""
 
     def __init__(
-        self, options: argparse.Namespace, report: Report, workdir: Path, server_url: str | None
+        self, options: argparse.Namespace, report: Report, workdir: Path, server: str | None
     ) -> None:
-        self.options, self.report, self.workdir, self.server_url = options, report, workdir, server_url
-        self.databases = [db for db in options.databases if db == "sqlite" or server_url]
+        self.options, self.report, self.workdir, self.server_url = options, report, workdir, server
+        self.databases = [db for db in options.databases if db == "sqlite" or server]
+        self.workloads = [work for work in serving.WORKLOADS if work.service in options.services]
+
+    def record(self, part: str, figures: Sequence[Figure], measurements: Any) -> None:
+        self.report.add(*figures)
+        self.report.measurements[part] = measurements
 
     def database_url(self, database: str, name: str) -> str:
         """A fresh database `name` for a part: a SQLite file under the run's directory, or on the cluster."""
@@ -119,34 +124,39 @@ class Bench:
         assert self.server_url is not None
         return create_database(self.server_url, f"bench_{name}")
 
+    def service_database(self, database: str, part: str) -> serving.EnvFor:
+        """How service `name` finds its own database: a SQLite file, or a fresh PostgreSQL database."""
+        return lambda name: {
+            f"STARLING_{name.upper()}_DATABASE_URL": self.database_url(database, f"{part}_{name}")
+        }
+
     def measure_isolation(self) -> None:
-        options, pythons = self.options, self.peer_environments() if self.options.peers else {}
+        options, server_url = self.options, self.server_url
+        pythons = self.peer_environments() if options.peers else {}
+        databases = self.databases
         configs = isolation.plan(
-            options.tests, growth=options.growth, databases=self.databases, peer=projects.DJANGO in pythons
+            options.tests, growth=options.growth, databases=databases, peer=bool(pythons)
         )
         # The kit's runs share the floor's and the recipe's environment; only the peer has its own.
-        peer = {kind: python for kind, python in pythons.items() if kind == projects.DJANGO}
-        runs = self.isolation_runs(configs, "isolation", options.repeat, peer)
-        self.report.add(*isolation.figures(configs, runs))
-        self.report.measurements["isolation"] = isolation.measurements(runs)
+        peer = {projects.DJANGO: pythons[projects.DJANGO]} if pythons else {}
+        root, repeat = self.workdir / "isolation", options.repeat
+        runs = isolation.measure(configs, root, repeat=repeat, server_url=server_url, pythons=peer, log=log)
+        self.record("isolation", isolation.figures(configs, runs), isolation.measurements(runs))
         if pythons:
-            configs = isolation.whole_plan(options.tests, self.databases)
-            runs = self.isolation_runs(configs, "whole-process", options.repeat + 2, pythons)
-            self.report.add(*isolation.whole_figures(configs, runs))
-            self.report.measurements["whole_process"] = isolation.measurements(runs)
+            configs, root, repeat = (
+                isolation.whole_plan(options.tests, databases),
+                root.with_name("whole"),
+                repeat + 2,
+            )
+            runs = isolation.measure(
+                configs, root, repeat=repeat, server_url=server_url, pythons=pythons, log=log
+            )
+            self.record("whole_process", isolation.whole_figures(configs, runs), isolation.measurements(runs))
         if options.profile:
             self.report.measurements["isolated_test_profile"] = {
                 database: isolation.profile(options.tests, database, self.server_url, self.workdir, log)
                 for database in self.databases
             }
-
-    def isolation_runs(
-        self, configs: list[isolation.Config], name: str, repeat: int, pythons: dict[str, str]
-    ) -> isolation.Runs:
-        root = self.workdir / name
-        return isolation.measure(
-            configs, root, repeat=repeat, server_url=self.server_url, pythons=pythons, log=log
-        )
 
     def peer_environments(self) -> dict[str, str]:
         """pytest-django's environment (kept under .bench/venvs) and the users service's own test one."""
@@ -168,51 +178,37 @@ class Bench:
             )
             for database in self.databases
         }
-        self.report.add(*inprocess.figures(measured))
-        self.report.measurements["requests"] = measured
+        self.record("requests", inprocess.figures(measured), measured)
 
     def measure_serving(self) -> None:
         options, measured = self.options, list[serving.Measured]()
         for database in self.databases:
-            env_for, workdir = self.service_database(database), self.workdir / "wrk"
             measured += serving.measure(
-                database, env_for, workloads=self.workloads(), servers=options.servers,
-                rounds=options.serving_rounds, duration=options.duration, workdir=workdir, log=log,
+                database, self.service_database(database, "serving"), workloads=self.workloads,
+                servers=options.servers, rounds=options.serving_rounds, duration=options.duration,
+                workdir=self.workdir / "wrk", log=log,
             )  # fmt: skip
-        self.report.add(*serving.figures(measured))
-        self.report.measurements["serving"] = serving.measurements(measured)
+        self.record("serving", serving.figures(measured), serving.measurements(measured))
 
     def measure_profile(self) -> None:
         found: list[profile.Profiled] = []
         for database in self.databases:
             found += profile.measure(
                 database, self.service_database(database, "profile"), seconds=self.options.profile_seconds,
-                out_dir=self.options.json.parent, workloads=self.workloads(), log=log,
+                out_dir=self.options.json.parent, workloads=self.workloads, log=log,
             )  # fmt: skip
-        self.report.add(*profile.figures(found))
-        self.report.measurements["profile"] = profile.measurements(found)
-
-    def workloads(self) -> list[serving.Workload]:
-        return [workload for workload in serving.WORKLOADS if workload.service in self.options.services]
-
-    def service_database(self, database: str, part: str = "serving") -> Callable[[str], dict[str, str]]:
-        """How service `name` finds its own database: a SQLite file, or a fresh PostgreSQL database."""
-        return lambda name: {
-            f"STARLING_{name.upper()}_DATABASE_URL": self.database_url(database, f"{part}_{name}")
-        }
+        self.record("profile", profile.figures(found), profile.measurements(found))
 
     def measure_events(self) -> None:
         # Imported here, as the cluster is: the events port and aiokafka, which the other parts do without.
         from starling_devtools.bench import events
 
+        count = self.options.events
         measured = {
-            database: events.measure(
-                database, self.database_url(database, "events"), count=self.options.events, log=log
-            )
-            for database in self.databases
+            db: events.measure(db, self.database_url(db, "events"), count=count, log=log)
+            for db in self.databases
         }
-        self.report.add(*events.figures(measured))
-        self.report.measurements["events"] = events.measurements(measured)
+        self.record("events", events.figures(measured), events.measurements(measured))
 
 
 PARTS: dict[str, Callable[[Bench], None]] = {

@@ -111,20 +111,20 @@ _order_items = _table(
 )  # fmt: skip
 
 
+def _json(row: Any, *names: str) -> dict[str, Any]:
+    """The named fields of a row, datetimes in ISO 8601."""
+    values = {name: getattr(row, name) for name in names}
+    return {
+        name: value.isoformat() if isinstance(value, datetime) else value for name, value in values.items()
+    }
+
+
 def users_app() -> Starlette:
     from argon2 import PasswordHasher
 
     engine = _engine()
     hasher = PasswordHasher()
-
-    def out(user: Any) -> dict[str, Any]:
-        return {
-            "id": user.id,
-            "name": user.name,
-            "email": user.email,
-            "role": user.role,
-            "created_at": user.created_at.isoformat(),
-        }
+    fields = ("id", "name", "email", "role", "created_at")
 
     async def read(request: Request) -> JSONResponse:
         async with engine.connect() as connection:
@@ -133,7 +133,7 @@ def users_app() -> Starlette:
             ).first()
         if found is None:
             return JSONResponse({"detail": "not found"}, status_code=404)
-        return JSONResponse(out(found))
+        return JSONResponse(_json(found, *fields))
 
     async def register(request: Request) -> JSONResponse:
         body = json.loads(await request.body())
@@ -148,7 +148,7 @@ def users_app() -> Starlette:
                 await connection.execute(insert(_users).values(**user))
         except IntegrityError:
             return JSONResponse({"detail": "taken"}, status_code=409)
-        return JSONResponse(out(SimpleNamespace(**user)), status_code=201)
+        return JSONResponse(_json(SimpleNamespace(**user), *fields), status_code=201)
 
     routes = [Route("/users/{user_id}", read), Route("/users", register, methods=["POST"])]
     return _app(routes, engine)
@@ -223,18 +223,17 @@ def agents_app() -> Starlette:
                 .values(status="completed", output=output, token_usage=usage, finished_at=_now())
             )  # fmt: skip
             finished = (await connection.execute(select(_runs).where(_runs.c.run_id == run_id))).one()
-        return JSONResponse(
-            {
-                "run_id": finished.run_id,
-                "agent_id": finished.agent_id,
-                "status": finished.status,
-                "output": finished.output,
-                "token_usage": finished.token_usage,
-                "error": None,
-                "created_at": finished.created_at.isoformat(),
-                "finished_at": finished.finished_at.isoformat() if finished.finished_at else None,
-            }
+        fields = (
+            "run_id",
+            "agent_id",
+            "status",
+            "output",
+            "token_usage",
+            "error",
+            "created_at",
+            "finished_at",
         )
+        return JSONResponse(_json(finished, *fields))
 
     routes = [Route("/api/v1/agents", listing), Route("/api/v1/agents/run", run, methods=["POST"])]
     return _app(routes, engine)

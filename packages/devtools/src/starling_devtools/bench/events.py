@@ -99,8 +99,8 @@ async def _measure(
         pipeline = Pipeline(db, bootstrap, measured)
         raw = RawPair(bootstrap, measured)
         async with pipeline.consuming(), raw.consuming():
-            await _within(pipeline.warm(), "the starling consumer joining its group")
-            await _within(raw.warm(), "the raw consumer joining its group")
+            await _within(pipeline.one(), "the starling consumer joining its group")
+            await _within(raw.one(), "the raw consumer joining its group")
             for _ in range(samples):
                 measured.latency_ms.append(await _within(pipeline.one(), "one event, commit to handler"))
                 measured.raw_latency_ms.append(await _within(raw.one(), "one raw message"))
@@ -134,12 +134,17 @@ async def _running(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[
             await task
 
 
-class Arrivals:
-    """When each message, by its id or key, first reached its consumer; awaited without polling."""
+class Timed:
+    """A way from a sender to a handler, timed: when each message (by its id or key) first reached its
+    consumer, awaited without polling; one message's latency and many messages' rate from that."""
 
     def __init__(self) -> None:
         self.at: dict[str, float] = {}
         self._changed = asyncio.Event()
+
+    async def send(self, count: int) -> tuple[list[str], float]:
+        """Send `count` messages: their ids or keys, and when the first set off."""
+        raise NotImplementedError
 
     def mark(self, key: str, now: float) -> None:
         self.at.setdefault(key, now)
@@ -152,11 +157,23 @@ class Arrivals:
             await self._changed.wait()
         return max(self.at[key] for key in keys)
 
+    async def one(self) -> float:
+        """Milliseconds from one message's setting off to its handler."""
+        keys, sent = await self.send(1)
+        return 1000 * (await self.last(keys) - sent)
 
-class Pipeline:
+    async def many(self, count: int) -> float:
+        """Messages a second, from the first one's sending to the last one's handler."""
+        started = time.perf_counter()
+        keys, _ = await self.send(count)
+        return count / (await self.last(keys) - started)
+
+
+class Pipeline(Timed):
     """Starling's way: outbox, relay, broker, consumer, inbox, handler."""
 
     def __init__(self, database: Database, bootstrap: str, measured: Measured) -> None:
+        super().__init__()
         self.database = database
         self.measured = measured
         options = KafkaOptions(
@@ -169,12 +186,11 @@ class Pipeline:
         self.broker = KafkaBroker(options)
         self.consumer = Consumer(Stores(database, _session), "bench").on(ORDER_PLACED, self._handle)
         self.relay = Relay(database, poll_interval=0.5)
-        self.arrivals = Arrivals()
         self._written = 0
 
     async def _handle(self, event: Event[OrderPlaced], session: AsyncSession) -> None:
         self.measured.handled[event.id] = self.measured.handled.get(event.id, 0) + 1
-        self.arrivals.mark(event.id, time.perf_counter())
+        self.mark(event.id, time.perf_counter())
 
     @contextlib.asynccontextmanager
     async def consuming(self) -> AsyncIterator[None]:
@@ -184,7 +200,9 @@ class Pipeline:
         ):
             yield
 
-    async def _write(self, count: int) -> list[str]:
+    async def send(self, count: int) -> tuple[list[str], float]:
+        """Written to the outbox in transactions of 100, the relay sending while they are written, as in
+        a service; one event sets off at its commit."""
         ids: list[str] = []
         for start in range(0, count, 100):
             async with self.database.transaction() as session:
@@ -196,35 +214,21 @@ class Pipeline:
                     )
                     ids.append(event.id)
         self.measured.expected += len(ids)
-        return ids
-
-    async def warm(self) -> None:
-        await self.arrivals.last(await self._write(1))
-
-    async def one(self) -> float:
-        [event_id] = await self._write(1)
-        committed = time.perf_counter()
-        return 1000 * (await self.arrivals.last([event_id]) - committed)
-
-    async def many(self, count: int) -> float:
-        """Events a second, from the first outbox write (transactions of 100, the relay sending while
-        they are written, as in a service) to the last handler run."""
-        started = time.perf_counter()
-        return count / (await self.arrivals.last(await self._write(count)) - started)
+        return ids, time.perf_counter()
 
 
 def _session(session: AsyncSession) -> AsyncSession:
     return session
 
 
-class RawPair:
+class RawPair(Timed):
     """The reference: a raw aiokafka producer (acks=all) and a raw consumer committing each batch."""
 
     def __init__(self, bootstrap: str, measured: Measured) -> None:
+        super().__init__()
         self.bootstrap = bootstrap
         self.measured = measured
         self.topic = f"raw{uuid.uuid4().hex[:8]}.orders"
-        self.arrivals = Arrivals()
         self._stopping = asyncio.Event()
         self._sent = 0
 
@@ -258,11 +262,12 @@ class RawPair:
             for records in batches.values():
                 for record in records:
                     self.measured.raw_received += 1
-                    self.arrivals.mark((record.key or b"").decode(), now)
+                    self.mark((record.key or b"").decode(), now)
             if batches:  # after the handing over, as Starling's consumer commits after its handlers
                 await consumer.commit()
 
-    async def _send(self, count: int) -> list[str]:
+    async def send(self, count: int) -> tuple[list[str], float]:
+        started = time.perf_counter()
         keys: list[str] = []
         sends = []
         for _ in range(count):
@@ -273,18 +278,7 @@ class RawPair:
             keys.append(key)
         await asyncio.gather(*sends)
         self.measured.raw_expected += count
-        return keys
-
-    async def warm(self) -> None:
-        await self.arrivals.last(await self._send(1))
-
-    async def one(self) -> float:
-        started = time.perf_counter()
-        return 1000 * (await self.arrivals.last(await self._send(1)) - started)
-
-    async def many(self, count: int) -> float:
-        started = time.perf_counter()
-        return count / (await self.arrivals.last(await self._send(count)) - started)
+        return keys, started
 
 
 def measurements(by_database: dict[str, Measured]) -> dict[str, Any]:

@@ -8,18 +8,18 @@ uvicorn's `send` under the rate limiter's `send_with_headers` is the server. Sam
 (aiosqlite runs each SQLite call on a thread of its own) are reported as the driver's thread. asyncpg's
 protocol is compiled, so on PostgreSQL its reads show as asyncio's socket I/O, charged to the server.
 
-A layer's cost per request is its share of the loop's samples times the loop's CPU per request, as
-psutil measured it over the same seconds; the bare app (`bare.py`) is measured the same way beside it.
+A layer's cost per request is its share of the loop's samples times the process's CPU per request, as
+psutil measured it over the run; the bare app (`bare.py`) is measured the same way beside it.
 Rerun it with `nox -s bench -- --only profile`; the collapsed stacks are kept in `.bench/` and open in
 any flame graph viewer (speedscope, flamegraph.pl).
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -117,36 +117,6 @@ class Profiled:
         return self.cpu_ms * self.samples.get(layer, 0) / total if total else 0.0
 
 
-def _profile_one(
-    started: processes.Running, path: str, headers: serving.Headers, seconds: float, out: Path
-) -> tuple[float, float]:
-    """py-spy on the server for `seconds` while wrk loads `path`: the rate, and the CPU ms per request."""
-    url = f"{started.url}{path}"
-    serving.warm_up(url, headers, None)
-    loaded: list[wrk.WrkResult] = []
-    script = wrk.script(out.parent)
-    load = threading.Thread(
-        target=lambda: loaded.append(wrk.run(url, script, duration=seconds + 3, headers=headers))
-    )
-    load.start()
-    # sampled once wrk's connections are up and the server is busy
-    deadline = time.monotonic() + serving.ACCEPT_TIMEOUT
-    while sum(serving.connections(started.pid, started.service.port)) < wrk.CONNECTIONS:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"wrk's {wrk.CONNECTIONS} connections to {url} not all up")
-        time.sleep(0.05)
-    cpu_before = serving.cpu_seconds(started.pid)
-    subprocess.run(
-        [py_spy(), "record", "--pid", str(started.pid), "--rate", str(RATE), "--duration", f"{seconds:g}",
-         "--format", "raw", "--output", str(out), "--nonblocking", "--subprocesses"],
-        check=True, capture_output=True, timeout=seconds + 60,
-    )  # fmt: skip
-    cpu = serving.cpu_seconds(started.pid) - cpu_before
-    load.join()
-    rate = loaded[0].requests_per_second
-    return rate, 1000 * cpu / max(1.0, rate * seconds)
-
-
 def measure(
     database: str,
     env_for: serving.EnvFor,
@@ -156,7 +126,7 @@ def measure(
     workloads: Sequence[serving.Workload] = serving.WORKLOADS,
     log: Callable[[str], None],
 ) -> list[Profiled]:
-    wrk.executable()
+    """The service and its bare app under wrk, py-spy sampling each for `seconds`."""
     py_spy()
     out_dir.mkdir(parents=True, exist_ok=True)
     found: list[Profiled] = []
@@ -164,19 +134,30 @@ def measure(
         served = serving.ready(database, workload, PORT, env_for, out_dir)
         for app, key in (("service", serving.ONE.key), ("bare", serving.BARE)):
             out = out_dir / f"profile-{workload.service}-{database}-{app}.collapsed"
-            started = served.start(key, out_dir)
-            try:
-                rate, cpu = _profile_one(
-                    started, served.read_path(key), served.prepared.headers, seconds, out
-                )
-            finally:
-                serving.stop(started)
+            # wrk runs on while py-spy starts, samples and writes its stacks
+            record = functools.partial(_record, seconds=seconds, out=out)
+            loaded = serving.run(served, key, duration=seconds + 3, workdir=out_dir, during=record)
+            rate, cpu = loaded.result.requests_per_second, loaded.cpu_ms or 0.0
             found.append(
                 Profiled(database, workload.service, app, classify(out.read_text()), rate, cpu, str(out))
             )
             log(f"profile {database} {workload.service} {app}: {rate:,.0f} req/s, CPU {cpu:.2f} ms/req, "
                 f"{sum(found[-1].samples.values())} samples")  # fmt: skip
     return found
+
+
+def _record(server: processes.Running, seconds: float, out: Path) -> None:
+    """py-spy on the server for `seconds`, once wrk's connections are all up and the server is busy."""
+    deadline = time.monotonic() + serving.ACCEPT_TIMEOUT
+    while sum(serving.connections(server.pid, server.service.port)) < wrk.CONNECTIONS:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"wrk's {wrk.CONNECTIONS} connections to {server.url} not all up")
+        time.sleep(0.05)
+    subprocess.run(
+        [py_spy(), "record", "--pid", str(server.pid), "--rate", str(RATE), "--duration", f"{seconds:g}",
+         "--format", "raw", "--output", str(out), "--nonblocking", "--subprocesses"],
+        check=True, capture_output=True, timeout=seconds + 60,
+    )  # fmt: skip
 
 
 def figures(profiled: Sequence[Profiled]) -> list[Figure]:

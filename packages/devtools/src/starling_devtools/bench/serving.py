@@ -20,8 +20,8 @@ answers as soon as one does, so the bench also polls /proc until each process's 
 listening socket on the port. The servers' access logs are off, core's (one line per request, as in
 production) is on: gunicorn and granian have no switch for it. The rate limit is raised so that no 429
 stands in for an answer, but the limiter still counts every limited request. Each run also records the
-server's CPU seconds (process tree), and a CPU-time per request is less sensitive to other load on the
-machine than a rate, and midway how many of wrk's connections each process holds.
+server's CPU seconds (process tree: a CPU time per request is less sensitive to other load on the
+machine than a rate) and, midway, how many of wrk's connections each process holds.
 """
 
 from __future__ import annotations
@@ -359,43 +359,50 @@ class Measured:
     hash_cpu_ms: float | None = None  # one Argon2id hash's CPU, measured beside the run
 
     @property
-    def cpu_per_request_ms(self) -> float | None:
+    def cpu_ms(self) -> float | None:
+        """CPU per request, which moves less with the machine's other load than a rate."""
         return 1000 * self.cpu_seconds / self.result.requests if self.result.requests else None
 
 
-def _run(
-    served: Served, key: str, number: int, write: Write | None, duration: float, workdir: Path
+def run(
+    served: Served,
+    key: str,
+    number: int = 0,
+    *,
+    write: Write | None = None,
+    duration: float,
+    workdir: Path,
+    during: Callable[[processes.Running], None] | None = None,
 ) -> Measured:
+    """One wrk run on a fresh server (`key`) after its warm-up; `during(server)` runs beside the load."""
     started = served.start(key, workdir)
     url = f"{started.url}{write.path if write else served.read_path(key)}"
     headers = {**served.prepared.headers, **({"Content-Type": "application/json"} if write else {})}
+    seconds, timeout, clients = (duration, READ_TIMEOUT, wrk.CONNECTIONS)
+    if write:
+        seconds, timeout, clients = (max(duration, WRITE_SECONDS), WRITE_TIMEOUT, write.connections)
     spread: list[tuple[int, ...]] = []
+    sampler = threading.Timer(
+        seconds / 2, lambda: spread.append(connections(started.pid, started.service.port))
+    )
+    beside = threading.Thread(target=during, args=(started,)) if during else None
     try:
         warm_up(url, headers, write)
-        seconds = duration if write is None else max(duration, WRITE_SECONDS)
-        sampler = threading.Timer(
-            seconds / 2, lambda: spread.append(connections(started.pid, started.service.port))
-        )
+        script = wrk.script(workdir, write.body if write else None)
         before = cpu_seconds(started.pid)
-        sampler.start()
-        try:
-            script = wrk.script(workdir, write.body if write else None)
-            timeout, clients = (
-                (WRITE_TIMEOUT, write.connections) if write else (READ_TIMEOUT, wrk.CONNECTIONS)
-            )
-            result = wrk.run(
-                url, script, duration=seconds, headers=headers, timeout=timeout, connections=clients
-            )
-        finally:
-            sampler.cancel()
+        for thread in (sampler, beside):
+            if thread:
+                thread.start()
+        result = wrk.run(url, script, duration=seconds, headers=headers, timeout=timeout, connections=clients)
         cpu = cpu_seconds(started.pid) - before
     finally:
+        sampler.cancel()
+        if beside and beside.is_alive():
+            beside.join()
         stop(started)
     hashed = argon2_cpu_ms() if write is not None and write.hashes else None
-    kind, spread_midway = ("write" if write else "read"), spread[0] if spread else ()
-    return Measured(
-        served.database, served.workload.service, kind, key, number, result, cpu, spread_midway, hashed
-    )
+    kind, service = "write" if write else "read", served.workload.service
+    return Measured(served.database, service, kind, key, number, result, cpu, (spread or [()])[0], hashed)
 
 
 def argon2_cpu_ms(samples: int = 3) -> float:
@@ -432,54 +439,42 @@ def measure(
         reads = [(number, key, None) for number, key in alternating([BARE, ONE.key, *servers], rounds)]
         writes = [(number, key, workload.write) for number, key in alternating([BARE, ONE.key], rounds)]
         for number, key, write in reads + writes:
-            item = _run(served, key, number, write, duration, workdir)
+            item = run(served, key, number, write=write, duration=duration, workdir=workdir)
             measured.append(item)
-            log(f"serving {database} {workload.service} {item.kind} {key} round {number + 1}: "
-                f"{Summary.of([item]).detail()}")  # fmt: skip
+            where = f"{database} {workload.service} {item.kind} {key}"
+            log(f"serving {where} round {number + 1}: {detail([item])}")
     return measured
 
 
 # --- figures -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Summary:
-    """The median of one configuration's rounds."""
+def rate(runs: Sequence[Measured]) -> float:
+    """The median rate of one configuration's rounds."""
+    return median([run.result.requests_per_second for run in runs])
 
-    requests_per_second: float
-    p50: float
-    p99: float
-    errors: int
-    cpu_ms: float | None
-    rounds: tuple[float, ...]
-    connections: tuple[int, ...] = ()
-    hash_cpu_ms: float | None = None
 
-    @classmethod
-    def of(cls, runs: Sequence[Measured]) -> Summary:
-        cpu = [run.cpu_per_request_ms for run in runs if run.cpu_per_request_ms is not None]
-        hashed = [run.hash_cpu_ms for run in runs if run.hash_cpu_ms]
-        return cls(
-            requests_per_second=median([run.result.requests_per_second for run in runs]),
-            p50=median([run.result.p50 for run in runs]),
-            p99=median([run.result.p99 for run in runs]),
-            errors=sum(run.result.errors for run in runs),
-            cpu_ms=median(cpu) if cpu else None,
-            rounds=tuple(run.result.requests_per_second for run in runs),
-            connections=runs[0].connections,
-            hash_cpu_ms=median(hashed) if hashed else None,
-        )
+def cpu_ms(runs: Sequence[Measured]) -> float | None:
+    cpu = [run.cpu_ms for run in runs if run.cpu_ms is not None]
+    return median(cpu) if cpu else None
 
-    def detail(self) -> str:
-        found = f"p50 {1000 * self.p50:.1f} ms, p99 {1000 * self.p99:.1f} ms, {self.errors} errors"
-        if self.cpu_ms is not None:
-            found += f", CPU {self.cpu_ms:.2f} ms/req"
-        if len(self.connections) > 1:
-            found += f", connections {'/'.join(map(str, self.connections))}"
-        if self.hash_cpu_ms and self.cpu_ms:
-            share = self.hash_cpu_ms / self.cpu_ms
-            found += f", Argon2id {self.hash_cpu_ms:.0f} ms CPU a hash: {share:.0%} of the CPU per request"
-        return f"{found}, rounds {'/'.join(f'{rate:,.0f}' for rate in self.rounds)}"
+
+def errors(runs: Sequence[Measured]) -> int:
+    return sum(run.result.errors for run in runs)
+
+
+def detail(runs: Sequence[Measured]) -> str:
+    """Medians of one configuration's rounds beside its rate: latencies, errors, CPU, the spread."""
+    p50, p99 = (1000 * median([getattr(run.result, p) for run in runs]) for p in ("p50", "p99"))
+    found = f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {errors(runs)} errors"
+    if (cpu := cpu_ms(runs)) is not None:
+        found += f", CPU {cpu:.2f} ms/req"
+    if len(runs[0].connections) > 1:
+        found += f", connections {'/'.join(map(str, runs[0].connections))}"
+    if (hashed := [run.hash_cpu_ms for run in runs if run.hash_cpu_ms]) and cpu:
+        hash_ms = median(hashed)
+        found += f", Argon2id {hash_ms:.0f} ms CPU a hash: {hash_ms / cpu:.0%} of the CPU per request"
+    return f"{found}, rounds {'/'.join(f'{run.result.requests_per_second:,.0f}' for run in runs)}"
 
 
 def _target(value: float, reference: float | None, bound: float, errors: int) -> Target:
@@ -488,6 +483,8 @@ def _target(value: float, reference: float | None, bound: float, errors: int) ->
 
 
 def figures(measured: Sequence[Measured]) -> list[Figure]:
+    """Per workload, path and database: one process against the bare app, then each two-process server
+    against one process; every value the median of its rounds."""
     groups: dict[tuple[str, str, str], dict[str, list[Measured]]] = {}
     for item in measured:
         groups.setdefault((item.database, item.service, item.kind), {}).setdefault(item.server, []).append(
@@ -496,40 +493,29 @@ def figures(measured: Sequence[Measured]) -> list[Figure]:
     workloads = {workload.service: workload for workload in WORKLOADS}
     found: list[Figure] = []
     for (database, service, kind), by_server in groups.items():
-        summaries = {key: Summary.of(runs) for key, runs in by_server.items()}
         workload = workloads[service]
         path = workload.write.label if kind == "write" else f"GET {workload.read}"
         what = f"{service} {path}, {LABELS[database]}"
-        bare_summary, one = summaries.pop(BARE, None), summaries.pop(ONE.key, None)
-        if one is None:
-            continue
-        if bare_summary is None:
-            reference, detail = None, one.detail()
-        else:
-            reference, detail = (
-                bare_summary.requests_per_second,
-                f"{one.detail()}; bare: {bare_summary.detail()}",
-            )
-            if one.cpu_ms and bare_summary.cpu_ms:  # CPU per request moves less with other load than a rate
-                detail = f"CPU per request {bare_summary.cpu_ms / one.cpu_ms:.2f}x of bare's; {detail}"
+        bare_runs, one = by_server.pop(BARE, []), by_server.pop(ONE.key)
+        reference = rate(bare_runs) if bare_runs else None
+        text = detail(one)
+        if bare_runs:
+            text = f"{text}; bare: {detail(bare_runs)}"
+            if (cpu := cpu_ms(one)) and (bare_cpu := cpu_ms(bare_runs)):
+                text = f"CPU per request {bare_cpu / cpu:.2f}x of bare's; {text}"
         if kind == "read":
-            target = _target(one.requests_per_second, reference, TARGET_BARE, one.errors)
+            target = _target(rate(one), reference, TARGET_BARE, errors(one))
         else:
-            target = Target(
-                "0 errors", one.errors == 0 and (bare_summary is None or bare_summary.errors == 0)
-            )
-        found.append(
-            Figure(PART, f"{what}: 1 process, against bare Starlette", one.requests_per_second, "req/s",
-                   reference=f"bare Starlette, same {'read' if kind == 'read' else 'writes'}, same server",
-                   reference_value=reference, target=target, detail=detail)
-        )  # fmt: skip
-        for key, summary in summaries.items():
-            value = summary.requests_per_second
-            target = _target(value, one.requests_per_second, TARGET_PROCESSES, summary.errors)
+            target = Target("0 errors", errors(one) + errors(bare_runs) == 0)
+        name = f"{what}: 1 process, against bare Starlette"
+        same = f"bare Starlette, same {'read' if kind == 'read' else 'writes'}, same server"
+        found.append(Figure(PART, name, rate(one), "req/s", same, reference, target, detail=text))
+        for key, runs in by_server.items():
+            target = _target(rate(runs), rate(one), TARGET_PROCESSES, errors(runs))
+            name = f"{what}: {SERVERS[key].label}"
             found.append(
-                Figure(PART, f"{what}: {SERVERS[key].label}", value, "req/s", reference=ONE.label,
-                       reference_value=one.requests_per_second, target=target, detail=summary.detail())
-            )  # fmt: skip
+                Figure(PART, name, rate(runs), "req/s", ONE.label, rate(one), target, detail=detail(runs))
+            )
     return found
 
 
