@@ -63,7 +63,7 @@ def test_every_third_request_is_dropped_alternating_the_two_ways() -> None:
 
 async def test_the_fake_upstream_really_drops_connections_on_the_wire() -> None:
     upstream = FakeUpstream(upstream_orders(0, 10, random.Random(2)), drop_every=2)
-    async with serving(upstream, 0) as url, httpx.AsyncClient(base_url=url) as client:
+    async with serving(upstream) as url, httpx.AsyncClient(base_url=url) as client:
         served = await client.get("/orders", params={"limit": 4})
         with pytest.raises(httpx.RemoteProtocolError):  # closed before answering
             await client.get("/orders", params={"cursor": "o-4", "limit": 4})

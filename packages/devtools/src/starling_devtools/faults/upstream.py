@@ -97,9 +97,9 @@ def upstream_orders(first: int, count: int, rng: random.Random) -> list[dict[str
 
 
 @contextlib.asynccontextmanager
-async def serving(upstream: FakeUpstream, port: int) -> AsyncIterator[str]:
-    """`upstream` on loopback at `port` (0: any free port); yields its base URL."""
-    server = await asyncio.start_server(upstream.handle, "127.0.0.1", port)
+async def serving(upstream: FakeUpstream) -> AsyncIterator[str]:
+    """`upstream` on a free loopback port; yields its base URL."""
+    server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
     try:
         yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     finally:
@@ -114,7 +114,7 @@ def serving_in_thread(upstream: FakeUpstream) -> Iterator[str]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="upstream", daemon=True)
     thread.start()
-    served = serving(upstream, 0)
+    served = serving(upstream)
     try:
         yield asyncio.run_coroutine_threadsafe(served.__aenter__(), loop).result(timeout=10)
         asyncio.run_coroutine_threadsafe(served.__aexit__(None, None, None), loop).result(timeout=10)

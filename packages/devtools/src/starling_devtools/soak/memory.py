@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-
-import psutil
 
 from starling_devtools.harness import Check, Running, check
 
@@ -47,9 +44,8 @@ class MemorySampler:
         return sample
 
     async def run(self) -> None:
-        while True:
-            with contextlib.suppress(psutil.Error):
-                self._keep_peak({service: item.rss() for service, item in self.running.items()})
+        while True:  # rss() reads a process that is gone as 0
+            self._keep_peak({service: item.rss() for service, item in self.running.items()})
             await asyncio.sleep(self.interval)
 
     def _keep_peak(self, sample: Mapping[str, int]) -> None:
