@@ -457,6 +457,18 @@ def test_a_layers_cost_is_its_share_of_the_samples_times_the_cpu_per_request() -
     assert item.cost_ms("metrics") == 0.0
 
 
+def test_the_raw_runs_of_serving_and_profile_go_into_the_json(tmp_path: Path) -> None:
+    item = profile.Profiled("sqlite", "users", "service", profile.classify(COLLAPSED), 500.0, 2.4, "x")
+    report = Report(measurements={"profile": profile.measurements([item])})
+    report.measurements["serving"] = serving.measurements([measured(ONE, 700)])
+
+    report.write_json(tmp_path / "results.json")
+
+    data = json.loads((tmp_path / "results.json").read_text())["measurements"]
+    assert data["profile"][0]["samples"]["auth (JWT)"] == 7
+    assert data["serving"][0]["requests_per_second"] == 700
+
+
 # --- isolation -----------------------------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ from typing import Any
 from starling_devtools import harness
 from starling_devtools.bench import inprocess, isolation, peers, profile, projects, serving
 from starling_devtools.bench.results import Figure, Report, Unavailable, summary, table
+from starling_servers import postgres
 
 DATABASES = ("sqlite", "postgres")
 SERVICES = tuple(workload.service for workload in serving.WORKLOADS)
@@ -220,19 +221,18 @@ PARTS: dict[str, Callable[[Bench], None]] = {
 }
 
 
-def start_postgres(options: argparse.Namespace, report: Report, stack: contextlib.ExitStack) -> str | None:
+def start_postgres(
+    options: argparse.Namespace, report: Report, workdir: Path, stack: contextlib.ExitStack
+) -> str | None:
     """The bench's one PostgreSQL cluster, or None (with a note) when it is not needed or cannot start."""
     if "postgres" not in options.databases:
         return None
-    # Imported here: the cluster code pulls in asyncpg, which the rest of the bench does without.
-    from starling_devtools.bench import cluster
-    from starling_servers.postgres import PostgresUnavailable
-
     try:
-        url = stack.enter_context(cluster.cluster())
-    except PostgresUnavailable as exc:
+        url = postgres.ensure_cluster(workdir / "postgres").url
+    except postgres.PostgresUnavailable as exc:
         report.add(Figure("postgres", "PostgreSQL cluster", None, "", note=f"unavailable, skipped: {exc}"))
         return None
+    stack.callback(postgres.stop_cluster, workdir / "postgres")
     log(f"bench: PostgreSQL at {url}")
     return url
 
@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = Report(meta=meta(options))
     failed: list[str] = []
     with harness.work_dir("starling-bench-") as workdir, contextlib.ExitStack() as stack:
-        bench = Bench(options, report, workdir, start_postgres(options, report, stack))
+        bench = Bench(options, report, workdir, start_postgres(options, report, workdir, stack))
         for part in options.only:
             log(f"bench: {part}")
             try:

@@ -1,32 +1,14 @@
-"""One throwaway PostgreSQL cluster for the whole bench, started the way the test kit starts its own.
-
-Every PostgreSQL figure (the kit, the textbook recipe, the served services) runs on this one server,
-so they differ only by what is measured, never by the server.
+"""Databases on the bench's one throwaway PostgreSQL cluster (started by `__main__` the way the test kit
+starts its own): every PostgreSQL figure (the kit, the textbook recipe, the served services) runs on
+this one server, so they differ only by what is measured, never by the server.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 from sqlalchemy.engine import make_url
-
-from starling_servers import postgres
-
-
-@contextlib.contextmanager
-def cluster() -> Iterator[str]:
-    """Start a cluster; yields its server URL (admin user, `postgres` database); stops it afterwards."""
-    with tempfile.TemporaryDirectory(prefix="starling-bench-pg-") as run_dir:
-        started = postgres.ensure_cluster(Path(run_dir))
-        try:
-            yield started.url
-        finally:
-            postgres.stop_cluster(Path(run_dir))
 
 
 def create_database(server_url: str, name: str) -> str:

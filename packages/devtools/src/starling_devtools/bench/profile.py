@@ -33,7 +33,6 @@ from starling_devtools.harness import processes
 
 PART = "profile"
 RATE = 200
-PORT = 19141
 DRIVER_THREAD = "driver thread (aiosqlite)"
 OTHER = "other (event loop, asyncio)"
 
@@ -82,14 +81,14 @@ def layer_of(stack: Sequence[str]) -> str:
     return OTHER
 
 
-def classify(collapsed: str) -> Counter[str]:
+def classify(collapsed: str) -> dict[str, int]:
     """Samples per layer from py-spy's raw (collapsed) output: `frame;frame;... count` per line."""
     samples: Counter[str] = Counter()
     for line in collapsed.splitlines():
         stack, _, count = line.rpartition(" ")
         if stack and count.isdigit():
             samples[layer_of(stack.split(";"))] += int(count)
-    return samples
+    return dict(samples)  # a plain dict: dataclasses.asdict would rebuild a Counter from its items
 
 
 def py_spy() -> str:
@@ -131,7 +130,7 @@ def measure(
     out_dir.mkdir(parents=True, exist_ok=True)
     found: list[Profiled] = []
     for workload in workloads:
-        served = serving.ready(database, workload, PORT, env_for, out_dir)
+        served = serving.ready(database, workload, env_for, out_dir)
         for app, key in (("service", serving.ONE.key), ("bare", serving.BARE)):
             out = out_dir / f"profile-{workload.service}-{database}-{app}.collapsed"
             # wrk runs on while py-spy starts, samples and writes its stacks

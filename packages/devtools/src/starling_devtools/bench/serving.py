@@ -50,8 +50,6 @@ from starling_devtools.harness.environment import UNLIMITED_RATE
 PART = "serving"
 TARGET_BARE = 0.7
 TARGET_PROCESSES = 1.6
-BASE_PORT = 19101
-BARE_PORT = 19131
 ACCEPT_TIMEOUT = 60.0
 WARM_UP_REQUESTS = 50
 ORDERS = 300
@@ -183,6 +181,10 @@ class Workload:
     prepare: Callable[[str, httpx.Client], Prepared]
     write: Write
 
+    @property
+    def app(self) -> str:
+        return processes.Service(self.service, 0).app
+
 
 REGISTRATION = '{"name":"Bench","email":"w-{{n}}@example.com","password":"bench-password-0123"}'
 SUMMARY_RUN = '{"agent_id":"summarizer","input_text":"' + TEXT_2KB + '"}'
@@ -261,10 +263,9 @@ def cpu_seconds(pid: int) -> float:
 # --- runs ----------------------------------------------------------------------------------------
 
 
-def start(
-    name: str, port: int, server: Server, app: str, env: Mapping[str, str], log_dir: Path
-) -> processes.Running:
-    """`app` served by `server` on `port`, once every one of its processes accepts."""
+def start(name: str, server: Server, app: str, env: Mapping[str, str], log_dir: Path) -> processes.Running:
+    """`app` served by `server` on a free port, once every one of its processes accepts."""
+    port = harness.free_port()
     shared = {"STARLING_RATE_LIMIT_BACKEND": "database"} if server.shared_count else {}
     service = processes.Service(name, port, {**env, **shared})
     started = processes.start(service, log=log_dir / f"{name}.log", argv=server.argv(app, port))
@@ -300,7 +301,6 @@ class Served:
 
     database: str
     workload: Workload
-    port: int
     env: Mapping[str, str]
     prepared: Prepared
 
@@ -310,9 +310,8 @@ class Served:
         name = f"{service}-{server_key}"
         if server_key == BARE:
             env = {**self.env, bare.DATABASE_VARIABLE: self.env[f"STARLING_{service.upper()}_DATABASE_URL"]}
-            return start(name, BARE_PORT, ONE, f"{bare.__name__}:{service}", env, workdir)
-        app = processes.Service(service, self.port).app
-        return start(name, self.port, SERVERS[server_key], app, self.env, workdir)
+            return start(name, ONE, f"{bare.__name__}:{service}", env, workdir)
+        return start(name, SERVERS[server_key], self.workload.app, self.env, workdir)
 
     def read_path(self, server_key: str) -> str:
         return self.prepared.bare_read if server_key == BARE else self.workload.read
@@ -321,17 +320,16 @@ class Served:
 EnvFor = Callable[[str], Mapping[str, str]]  # a service's name to its database's environment
 
 
-def ready(database: str, workload: Workload, port: int, env_for: EnvFor, workdir: Path) -> Served:
+def ready(database: str, workload: Workload, env_for: EnvFor, workdir: Path) -> Served:
     """The workload's caller, prepared on one process of the service, which migrates the database first."""
     env = {"STARLING_RATE_LIMIT": UNLIMITED_RATE, **env_for(workload.service)}
-    app = processes.Service(workload.service, port).app
-    started = start(workload.service, port, ONE, app, env, workdir)
+    started = start(workload.service, ONE, workload.app, env, workdir)
     try:
         with httpx.Client(timeout=30.0) as client:
             prepared = workload.prepare(started.url, client)
     finally:
         stop(started)
-    return Served(database, workload, port, env, prepared)
+    return Served(database, workload, env, prepared)
 
 
 def warm_up(url: str, headers: Headers, write: Write | None) -> None:
@@ -434,8 +432,8 @@ def measure(
     wrk.executable()  # fail before starting anything when wrk is missing
     workdir.mkdir(parents=True, exist_ok=True)
     measured: list[Measured] = []
-    for index, workload in enumerate(workloads):
-        served = ready(database, workload, BASE_PORT + index, env_for, workdir)
+    for workload in workloads:
+        served = ready(database, workload, env_for, workdir)
         reads = [(number, key, None) for number, key in alternating([BARE, ONE.key, *servers], rounds)]
         writes = [(number, key, workload.write) for number, key in alternating([BARE, ONE.key], rounds)]
         for number, key, write in reads + writes:
