@@ -552,6 +552,19 @@ def test_isolation_figures_are_the_kits_cost_over_the_floor_against_the_recipe()
     assert floor_growth.value == pytest.approx(1.0)
 
 
+def test_where_an_isolated_tests_time_goes_is_printed_beside_the_floors(tmp_path: Path) -> None:
+    printed: list[str] = []
+
+    found = isolation.profile(3, "sqlite", None, tmp_path, printed.append)
+
+    assert found[projects.KIT]["tests"] == found[projects.FLOOR]["tests"] == 3
+    assert found[projects.KIT]["median_us"]["setup: db_connection setup: checkout + BEGIN"] > 0
+    [table] = printed
+    assert "  db_connection teardown: ROLLBACK, close, check-in" in table
+    assert "  call statement: INSERT" in table
+    assert table.splitlines()[-1].startswith("total (the three phases)")
+
+
 def test_whole_process_figures_set_the_kit_against_pytest_django() -> None:
     configs = isolation.whole_plan(500, ["sqlite"])
     runs = fake_runs(

@@ -22,22 +22,24 @@ from typing import Any
 import pytest
 
 OUT_ENV = "BENCH_PROFILE_OUT"
+PHASES = ("setup", "call", "teardown")
+# Per test, seconds by "<phase>: <what>" ("<phase>:" alone for the whole phase).
 _TIMES: dict[str, list[float]] = defaultdict(list)
 _CURRENT: dict[str, float] = defaultdict(float)
 _PHASE = ["setup"]
 
 
-def _add(name: str, seconds: float) -> None:
-    _CURRENT[name] += seconds
+def _add(phase: str, what: str, seconds: float) -> None:
+    _CURRENT[f"{phase}: {what}".strip()] += seconds
 
 
-def _timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+def _timed(phase: str, what: str, function: Callable[..., Any]) -> Callable[..., Any]:
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         started = time.perf_counter()
         try:
             return await function(*args, **kwargs)
         finally:
-            _add(name, time.perf_counter() - started)
+            _add(phase, what, time.perf_counter() - started)
 
     return wrapper
 
@@ -51,8 +53,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except ImportError:  # the floor: no kit, no SQLAlchemy to watch
         return
     kit = isolation.Isolation
-    kit.begin = _timed("db_connection setup: checkout + BEGIN", kit.begin)  # type: ignore[method-assign]
-    kit.end = _timed("db_connection teardown: ROLLBACK, close, check-in", kit.end)  # type: ignore[method-assign]
+    kit.begin = _timed("setup", "db_connection setup: checkout + BEGIN", kit.begin)  # type: ignore[method-assign]
+    kit.end = _timed("teardown", "db_connection teardown: ROLLBACK, close, check-in", kit.end)  # type: ignore[method-assign]
     started: list[float] = []
 
     def before(*args: Any) -> None:
@@ -60,7 +62,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     def after(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
         seconds = time.perf_counter() - started.pop()
-        _add(f"{_PHASE[0]} statement: {statement.split()[0].upper()}", seconds)
+        _add(_PHASE[0], f"{_PHASE[0]} statement: {statement.split()[0].upper()}", seconds)
 
     event.listen(Engine, "before_cursor_execute", before)
     event.listen(Engine, "after_cursor_execute", after)
@@ -73,7 +75,7 @@ def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any]) -> Generator[None, 
         return (yield)
     finally:
         if fixturedef.scope == "function":
-            _add(f"fixture setup: {fixturedef.argname}", time.perf_counter() - started)
+            _add("setup", f"fixture setup: {fixturedef.argname}", time.perf_counter() - started)
 
 
 def _phase(name: str) -> Any:
@@ -84,7 +86,7 @@ def _phase(name: str) -> Any:
         try:
             return (yield)
         finally:
-            _add(f"phase: {name}", time.perf_counter() - started)
+            _add(name, "", time.perf_counter() - started)
             if name == "teardown":
                 for key, seconds in _CURRENT.items():
                     _TIMES[key].append(seconds)
@@ -93,16 +95,14 @@ def _phase(name: str) -> Any:
     return hook
 
 
-pytest_runtest_setup = _phase("setup")
-pytest_runtest_call = _phase("call")
-pytest_runtest_teardown = _phase("teardown")
+pytest_runtest_setup, pytest_runtest_call, pytest_runtest_teardown = (_phase(phase) for phase in PHASES)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     out = os.environ.get(OUT_ENV)
     if not out or hasattr(config, "workerinput"):
         return
-    tests = len(_TIMES.get("phase: call", []))
+    tests = len(_TIMES.get("call:", []))
     medians = {
         key: 1e6 * statistics.median(values + [0.0] * (tests - len(values))) for key, values in _TIMES.items()
     }
@@ -113,22 +113,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def table(kit: dict[str, Any], floor: dict[str, Any], title: str) -> str:
     """The kit's phases beside the floor's, then what they are made of, in microseconds per test."""
     kit_us, floor_us = kit["median_us"], floor["median_us"]
-    lines = [f"{title} ({kit['tests']} tests; median microseconds per test)", ""]
-    lines.append(f"{'':62} {'kit':>8} {'floor':>8}")
-    for phase in ("setup", "call", "teardown"):
-        key = f"phase: {phase}"
-        lines.append(f"{phase:62} {kit_us.get(key, 0):8.0f} {floor_us.get(key, 0):8.0f}")
-        parts = sorted((name for name in kit_us if _belongs(name, phase)), key=lambda name: -kit_us[name])
-        lines += [f"  {name:60} {kit_us[name]:8.0f}" for name in parts if kit_us[name] >= 1]
-    total = sum(kit_us.get(f"phase: {p}", 0) for p in ("setup", "call", "teardown"))
-    floor_total = sum(floor_us.get(f"phase: {p}", 0) for p in ("setup", "call", "teardown"))
+    lines = [
+        f"{title} ({kit['tests']} tests; median microseconds per test)",
+        "",
+        f"{'':62} {'kit':>8} {'floor':>8}",
+    ]
+    for phase in PHASES:
+        lines.append(f"{phase:62} {kit_us.get(f'{phase}:', 0):8.0f} {floor_us.get(f'{phase}:', 0):8.0f}")
+        parts = sorted((key for key in kit_us if key.startswith(f"{phase}: ")), key=lambda key: -kit_us[key])
+        lines += [f"  {key.split(': ', 1)[1]:60} {kit_us[key]:8.0f}" for key in parts if kit_us[key] >= 1]
+    total, floor_total = (sum(us.get(f"{phase}:", 0) for phase in PHASES) for us in (kit_us, floor_us))
     lines.append(f"{'total (the three phases)':62} {total:8.0f} {floor_total:8.0f}")
     return "\n".join(lines)
-
-
-def _belongs(name: str, phase: str) -> bool:
-    if name.startswith(f"{phase} statement:"):
-        return True
-    if phase == "setup":
-        return name.startswith(("fixture setup:", "db_connection setup"))
-    return phase == "teardown" and name.startswith("db_connection teardown")
