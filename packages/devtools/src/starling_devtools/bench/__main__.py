@@ -134,23 +134,29 @@ class Bench:
     def measure_isolation(self) -> None:
         options, server_url = self.options, self.server_url
         pythons = self.peer_environments() if options.peers else {}
-        databases = self.databases
         configs = isolation.plan(
-            options.tests, growth=options.growth, databases=databases, peer=bool(pythons)
+            options.tests, growth=options.growth, databases=self.databases, peer=bool(pythons)
         )
         # The kit's runs share the floor's and the recipe's environment; only the peer has its own.
         peer = {projects.DJANGO: pythons[projects.DJANGO]} if pythons else {}
-        root, repeat = self.workdir / "isolation", options.repeat
-        runs = isolation.measure(configs, root, repeat=repeat, server_url=server_url, pythons=peer, log=log)
+        runs = isolation.measure(
+            configs,
+            self.workdir / "isolation",
+            repeat=options.repeat,
+            server_url=server_url,
+            pythons=peer,
+            log=log,
+        )
         self.record("isolation", isolation.figures(configs, runs), isolation.measurements(runs))
         if pythons:
-            configs, root, repeat = (
-                isolation.whole_plan(options.tests, databases),
-                root.with_name("whole"),
-                repeat + 2,
-            )
+            configs = isolation.whole_plan(options.tests, self.databases)
             runs = isolation.measure(
-                configs, root, repeat=repeat, server_url=server_url, pythons=pythons, log=log
+                configs,
+                self.workdir / "whole",
+                repeat=options.repeat + 2,
+                server_url=server_url,
+                pythons=pythons,
+                log=log,
             )
             self.record("whole_process", isolation.whole_figures(configs, runs), isolation.measurements(runs))
         if options.profile:
