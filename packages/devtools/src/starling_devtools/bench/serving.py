@@ -34,6 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -383,20 +384,21 @@ def run(
     sampler = threading.Timer(
         seconds / 2, lambda: spread.append(connections(started.pid, started.service.port))
     )
-    beside = threading.Thread(target=during, args=(started,)) if during else None
     try:
         warm_up(url, headers, write)
         script = wrk.script(workdir, write.body if write else None)
         before = cpu_seconds(started.pid)
-        for thread in (sampler, beside):
-            if thread:
-                thread.start()
-        result = wrk.run(url, script, duration=seconds, headers=headers, timeout=timeout, connections=clients)
-        cpu = cpu_seconds(started.pid) - before
+        sampler.start()
+        with ThreadPoolExecutor(1) as beside:
+            alongside = beside.submit(during, started) if during else None
+            result = wrk.run(
+                url, script, duration=seconds, headers=headers, timeout=timeout, connections=clients
+            )
+            cpu = cpu_seconds(started.pid) - before
+            if alongside:
+                alongside.result()  # what runs beside fails the run with its own error
     finally:
         sampler.cancel()
-        if beside and beside.is_alive():
-            beside.join()
         stop(started)
     hashed = argon2_cpu_ms() if write is not None and write.hashes else None
     kind, service = "write" if write else "read", served.workload.service
