@@ -15,11 +15,10 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 from sqlalchemy import MetaData
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from starling_core.db import create_engine
-from starling_servers import postgres
 from starling_testkit import isolation, options
 
 DATABASE_URL_ENV = options.DATABASE_URL_ENV
@@ -45,6 +44,12 @@ def remove_sqlite(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+def create_schema(connection: Connection, metadata: MetaData) -> None:
+    """`metadata`'s tables in a database made empty just before: without `checkfirst`, SQLAlchemy would
+    ask the database about each table first, one query apiece, to learn that none exists."""
+    metadata.create_all(connection, checkfirst=False)
+
+
 @dataclass
 class SQLiteDatabase:
     directory: Path
@@ -63,7 +68,7 @@ class SQLiteDatabase:
         remove_sqlite(self.path)  # a file kept by --keep-db or a killed run must not leak rows
         engine = create_engine(self.url, **isolation.ENGINE_OPTIONS)
         async with engine.begin() as connection:
-            await connection.run_sync(metadata.create_all)
+            await connection.run_sync(create_schema, metadata)
         return engine
 
     async def destroy(self) -> None:
@@ -107,7 +112,7 @@ class PostgresDatabase:
                 await self.make_empty()
             engine = create_engine(self.url, **isolation.ENGINE_OPTIONS)
             async with engine.begin() as connection:
-                await connection.run_sync(metadata.create_all)
+                await connection.run_sync(create_schema, metadata)
             return engine
         template = f"{self.base}_template"
         # One worker builds the template; the rest wait for it, then every worker clones it.
@@ -120,7 +125,7 @@ class PostgresDatabase:
                 engine = create_engine(_with_database(self.server_url, template))
                 try:
                     async with engine.begin() as connection:
-                        await connection.run_sync(metadata.create_all)
+                        await connection.run_sync(create_schema, metadata)
                 finally:
                     await engine.dispose()  # a template with open connections cannot be cloned
                 marker.touch()
@@ -162,8 +167,11 @@ def provider(config: pytest.Config, basetemp: Path) -> TestDatabase:
     if given is not None and make_url(given).get_backend_name() == "sqlite":
         raise pytest.UsageError(f"{DATABASE_URL_ENV} must point at a PostgreSQL server")
     shared = run_dir()
-    server = given or postgres.ensure_cluster(shared).url
-    return PostgresDatabase(server, worker, shared, keep)
+    if given is None:
+        from starling_servers import postgres  # here: a SQLite run never starts a cluster
+
+        given = postgres.ensure_cluster(shared).url
+    return PostgresDatabase(given, worker, shared, keep)
 
 
 class Preparation:

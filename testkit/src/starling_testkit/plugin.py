@@ -93,11 +93,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     made = os.environ.pop(options.RUN_DIR_ENV, None)
     if made is None:
         return
-    from starling_servers import postgres
-
     shared = Path(made)
     keep = options.keep_databases(config)
-    stopped = postgres.stop_cluster(shared, keep_data=keep)
+    stopped = False
+    if any(shared.iterdir()):  # empty, it holds no cluster: a SQLite run never imports the starter
+        from starling_servers import postgres
+
+        stopped = postgres.stop_cluster(shared, keep_data=keep)
     if keep and stopped:
         print(f"\nstarling: PostgreSQL data kept in {shared}")
     else:
@@ -158,8 +160,11 @@ def db_metadata() -> MetaData:
 def _starling_database(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> databases.TestDatabase:
-    from starling_servers import postgres
     from starling_testkit import databases
+
+    if not options.wants_postgres(request.config):  # a file: no server to start, or fail to
+        return databases.provider(request.config, tmp_path_factory.getbasetemp())
+    from starling_servers import postgres
 
     preparation = request.config.stash.get(_PREPARATION, None)
     try:
