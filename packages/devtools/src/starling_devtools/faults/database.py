@@ -124,7 +124,8 @@ async def drive(options: Options, control: PostgresControl, outage: Outage, agen
     callers, timeline = outage.callers, outage.timeline
     began = time.monotonic()
     tasks = [asyncio.create_task(outage.monitor(callers.client, callers.urls))]
-    tasks += [asyncio.create_task(callers.caller(i, 1, math.inf)) for i in range(options.writers)]
+    writers = [callers.caller(index, seed=1, deadline=math.inf) for index in range(options.writers)]
+    tasks += [asyncio.create_task(writer) for writer in writers]
     try:
         await asyncio.sleep(2.0)
         await asyncio.to_thread(control.stop)
