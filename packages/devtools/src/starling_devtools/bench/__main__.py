@@ -95,9 +95,7 @@ def meta(options: argparse.Namespace) -> dict[str, Any]:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load_average_at_start": os.getloadavg(),
-        "options": {
-            name: str(value) if isinstance(value, Path) else value for name, value in vars(options).items()
-        },
+        "options": vars(options),  # the JSON writes a path as its text
     }
 
 
