@@ -26,7 +26,6 @@ from starling_devtools.harness.environment import UNLIMITED_RATE
 PART = "requests"
 TARGET_RATIO = 2.0
 ANCHOR_HEALTH_MS = 0.21
-ROUNDS, BATCH = 9, 200  # alternating rounds of 200 requests through each client
 
 
 def measure(directory: Path, database: str, *, server_url: str | None) -> dict[str, Any]:
@@ -35,8 +34,6 @@ def measure(directory: Path, database: str, *, server_url: str | None) -> dict[s
     out = directory / f"requests-{database}.json"
     env: dict[str, str | None] = {
         "STARLING_RATE_LIMIT": UNLIMITED_RATE,
-        "BENCH_REQUESTS_ROUNDS": str(ROUNDS),
-        "BENCH_REQUESTS_BATCH": str(BATCH),
         "BENCH_REQUESTS_OUT": str(out),
         "STARLING_TEST_DATABASE_URL": server_url if database == "postgres" else None,
     }
