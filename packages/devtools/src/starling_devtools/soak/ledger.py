@@ -46,10 +46,7 @@ class Ledger:
         self.settled_batches.append(list(batch))
 
     def units_by_product(self) -> Counter[str]:
-        total: Counter[str] = Counter()
-        for order_units in self.orders.values():
-            total.update(order_units)
-        return total
+        return sum(self.orders.values(), Counter())
 
     @property
     def runs(self) -> set[str]:
