@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from filelock import FileLock
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -114,6 +113,8 @@ class PostgresDatabase:
             async with engine.begin() as connection:
                 await connection.run_sync(create_schema, metadata)
             return engine
+        from filelock import FileLock  # here: only xdist workers on PostgreSQL take it
+
         template = f"{self.base}_template"
         # One worker builds the template; the rest wait for it, then every worker clones it.
         with FileLock(str(self.lock_dir / f"{template}.lock")):
