@@ -204,8 +204,10 @@ def affected(session: nox.Session) -> None:
     """Run the suites of the members changed since a git ref and of every member depending on them."""
     if not session.posargs:
         session.error("give a git ref: nox -s affected -- origin/main")
+    # selection(), not affected() over the changed files: a lock whose only changes are members' own
+    # entries selects those members, not every suite.
     changed = affected_packages.changed_files(ROOT, session.posargs[0])
-    selected = sorted(affected_packages.affected(MEMBERS, changed))
+    selected = sorted(affected_packages.selection(ROOT, session.posargs[0]))
     session.log(f"{len(changed)} files changed since {session.posargs[0]}; affected: {selected or 'none'}")
     for name in selected:
         session.notify(f"tests({name})", session.posargs[1:])
