@@ -1,5 +1,10 @@
-"""`nox -s serve` for real: once its services answer, SIGTERM or SIGHUP to nox stops every process it
-started and frees every port, as Ctrl-C does; and the signals' handling itself, in process."""
+"""`nox -s serve` for real: once its services answer, SIGTERM to nox stops every process it started and
+frees every port, as Ctrl-C does; and the signals' handling itself, in process.
+
+SIGHUP takes the same path as SIGTERM (one handler for SIGINT, SIGTERM and SIGHUP, proved per signal
+below), so the whole run with every service is made once, for SIGTERM: a second one, for SIGHUP, cost
+the README's test command some 11 s and 8 CPU s and proved nothing the handler's test does not.
+"""
 
 from __future__ import annotations
 
@@ -109,10 +114,10 @@ def answering(ports: dict[str, int]) -> bool:
     return True
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
-def test_a_signal_to_nox_serve_stops_every_service_and_frees_every_port(
-    repo_root: Path, tmp_path: Path, signum: signal.Signals
+def test_sigterm_to_nox_serve_stops_every_service_and_frees_every_port(
+    repo_root: Path, tmp_path: Path
 ) -> None:
+    signum = signal.SIGTERM
     names = sorted(name for name, member in workspace.load(repo_root).items() if member.is_service)
     ports = {name: free_port() for name in names}
     kafka_port = free_port()
