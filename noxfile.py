@@ -337,13 +337,20 @@ def new(session: nox.Session) -> None:
     if "users" in MEMBERS:
         output = session.run("python", "-c", NEW_SERVICE_GRANTS, f"{name}:read", f"{name}:admin", silent=True)
         grants = str(output).strip()
+    # Then the contract, services/<name>/openapi.json, from the app's own document: its suite's contract test
+    # writes it when asked, and from then on holds the two equal.
+    sync(session, "--package", f"starling-{name}", "--group", "test")
+    session.run(
+        "python", "-m", "pytest", f"services/{name}/tests/test_openapi_contract.py",
+        "-q", "-p", "no:cacheprovider", env={"STARLING_REFRESH_CONTRACT": "1"}, silent=True,
+    )  # fmt: skip
     lines = [
         f"\nservices/{name}: starling-{name}, import starling_{name}, port {port},",
         f"scopes {name}:read (users) and {name}:admin (administrators). Next:",
         f'  uv run nox -s lint typecheck "tests({name})" "tests_postgres({name})"',
         f"  uv run --package starling-{name} starling-migrate {name} revision -m '...'  # models.py changed",
         f"  uv run --package starling-{name} starling-migrate {name} upgrade",
-        f"  git add services/{name} uv.lock",
+        f"  git add services/{name} uv.lock   # openapi.json is the contract: commit it with any API change",
     ]
     if grants:
         lines += [
