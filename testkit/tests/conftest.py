@@ -12,11 +12,11 @@ from sqlalchemy.engine import make_url
 
 pytest_plugins = ["pytester"]
 
-# As the workspace's own pyproject does, the projects leave out faker's and time-machine's pytest
-# plugins, which no test here uses: faker's alone is a quarter of a second at every process start.
+# As the workspace's own pyproject does, the projects leave out faker's, time-machine's and anyio's
+# pytest plugins, which no test here uses: faker's alone is a quarter of a second at every process start.
 INI = """
 [pytest]
-addopts = -p no:faker -p no:time_machine
+addopts = -p no:faker -p no:time_machine -p no:anyio
 asyncio_mode = auto
 asyncio_default_fixture_loop_scope = session
 filterwarnings = error
