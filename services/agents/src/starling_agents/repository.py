@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeAlias
 
 from sqlalchemy import ColumnElement, Row, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +19,9 @@ from starling_core.events import Outbox
 from starling_core.events.topics import RUN_FINISHED, RunFinished
 from starling_core.repository import Repository, Stores
 
+# One line of the catalogue: id, name, description and kind, read by attribute as the response model does.
+CatalogueRow: TypeAlias = "Row[str, str, str, str]"
+
 
 class AgentRepository(Repository[Agent]):
     model = Agent
@@ -25,7 +29,7 @@ class AgentRepository(Repository[Agent]):
     async def all(self) -> Sequence[Agent]:
         return await self.scalars(select(Agent).order_by(Agent.agent_id))
 
-    async def listing(self) -> Sequence[Row[str, str, str, str]]:
+    async def listing(self) -> Sequence[CatalogueRow]:
         """Every agent's id, name, description and kind, by id: rows of the catalogue's columns, so
         no ORM object (nor its `config` JSON) is built for a list that shows neither. Run on the
         session's connection, in its transaction, without the ORM's result machinery: 13% less CPU a

@@ -17,15 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import Row
-
 from starling_agents import runners
 from starling_agents.errors import AgentExists, AgentNotFound, LLMEndpointRefused, RunFinished, RunNotFound
 from starling_agents.events import RunEvents, done_event, output_event, status_event
 from starling_agents.gateways import ChatCompletionsGateway
 from starling_agents.models import UNFINISHED, Agent, Run, utcnow
 from starling_agents.outbound import OutboundPolicy
-from starling_agents.repository import AgentsRepositories, AgentsStores, RunRepository
+from starling_agents.repository import AgentsRepositories, AgentsStores, CatalogueRow, RunRepository
 from starling_agents.runners import Outcome
 from starling_agents.schemas import (
     AnyAgentIn,
@@ -82,7 +80,7 @@ class AgentsService:
         # Where llm agents may send requests and with which key; by default nowhere.
         self.outbound = outbound if outbound is not None else OutboundPolicy(allowed_hosts=())
 
-    async def listing(self) -> Sequence[Row[str, str, str, str]]:
+    async def listing(self) -> Sequence[CatalogueRow]:
         """The catalogue: each agent's id, name, description and kind, by id."""
         async with self.stores.reading() as repositories:
             return await repositories.agents.listing()
