@@ -57,9 +57,9 @@ async def lifespan(database):
 
 
 async def add_note(request: Request) -> JSONResponse:
-    async with request.state["database"].session() as session:
-        session.add(Note(text=(await request.json())["text"]))
-        await session.commit()
+    text = (await request.json())["text"]
+    async with request.state["database"].transaction() as session:
+        session.add(Note(text=text))
     return JSONResponse({"ok": True}, status_code=201)
 
 

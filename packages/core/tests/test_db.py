@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -19,7 +19,7 @@ from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import QueuePool
-from sqlalchemy.util import greenlet_spawn
+from sqlalchemy.util import await_only, greenlet_spawn
 
 from starling_core.db import (
     Database,
@@ -200,12 +200,15 @@ async def test_the_check_at_checkout_is_one_statement_outside_any_transaction() 
         async def execute(self, statement: str) -> None:
             sent.append(statement)
 
-    class Record:
-        driver_connection = Driver()
+    class AdaptedConnection:
+        """What the pool hands its checkout listeners: `run_async` runs a coroutine on the driver."""
+
+        def run_async(self, fn: Callable[[Driver], Awaitable[None]]) -> None:
+            await_only(fn(Driver()))
 
     try:
-        assert engine.sync_engine.pool._pre_ping is False
-        await greenlet_spawn(_ping_asyncpg, None, Record(), None)
+        assert event.contains(engine.sync_engine, "checkout", _ping_asyncpg)
+        await greenlet_spawn(_ping_asyncpg, AdaptedConnection(), None, None)
     finally:
         await engine.dispose()
 

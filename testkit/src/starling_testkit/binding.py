@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 
-from starling_core.db import Database
+from starling_core.db import Database, ReadSession
 
 
 class _Turns:
@@ -79,27 +79,32 @@ class BoundDatabase(Database):
         super().__init__(connection.engine)
         self.connection = connection
         # Commits inside become SAVEPOINT releases; the test's outer transaction decides.
-        self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            bind=connection,
-            class_=BoundSession,
-            expire_on_commit=False,
-            join_transaction_mode="create_savepoint",
-            turns=_Turns(),
+        options: dict[str, Any] = {
+            "bind": connection,
+            "class_": BoundSession,
+            "expire_on_commit": False,
+            "join_transaction_mode": "create_savepoint",
+            "turns": _Turns(),
+        }
+        self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(**options)
+        # `session()` refuses to write here as it does in production, where PostgreSQL reads in autocommit.
+        self._bound_reads: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            **options, sync_session_class=ReadSession
         )
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        async with self.sessionmaker() as session:
+        async with self._bound_reads() as session:
             yield session
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        async with self.session() as session, session.begin():
+        async with self.sessionmaker() as session, session.begin():
             yield session
 
     async def dependency(self) -> AsyncIterator[AsyncSession]:
         """A session for one request: the override of a FastAPI app's session dependency."""
-        async with self.session() as session:
+        async with self.sessionmaker() as session:
             yield session
 
     def standalone(self) -> AbstractAsyncContextManager[AsyncSession]:

@@ -28,9 +28,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, ORMExecuteState, Session, UOWTransaction
 from sqlalchemy.types import TypeDecorator
-from sqlalchemy.util import await_only
 
 # Constraint names that Alembic autogenerate and PostgreSQL agree on, so migrations can drop them.
 NAMING_CONVENTION = {
@@ -172,7 +171,7 @@ def _ping_asyncpg(dbapi_connection: Any, connection_record: Any, connection_prox
     """The pool's check at checkout, as one round trip: a connection that cannot run `SELECT 1`
     is replaced by a new one before the caller sees it (SQLAlchemy retries the checkout)."""
     try:
-        await_only(connection_record.driver_connection.execute("SELECT 1"))
+        dbapi_connection.run_async(lambda driver: driver.execute("SELECT 1"))
     except Exception as exc:  # `SELECT 1` fails only with its connection
         raise DisconnectionError(f"pooled connection is gone: {type(exc).__name__}") from exc
 
@@ -197,7 +196,7 @@ def _configure_sqlite(engine: AsyncEngine, *, in_memory: bool) -> None:
         # Sent with aiosqlite itself: one trip to its thread, where a statement through SQLAlchemy's
         # cursor is three (open, execute, close), and each trip is a wake-up of the event loop. A
         # deferred BEGIN takes no lock, so it cannot find the file busy.
-        await_only(connection.connection.driver_connection.execute("BEGIN"))
+        connection.connection.dbapi_connection.run_async(lambda driver: driver.execute("BEGIN"))
 
     @event.listens_for(engine.sync_engine, "reset")
     def _reset_sqlite(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
@@ -208,6 +207,38 @@ def _configure_sqlite(engine: AsyncEngine, *, in_memory: bool) -> None:
         # awaited on, and the pool closes it.
         if reset_state.asyncio_safe and dbapi_connection.driver_connection.in_transaction:
             dbapi_connection.rollback()
+
+
+READ_ONLY_MESSAGE = (
+    "Database.session() reads (on PostgreSQL in autocommit, so a write there would not be one "
+    "transaction): write inside Database.transaction()"
+)
+
+
+class ReadOnlySessionError(RuntimeError):
+    """A write through `Database.session()`, which reads: the write belongs in `Database.transaction()`."""
+
+
+class ReadSession(Session):
+    """What `Database.session()` hands out: a session that reads, and refuses to write.
+
+    On PostgreSQL it runs in autocommit, so a write through it would be committed statement by
+    statement, never as one transaction; on SQLite it would work, and a suite on SQLite would never
+    show the difference. So it refuses on both: an INSERT, UPDATE or DELETE through the session, or a
+    flush with anything to write.
+    """
+
+
+@event.listens_for(ReadSession, "do_orm_execute")
+def _refuse_dml(state: ORMExecuteState) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        raise ReadOnlySessionError(READ_ONLY_MESSAGE)
+
+
+@event.listens_for(ReadSession, "before_flush")
+def _refuse_flush(session: Session, flush_context: UOWTransaction, instances: object) -> None:
+    if session.new or session.deleted or any(session.is_modified(item) for item in session.dirty):
+        raise ReadOnlySessionError(READ_ONLY_MESSAGE)
 
 
 class Database:
@@ -225,11 +256,9 @@ class Database:
         # change: at PostgreSQL's READ COMMITTED every statement takes its own snapshot, inside a
         # transaction or not. SQLite keeps its BEGIN, whose snapshot covers the read session's
         # statements together.
-        self._reads = (
-            async_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
-            if engine.dialect.name == "postgresql"
-            else self._sessions
-        )
+        postgres = engine.dialect.name == "postgresql"
+        reading = engine.execution_options(isolation_level="AUTOCOMMIT") if postgres else engine
+        self._reads = async_sessionmaker(reading, expire_on_commit=False, sync_session_class=ReadSession)
         # SQLite has one writer at a time. Writers that queue inside SQLite wait in its busy handler,
         # which gives up after busy_timeout, and a lock holder shares the event loop with every request
         # queued behind it; under load the waits pass the timeout and become 503s. Taking turns here,
@@ -242,8 +271,8 @@ class Database:
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session to read with: on PostgreSQL in autocommit, on SQLite one snapshot. Write in
-        `transaction()`."""
+        """A session to read with: on PostgreSQL in autocommit, on SQLite one snapshot. It refuses to
+        write (`ReadOnlySessionError`): write in `transaction()`."""
         async with self._reads() as session:
             yield session
 
