@@ -20,12 +20,16 @@ RECORDER = dedent(
     def record_statements(db_engine):
         def record(conn, cursor, statement, parameters, context, executemany):
             SEEN.append(" ".join(statement.split())[:40])
+        def begin(conn):
+            SEEN.append("<begin>")
         def rollback(conn):
             SEEN.append("<rollback>")
         event.listen(db_engine.sync_engine, "before_cursor_execute", record)
+        event.listen(db_engine.sync_engine, "begin", begin)
         event.listen(db_engine.sync_engine, "rollback", rollback)
         yield
         event.remove(db_engine.sync_engine, "before_cursor_execute", record)
+        event.remove(db_engine.sync_engine, "begin", begin)
         event.remove(db_engine.sync_engine, "rollback", rollback)
     """
 )
@@ -50,9 +54,9 @@ def test_a_database_test_costs_begin_and_one_rollback(project: pytest.Pytester, 
 
             async def test_2_cost_of_one_test(db_session):
                 # test_1's teardown: one ROLLBACK, no ROLLBACK TO SAVEPOINT before it; this test's
-                # setup: a BEGIN, which core's SQLite engine and asyncpg both send through the driver
-                # itself, unseen here.
-                assert SEEN == ["<rollback>"]
+                # setup: one BEGIN (which core's SQLite engine and asyncpg both send through the driver
+                # itself, not as a statement through a cursor).
+                assert SEEN == ["<rollback>", "<begin>"]
                 SEEN.clear()
                 assert await add_and_count(db_session) == 1
                 assert [s.split()[0] for s in SEEN] == ["SAVEPOINT", "INSERT", "SELECT"], SEEN
