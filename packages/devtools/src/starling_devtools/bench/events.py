@@ -18,6 +18,7 @@ between figures of one run mean anything. Every event must reach its handler exa
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import time
@@ -134,7 +135,7 @@ async def _running(work: Coroutine[Any, Any, None], name: str) -> AsyncIterator[
             await task
 
 
-class Timed:
+class Timed(abc.ABC):
     """A way from a sender to a handler, timed: when each message (by its id or key) first reached its
     consumer, awaited without polling; one message's latency and many messages' rate from that."""
 
@@ -142,9 +143,9 @@ class Timed:
         self.at: dict[str, float] = {}
         self._changed = asyncio.Event()
 
+    @abc.abstractmethod
     async def send(self, count: int) -> tuple[list[str], float]:
         """Send `count` messages: their ids or keys, and when the first set off."""
-        raise NotImplementedError
 
     def mark(self, key: str, now: float) -> None:
         self.at.setdefault(key, now)

@@ -20,7 +20,6 @@ import functools
 import shutil
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -147,11 +146,11 @@ def measure(
 
 def _record(server: processes.Running, seconds: float, out: Path) -> None:
     """py-spy on the server for `seconds`, once wrk's connections are all up and the server is busy."""
-    deadline = time.monotonic() + serving.ACCEPT_TIMEOUT
-    while sum(serving.connections(server.pid, server.service.port)) < wrk.CONNECTIONS:
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"wrk's {wrk.CONNECTIONS} connections to {server.url} not all up")
-        time.sleep(0.05)
+    serving.wait_until(
+        server,
+        lambda: sum(serving.connections(server.pid, server.service.port)) >= wrk.CONNECTIONS,
+        lambda: f"wrk's {wrk.CONNECTIONS} connections to {server.url} not all up",
+    )
     subprocess.run(
         [py_spy(), "record", "--pid", str(server.pid), "--rate", str(RATE), "--duration", f"{seconds:g}",
          "--format", "raw", "--output", str(out), "--nonblocking", "--subprocesses"],

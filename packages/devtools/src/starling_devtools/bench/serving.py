@@ -272,17 +272,27 @@ def start(name: str, server: Server, app: str, env: Mapping[str, str], log_dir: 
     started = processes.start(service, log=log_dir / f"{name}.log", argv=server.argv(app, port))
     try:
         processes.wait_healthy([started], timeout=ACCEPT_TIMEOUT)
-        deadline = time.monotonic() + ACCEPT_TIMEOUT
-        while (found := accepting(started.pid, port)) < server.processes:
-            if started.process.poll() is not None or time.monotonic() > deadline:
-                code = started.process.returncode
-                why = f"exited with {code}" if code is not None else f"not within {ACCEPT_TIMEOUT:.0f} s"
-                raise RuntimeError(f"{name}: {found} of {server.processes} processes accepting, {why}")
-            time.sleep(0.05)
+        wait_until(
+            started,
+            lambda: accepting(started.pid, port) >= server.processes,
+            lambda: f"{name}: {accepting(started.pid, port)} of {server.processes} processes accepting",
+        )
     except BaseException:
         stop(started)
         raise
     return started
+
+
+def wait_until(server: processes.Running, ready: Callable[[], bool], what: Callable[[], str]) -> None:
+    """Poll `ready` (a count of the server's sockets, which nothing announces) until it holds; fail with
+    `what()` once the server exits or ACCEPT_TIMEOUT passes."""
+    deadline = time.monotonic() + ACCEPT_TIMEOUT
+    while not ready():
+        code = server.process.poll()
+        if code is not None or time.monotonic() > deadline:
+            why = f"exited with {code}" if code is not None else f"not within {ACCEPT_TIMEOUT:.0f} s"
+            raise RuntimeError(f"{what()}, {why}")
+        time.sleep(0.05)
 
 
 def stop(started: processes.Running) -> None:
