@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from starling_testkit import options
+
 pytest_plugins = ["pytester"]
 
 # As the workspace's own pyproject does, the projects leave out faker's, time-machine's and anyio's
@@ -111,7 +113,7 @@ def postgres_server() -> str:
     """
     from starling_servers import postgres
 
-    return postgres.ensure_cluster(Path(os.environ["STARLING_TEST_RUN_DIR"])).url
+    return postgres.ensure_cluster(Path(os.environ[options.RUN_DIR_ENV])).url
 
 
 @pytest.fixture
@@ -120,7 +122,7 @@ def shared_postgres(postgres_server: str, monkeypatch: pytest.MonkeyPatch) -> st
     (the documented `STARLING_TEST_DATABASE_URL`: its database name is the base of the run's names)."""
     url = make_url(postgres_server).set(database=f"kit_{uuid.uuid4().hex[:12]}")
     rendered = url.render_as_string(hide_password=False)
-    monkeypatch.setenv("STARLING_TEST_DATABASE_URL", rendered)
+    monkeypatch.setenv(options.DATABASE_URL_ENV, rendered)
     return rendered
 
 
