@@ -4,9 +4,11 @@ and sends nothing, or sends its headers a byte at a time, is answered 408 and cu
 uvicorn closes an idle keep-alive connection after `--timeout-keep-alive`, but a new connection, and a
 request head still arriving, have no deadline at all: 500 connections that sent nothing stayed open for
 good (slowloris). This subclass of uvicorn's own `H11Protocol`, selected with uvicorn's documented
-`--http` option, starts a timer when a connection opens and after each response, and stops it when the
-head's blank line arrives. Bodies get their deadline in `BodySizeLimitMiddleware`, where the request is
-an ASGI one.
+`--http` option, starts a timer when a connection opens and after each response, and stops it when h11
+has read a whole head (a new request, or a WebSocket upgrade). A blank line alone is no head: after an
+answer given without reading the body, the client's next bytes are that body's rest, and a
+`\r\n\r\n` among them once stopped the timer and left the connection open for good. Bodies get their
+deadline in `BodySizeLimitMiddleware`, where the request is an ASGI one.
 
     uvicorn starling_users.main:app --http starling_core.protocol:GuardedH11Protocol --limit-concurrency 1000
 """
@@ -22,7 +24,6 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 # Seconds a client has to send a request's head (the request line and every header), from the moment
 # the connection opens or the previous response ends. STARLING_HEADER_TIMEOUT overrides it.
 HEADER_TIMEOUT = float(os.environ.get("STARLING_HEADER_TIMEOUT", "10"))
-_END_OF_HEAD = b"\r\n\r\n"
 _TIMEOUT_BODY = json.dumps({"detail": "Request header timeout"}).encode()
 _TIMEOUT_RESPONSE = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
@@ -38,19 +39,18 @@ class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._guarded = transport
         self._head_deadline: asyncio.TimerHandle | None = None
-        self._tail = b""
         super().connection_made(transport)
         self._await_head()
 
     def data_received(self, data: bytes) -> None:
-        if self._head_deadline is not None:
-            seen = self._tail + data
-            if _END_OF_HEAD in seen:
-                self._head_deadline.cancel()
-                self._head_deadline = None
-            else:
-                self._tail = seen[-(len(_END_OF_HEAD) - 1) :]
+        cycle = self.cycle
         super().data_received(data)
+        # h11 read a whole head: it started a request's cycle, or the connection went to a WebSocket.
+        if self._head_deadline is not None and (
+            self.cycle is not cycle or self._guarded.get_protocol() is not self
+        ):
+            self._head_deadline.cancel()
+            self._head_deadline = None
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -66,7 +66,6 @@ class GuardedH11Protocol(H11Protocol):
     def _await_head(self) -> None:
         if self._head_deadline is not None:
             self._head_deadline.cancel()
-        self._tail = b""
         loop = asyncio.get_running_loop()
         self._head_deadline = loop.call_later(self.header_timeout, self._head_timed_out)
 
