@@ -143,6 +143,17 @@ async def test_requests_within_the_deadline_are_served_on_one_kept_alive_connect
     assert second.json() == {"size": 10}
 
 
+async def test_a_body_sent_a_byte_at_a_time_is_cut_off(database: Database) -> None:
+    # A byte every 50 ms never leaves a gap of 0.5 s: the body as a whole must arrive within the limit.
+    body = b"x" * 200  # 10 s at this pace
+    head = b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % len(body)
+    async with serving(small_app(database, body_timeout=0.5)) as address:
+        answer, sent = await answer_to_trickle(address, head, body, 0.05)
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert b"connection: close" in answer.lower()
+    assert sent < len(body)
+
+
 async def test_the_unread_rest_of_a_body_cannot_hold_a_connection_open(server: tuple[str, int]) -> None:
     # The route answers without reading the body; what the client sends after the answer is that body's
     # rest, not a new head, even when it holds a blank line: the next head's deadline still runs.

@@ -2,9 +2,11 @@
 
 Starlette's own limit answers in plain text; every Starling error carries a JSON `detail`, so this
 small middleware checks `Content-Length` up front and counts streamed (chunked) bodies as they arrive.
-Each part of a body must arrive within `body_timeout` seconds of the previous one (a client sending a
-byte a second would otherwise hold a connection and a worker's attention for good); once the body is
-complete, waiting on `receive` (for a disconnect) has no deadline.
+The whole body must arrive within `body_timeout` seconds of the endpoint's first read. A deadline per
+part was not enough: a client sending a byte every few seconds never left a gap that long, and held a
+connection and a worker's attention for as long as the body limit let it (days, for 1 MiB). Once the
+body is complete, waiting on `receive` (for a disconnect) has no deadline. Both refusals close the
+connection: the rest of the body would otherwise still be read, after the answer, for nothing.
 """
 
 from __future__ import annotations
@@ -16,15 +18,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from starling_core.errors import error_response
 
+_CLOSE = {"Connection": "close"}
+
 
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
-        super().__init__(413, detail=f"Request body is larger than the limit of {limit} bytes")
+        super().__init__(
+            413, detail=f"Request body is larger than the limit of {limit} bytes", headers=_CLOSE
+        )
 
 
 class BodyTimeout(HTTPException):
     def __init__(self, seconds: float) -> None:
-        super().__init__(408, detail=f"Request body timeout: nothing arrived for {seconds:g} s")
+        super().__init__(
+            408, detail=f"Request body timeout: not complete within {seconds:g} s", headers=_CLOSE
+        )
 
 
 class BodySizeLimitMiddleware:
@@ -40,18 +48,22 @@ class BodySizeLimitMiddleware:
 
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_size:
-            await error_response(413, BodyTooLarge(self.max_body_size).detail)(scope, receive, send)
+            too_large = BodyTooLarge(self.max_body_size)
+            await error_response(413, too_large.detail, too_large.headers)(scope, receive, send)
             return
 
         received = 0
         complete = False
+        deadline: float | None = None
 
         async def receive_limited() -> Message:
-            nonlocal received, complete
+            nonlocal received, complete, deadline
             if complete:
                 return await receive()
+            if deadline is None:
+                deadline = asyncio.get_running_loop().time() + self.body_timeout
             try:
-                async with asyncio.timeout(self.body_timeout):
+                async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
                 # Raised inside the endpoint's body read, so the exception handlers answer 408.

@@ -77,7 +77,7 @@ class ServiceSettings(BaseSettings):
     database_url: str = ""
     auto_migrate: bool = True
     max_body_size: int = 1024 * 1024
-    # Seconds a request body may go without a byte arriving before the request is answered 408.
+    # Seconds a whole request body has, from the first read, before the request is answered 408.
     body_timeout: float = Field(default=30.0, gt=0, validation_alias=_shared("body_timeout"))
 
     @field_validator("rate_limit")
