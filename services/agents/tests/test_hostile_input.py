@@ -8,6 +8,7 @@ import httpx
 import pytest
 from starlette.types import ASGIApp
 
+from starling_core.pagination import encode_cursor
 from starling_testkit.tokens import TokenFactory
 
 from .asgi_ws import websocket_connect
@@ -237,3 +238,22 @@ async def test_an_unsafe_request_id_on_a_run_is_replaced(auth_client: httpx.Asyn
     assert "detail" in response.json()
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
     assert "location" not in response.headers
+
+
+# Times the parser takes whose UTC is outside the years 1..9999 that Python's datetime holds.
+OUT_OF_RANGE_TIMES = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        *(("since", at) for at in OUT_OF_RANGE_TIMES),
+        *(("cursor", encode_cursor({"created_at": at, "run_id": "r"})) for at in OUT_OF_RANGE_TIMES),
+    ],
+)
+async def test_a_time_whose_utc_is_out_of_range_is_422(
+    auth_client: httpx.AsyncClient, field: str, value: str
+) -> None:
+    response = await auth_client.get("/api/v1/agents/runs", params={field: value})
+    assert response.status_code == 422
+    assert locs(response) == [["query", field]]

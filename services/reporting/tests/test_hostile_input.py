@@ -137,3 +137,31 @@ async def test_an_unsafe_request_id_on_ingestion_is_replaced(
     assert "detail" in response.json()
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
     assert "x-injected" not in response.headers
+
+
+# Times the parser takes whose UTC is outside the years 1..9999 that Python's datetime holds.
+OUT_OF_RANGE_TIMES = ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"]
+
+
+@pytest.mark.parametrize("at", OUT_OF_RANGE_TIMES)
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [("/top-products", "since"), ("/top-products", "until"), ("/api/v1/reports/agent-usage", "since")],
+)
+async def test_a_time_whose_utc_is_out_of_range_is_422(
+    admin_client: httpx.AsyncClient, path: str, field: str, at: str
+) -> None:
+    response = await admin_client.get(path, params={field: at})
+    assert response.status_code == 422
+    assert locs(response) == [["query", field]]
+
+
+@pytest.mark.parametrize("at", OUT_OF_RANGE_TIMES)
+async def test_an_order_time_whose_utc_is_out_of_range_is_422(
+    admin_client: httpx.AsyncClient, at: str
+) -> None:
+    batch = one_order()
+    batch["orders"][0]["created_at"] = at
+    response = await admin_client.post("/api/v1/orders", json=batch)
+    assert response.status_code == 422
+    assert locs(response) == [["body", "orders", 0, "created_at"]]

@@ -8,6 +8,8 @@ import re
 import httpx
 import pytest
 
+from starling_core.pagination import encode_cursor
+
 from .helpers import PASSWORD, bearer, login, register
 
 SQL = "'; DROP TABLE users; --"
@@ -177,3 +179,14 @@ async def test_an_unsafe_request_id_on_registration_is_replaced(
     assert "detail" in response.json()
     assert re.fullmatch(r"[0-9a-f]{32}", response.headers["x-request-id"])
     assert "set-cookie" not in response.headers
+
+
+@pytest.mark.parametrize("created_at", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"])
+async def test_a_cursor_whose_time_is_out_of_range_is_422(
+    admin_client: httpx.AsyncClient, created_at: str
+) -> None:
+    # Times the parser takes whose UTC is outside the years 1..9999 that Python's datetime holds.
+    cursor = encode_cursor({"created_at": created_at, "id": "u"})
+    response = await admin_client.get("/users", params={"cursor": cursor})
+    assert response.status_code == 422
+    assert [loc for loc, _ in details(response)] == [["query", "cursor"]]

@@ -6,9 +6,10 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 
@@ -20,6 +21,22 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 # text, and an unpaired surrogate (JSON's "\ud800") cannot be encoded as UTF-8 by any driver, nor
 # by the response that would echo it. Refused up front as 422 rather than failing later as a 500.
 _UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def as_utc(value: datetime) -> datetime:
+    """`value` in UTC, a naive time taken to be UTC already. A ValueError (pydantic's 422) when its UTC
+    is outside the years 1..9999 a datetime holds: `0001-01-01T00:00:00+14:00` parses, and then
+    overflowed in conversion, or when the database driver bound it, as a 500."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("Datetime is out of range once converted to UTC") from None
+
+
+# An aware time from a client, in UTC: what a sort key in a cursor or a filter is compared with.
+UTCDatetime = Annotated[AwareDatetime, AfterValidator(as_utc)]
 
 
 async def read_json(request: Request[Any]) -> Any:

@@ -3,7 +3,7 @@ this service consumes (the envelope and the topics are core's)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import httpx
@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, field_validator
 
 from starling_core.events import EventType
 from starling_core.events.topics import USERS
+from starling_core.validation import as_utc
 
 Kind = Literal["summarizer", "classifier", "llm"]
 Status = Literal["queued", "running", "completed", "failed", "cancelled"]
@@ -18,11 +19,6 @@ Status = Literal["queued", "running", "completed", "failed", "cancelled"]
 AGENT_ID_PATTERN = r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$"
 # Path segments of the runs API under /api/v1/agents/: an agent with one of these ids would be hidden.
 RESERVED_AGENT_IDS = frozenset({"run", "runs"})
-
-
-def as_utc(value: datetime) -> datetime:
-    """Aware UTC; a naive time is taken to be UTC already."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 # --- agent configs, one per kind -------------------------------------------------------------------

@@ -38,6 +38,7 @@ from starling_agents.schemas import (
 from starling_core.db import DatabaseUnavailable
 from starling_core.events import Event
 from starling_core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from starling_core.validation import as_utc
 
 logger = logging.getLogger("starling.agents")
 
@@ -375,8 +376,8 @@ def _decode_key(cursor: str) -> tuple[datetime, str]:
     try:
         created_at = datetime.fromisoformat(values["created_at"])
         run_id = values["run_id"]
+        if not isinstance(run_id, str) or created_at.tzinfo is None:
+            raise ValueError("not a key this service wrote")
+        return as_utc(created_at), run_id  # ValueError when its UTC is out of range
     except (KeyError, TypeError, ValueError):
         raise InvalidCursor("Invalid cursor") from None
-    if not isinstance(run_id, str) or created_at.tzinfo is None:
-        raise InvalidCursor("Invalid cursor")
-    return created_at, run_id

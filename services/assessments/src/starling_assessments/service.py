@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Protocol, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from starling_assessments.errors import (
     AlreadySubmitted,
@@ -35,6 +35,7 @@ from starling_assessments.schemas import AssessmentCreate, QuestionCreate, UserE
 from starling_core.events import Event
 from starling_core.events.topics import AssessmentCompleted
 from starling_core.pagination import InvalidCursor, decode_cursor, encode_cursor
+from starling_core.validation import UTCDatetime
 
 Clock = Callable[[], datetime]
 logger = logging.getLogger("starling.assessments")
@@ -158,7 +159,7 @@ class AssessmentStores(Protocol):
 
 
 class _CursorKey(BaseModel):
-    created_at: AwareDatetime
+    created_at: UTCDatetime
     id: str
 
 

@@ -3,7 +3,7 @@ this service consumes (the envelope and the topics are core's)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, WithJsonSchema, field_validator, model_va
 
 from starling_core.events import EventType
 from starling_core.events.topics import AGENTS_RUNS, ORDERS
+from starling_core.validation import as_utc
 
 MAX_ORDERS_PER_REQUEST = 1000
 
@@ -30,11 +31,6 @@ Price = Annotated[
         mode="validation",
     ),
 ]
-
-
-def as_utc(value: datetime) -> datetime:
-    """Aware UTC; a naive time is taken to be UTC already."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class OrderItemIn(BaseModel):

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from pydantic import AwareDatetime, BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from starling_core.pagination import InvalidCursor, decode_cursor, encode_cursor
-from starling_core.validation import unstorable
+from starling_core.validation import UTCDatetime, unstorable
 from starling_users.emails import email_key, lookup_key
 from starling_users.errors import (
     AdministratorRequired,
@@ -100,7 +100,7 @@ class SignedIn:
 
 
 class _CursorKey(BaseModel):
-    created_at: AwareDatetime
+    created_at: UTCDatetime
     id: str
 
 
