@@ -48,6 +48,10 @@ MALFORMED_CURSORS = {
     "array": b64(b"[1, 2]"),
     "string": b64(b'"text"'),
     "not-utf8": b64(b"\xff\xfe"),
+    # JSON that decodes, holding what no page wrote and PostgreSQL cannot compare with (it refuses NUL)
+    "nul": b64(b'{"created_at": "2026-01-01T00:00:00Z", "id": "\\u0000"}'),
+    "nested-nul": b64(b'{"id": {"k": "a\\u0000"}}'),
+    "infinite": b64(b'{"created_at": "2026-01-01T00:00:00Z", "id": 1e400}'),
 }
 
 

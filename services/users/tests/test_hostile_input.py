@@ -190,3 +190,11 @@ async def test_a_cursor_whose_time_is_out_of_range_is_422(
     response = await admin_client.get("/users", params={"cursor": cursor})
     assert response.status_code == 422
     assert [loc for loc, _ in details(response)] == [["query", "cursor"]]
+
+
+async def test_a_forged_cursor_holding_a_nul_is_422(admin_client: httpx.AsyncClient) -> None:
+    # Base64 hides the NUL from the query's own check; PostgreSQL refused it in the comparison, a 500.
+    cursor = encode_cursor({"created_at": "2026-01-01T00:00:00Z", "id": "\x00"})
+    response = await admin_client.get("/users", params={"cursor": cursor})
+    assert response.status_code == 422
+    assert [loc for loc, _ in details(response)] == [["query", "cursor"]]

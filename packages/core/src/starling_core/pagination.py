@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from starling_core.errors import RequestValidationError
+from starling_core.validation import unstorable
 
 T = TypeVar("T")
 
@@ -48,6 +49,11 @@ def decode_cursor(cursor: str) -> dict[str, Any]:
     if not _URLSAFE_BASE64.fullmatch(cursor):
         raise InvalidCursor("Invalid cursor")
     try:
-        return _CURSOR_VALUES.validate_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        values = _CURSOR_VALUES.validate_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValidationError):
         raise InvalidCursor("Invalid cursor") from None
+    # Base64 hides a NUL or an infinity from the query's own checks, and no page wrote one: PostgreSQL
+    # refuses NUL even in a comparison, which was a 500.
+    if unstorable(values, ("query", "cursor")):
+        raise InvalidCursor("Invalid cursor")
+    return values
