@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from sqlalchemy import select
 from starlette.requests import Request
@@ -37,7 +38,7 @@ from starling_core.schema import token_revocations
 from starling_core.settings import ServiceSettings
 from starling_servers.kafka import free_port
 from starling_testkit import AppFactory, BoundDatabase, FrozenClock
-from starling_testkit.tokens import DEFAULT_SUB, TokenFactory
+from starling_testkit.tokens import DEFAULT_SUB, TEST_JWT_SECRET, TokenFactory
 
 from .polling import eventually
 from .websockets import websocket_session
@@ -141,6 +142,18 @@ async def test_tokens_issued_a_moment_before_and_after_the_change_are_told_apart
 
     assert refused(await client.get("/api/things", headers=bearer(before)))
     assert (await client.get("/api/things", headers=bearer(after))).status_code == 200
+
+
+async def test_a_token_whose_iat_no_float_holds_is_401_not_a_server_error(
+    client: httpx.AsyncClient, app: ServiceApp
+) -> None:
+    now = int(datetime.now(UTC).timestamp())
+    claims = {"sub": DEFAULT_SUB, "scopes": [THINGS_READ], "iat": -(10**400), "exp": now + 60}
+    token = jwt.encode({**claims, "iss": app.settings.jwt_issuer}, TEST_JWT_SECRET, algorithm="HS256")
+
+    response = await client.get("/api/things", headers=bearer(token))
+
+    assert response.status_code == 401
 
 
 async def test_a_redelivered_or_late_event_changes_nothing(

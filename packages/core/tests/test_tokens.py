@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -141,6 +142,31 @@ async def test_token_missing_a_required_claim_is_refused(claim: str) -> None:
     token = jwt.encode(payload, SECRET, algorithm="HS256")
 
     with pytest.raises(InvalidToken, match=claim):
+        decode_token(CONFIG, token)
+
+
+# Signed by the issuer, so only a leaked key or an issuer's bug makes them; refused all the same, not a
+# 500: a time that is no number (`float()` of -10**400 overflowed in every service that checks
+# revocations), or a subject no service can store as an owner (PostgreSQL refuses NUL, over 255 chars).
+ODD_CLAIMS = {
+    "iat-beyond-a-float": ("iat", lambda now: -(10**400)),
+    "iat-as-text": ("iat", str),
+    "iat-as-boolean": ("iat", lambda now: True),
+    "exp-as-text": ("exp", lambda now: str(now + 60)),
+    "exp-beyond-a-float": ("exp", lambda now: 10**400),
+    "sub-empty": ("sub", lambda now: ""),
+    "sub-with-nul": ("sub", lambda now: "user-1\x00"),
+    "sub-unpaired-surrogate": ("sub", lambda now: "\ud800"),
+    "sub-too-long": ("sub", lambda now: "u" * 256),
+}
+
+
+@pytest.mark.parametrize(("claim", "make"), ODD_CLAIMS.values(), ids=ODD_CLAIMS.keys())
+async def test_a_signed_token_with_an_odd_claim_is_refused(claim: str, make: Callable[[int], object]) -> None:
+    payload = valid_payload()
+    token = jwt.encode({**payload, claim: make(payload["iat"])}, SECRET, algorithm="HS256")
+
+    with pytest.raises(InvalidToken, match="Invalid token"):
         decode_token(CONFIG, token)
 
 

@@ -8,6 +8,7 @@ build no app paid about 50 ms of start-up for it.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -125,7 +126,8 @@ def decode_token(config: JWTConfig, token: str) -> TokenClaims:
         raise InvalidToken("Invalid token") from exc
 
     scopes = _scopes(payload.get("scopes", []))
-    if scopes is None or not isinstance(payload["sub"], str):
+    times = (payload["iat"], payload["exp"])
+    if scopes is None or not _storable_subject(payload["sub"]) or not all(map(_numeric_date, times)):
         raise InvalidToken("Invalid token")
     return TokenClaims(
         sub=payload["sub"],
@@ -133,6 +135,31 @@ def decode_token(config: JWTConfig, token: str) -> TokenClaims:
         expires_at=int(payload["exp"]),
         claims=MappingProxyType(payload),
     )
+
+
+# The longest subject a service keeps as an owner (their `owner` columns are 255 characters).
+MAX_SUBJECT_LENGTH = 255
+# What no database stores: PostgreSQL refuses NUL, and no driver encodes an unpaired surrogate.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _storable_subject(value: object) -> bool:
+    # A string any service can store and compare as an owner. The users service signs its 36-character
+    # ids; anything else comes from a leaked key or a bug, and would otherwise reach a database as a 500.
+    return (
+        isinstance(value, str) and 0 < len(value) <= MAX_SUBJECT_LENGTH and _UNSTORABLE.search(value) is None
+    )
+
+
+def _numeric_date(value: object) -> bool:
+    # A JSON number (RFC 7519 section 2). PyJWT also takes text and booleans, and an integer past a
+    # float's range, which the revocation check (`float(iat)`) could not compare: a 500.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _scopes(value: object) -> frozenset[str] | None:
