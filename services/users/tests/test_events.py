@@ -62,7 +62,9 @@ async def test_a_password_change_and_a_logout_publish_user_changed_and_a_rename_
     assert await events_of(published_events, ada["id"]) == []
 
     changed = await client.patch(
-        f"/users/{ada['id']}", json={"password": "another long password"}, headers=bearer(token)
+        f"/users/{ada['id']}",
+        json={"password": "another long password", "current_password": PASSWORD},
+        headers=bearer(token),
     )
     assert changed.status_code == 200
     token = (

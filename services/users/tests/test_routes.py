@@ -255,7 +255,12 @@ async def test_update_self_changes_name_email_and_password(client: httpx.AsyncCl
     token = await login(client)
     response = await client.patch(
         f"/users/{user['id']}",
-        json={"name": "Ada L.", "email": "lovelace@example.com", "password": "a new password"},
+        json={
+            "name": "Ada L.",
+            "email": "lovelace@example.com",
+            "password": "a new password",
+            "current_password": PASSWORD,
+        },
         headers=bearer(token),
     )
     assert response.status_code == 200

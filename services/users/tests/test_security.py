@@ -80,14 +80,38 @@ async def test_a_deleted_users_token_is_refused_everywhere(
 async def test_a_password_change_ends_every_earlier_token(client: httpx.AsyncClient) -> None:
     ada = await register(client)
     first, second = await sign_in(client), await sign_in(client)
-    changed = await client.patch(
-        f"/users/{ada['id']}", json={"password": "a new password"}, headers=bearer(first["access_token"])
-    )
+    body = {"password": "a new password", "current_password": PASSWORD}
+    changed = await client.patch(f"/users/{ada['id']}", json=body, headers=bearer(first["access_token"]))
     assert changed.status_code == 200
     for earlier in (first, second):
         assert_revoked(await client.get("/users/me", headers=bearer(earlier["access_token"])))
         refreshed = await client.post("/auth/token", json={"refresh_token": earlier["refresh_token"]})
         assert (refreshed.status_code, refreshed.json()) == (401, INVALID_REFRESH)
+    assert await login(client, password="a new password")
+
+
+@pytest.mark.parametrize("current", [None, "a wrong guess"], ids=["missing", "wrong"])
+async def test_changing_ones_own_password_needs_the_current_one(
+    client: httpx.AsyncClient, current: str | None
+) -> None:
+    # A stolen access token lives 15 minutes; setting a password its thief knows would keep the account.
+    ada = await register(client)
+    token = await login(client)
+    body = {"password": "the thief's password"} | ({"current_password": current} if current else {})
+
+    refused = await client.patch(f"/users/{ada['id']}", json=body, headers=bearer(token))
+
+    assert refused.status_code == 422
+    assert [error["loc"] for error in refused.json()["detail"]] == [["body", "current_password"]]
+    assert (await client.get("/users/me", headers=bearer(token))).status_code == 200  # nothing changed
+    assert await login(client)
+
+
+async def test_the_current_password_lets_a_user_change_it(client: httpx.AsyncClient) -> None:
+    ada = await register(client)
+    body = {"password": "a new password", "current_password": PASSWORD}
+    changed = await client.patch(f"/users/{ada['id']}", json=body, headers=bearer(await login(client)))
+    assert changed.status_code == 200
     assert await login(client, password="a new password")
 
 

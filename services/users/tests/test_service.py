@@ -256,7 +256,9 @@ async def test_a_role_change_and_a_password_change_end_the_users_tokens(service:
         await service.me(before_promotion)
 
     before_password = holding(user)
-    await service.update(before_password, user.id, UserUpdate(password="a new password"))
+    await service.update(
+        before_password, user.id, UserUpdate(password="a new password", current_password=PASSWORD)
+    )
     with pytest.raises(errors.TokenRevoked):
         await service.me(before_password)
 
@@ -315,7 +317,9 @@ async def test_every_change_that_ends_tokens_is_announced_and_no_other(
 
     await service.update(holding(user), user.id, UserUpdate(name="Ada L."))
     await service.update(holding(admin), user.id, UserUpdate(role="admin"))
-    await service.update(holding(user), user.id, UserUpdate(password="a new password"))
+    await service.update(
+        holding(user), user.id, UserUpdate(password="a new password", current_password=PASSWORD)
+    )
     await service.logout(holding(user))
     await service.delete(holding(admin), user.id)
 
@@ -404,7 +408,9 @@ async def test_logout_ends_the_callers_access_and_refresh_tokens(service: UsersS
 async def test_a_password_change_ends_refresh_tokens_too(service: UsersService) -> None:
     user = await service.register(new())
     signed_in = await service.login("ada@example.com", PASSWORD)
-    await service.update(holding(user), user.id, UserUpdate(password="a new password"))
+    await service.update(
+        holding(user), user.id, UserUpdate(password="a new password", current_password=PASSWORD)
+    )
     with pytest.raises(errors.InvalidRefreshToken):
         await service.refresh(signed_in.refresh_token)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-from starling_core.errors import DomainError
+from starling_core.errors import DomainError, RequestValidationError
 
 
 class UserNotFound(DomainError):
@@ -62,3 +62,12 @@ class LastAdministrator(DomainError):
         "This is the only administrator: promote another user to administrator before demoting "
         "or deleting this one"
     )
+
+
+class CurrentPasswordRequired(RequestValidationError):
+    """A user's own new password needs their current one: a stolen access token must not set a password
+    its thief knows, which would outlive the token. Missing or wrong, the same answer."""
+
+    def __init__(self) -> None:
+        message = "Your current password is required, and must be right, to set a new one"
+        super().__init__([{"loc": ["body", "current_password"], "msg": message, "type": "value_error"}])

@@ -38,13 +38,15 @@ class UserCreate(BaseModel):
 
 
 class UserUpdate(BaseModel):
-    """Only the fields sent change; `role` may be sent by an administrator only."""
+    """Only the fields sent change; `role` may be sent by an administrator only. A user changing their own
+    `password` sends their `current_password` too."""
 
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
     email: Email | None = None
     password: Password | None = None
+    current_password: str | None = Field(default=None, min_length=1, max_length=1024)
     role: Role | None = None
 
 

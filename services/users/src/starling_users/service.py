@@ -16,6 +16,7 @@ from starling_core.validation import UTCDatetime, unstorable
 from starling_users.emails import email_key, lookup_key
 from starling_users.errors import (
     AdministratorRequired,
+    CurrentPasswordRequired,
     EmailTaken,
     InvalidCredentials,
     InvalidRefreshToken,
@@ -232,13 +233,16 @@ class UsersService:
                 await self._visible(users, actor, user_id)
             if not actor.is_admin:
                 raise RoleChangeForbidden
-        # Hashed before the transaction, which then holds only the reads and the writes.
+        # Checked and hashed before the transaction, which then holds only the reads and the writes.
+        verified = await self._own_password_checked(credentials, user_id, data)
         new_hash = await self.passwords.hash(data.password) if data.password is not None else None
         async with self.stores.writing() as users:
             # Taken before the caller is read: a concurrent demotion is then seen, not raced.
             admins = await users.lock_admins() if data.role is not None else []
             actor = Actor.of(await self._caller(users, credentials))
             user = await self._visible(users, actor, user_id)
+            if verified is not None and user.password_hash != verified:
+                raise CurrentPasswordRequired  # changed since it was checked: that password is not current
             ends_tokens = new_hash is not None
             if data.role is not None and data.role != user.role:
                 if not actor.is_admin:
@@ -260,6 +264,23 @@ class UsersService:
                 # After the write that locked the row, so one user's events leave in commit order.
                 await users.announce_changed(saved)
             return saved
+
+    async def _own_password_checked(
+        self, credentials: Credentials, user_id: str, data: UserUpdate
+    ) -> str | None:
+        """For a new password of the caller's own: the hash `current_password` was verified against;
+        CurrentPasswordRequired when it is missing or wrong. None for any other change."""
+        if data.password is None:
+            return None
+        async with self.stores.reading() as users:
+            caller = await self._caller(users, credentials)
+        if caller.id != user_id:
+            return None  # an administrator setting someone else's password
+        if data.current_password is None or not await self.passwords.verify(
+            caller.password_hash, data.current_password
+        ):
+            raise CurrentPasswordRequired
+        return caller.password_hash
 
     async def delete(self, credentials: Credentials, user_id: str) -> None:
         async with self.stores.writing() as users:
