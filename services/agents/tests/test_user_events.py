@@ -120,6 +120,33 @@ async def test_user_changed_refuses_the_users_earlier_tokens_on_every_route_and_
         assert (await client.get("/api/v1/agents")).status_code == 200  # nobody else's tokens change
 
 
+@pytest.mark.parametrize("ending", ["revoked", "expired"])
+async def test_an_open_follower_is_closed_once_its_token_ends(
+    app_settings: ServiceSettings,
+    app_database: BoundDatabase,
+    app_events: Events,
+    token_factory: TokenFactory,
+    ending: str,
+) -> None:
+    # A WebSocket outlives the check at its handshake: a logged-out, demoted or deleted user's socket,
+    # or one whose token expired, went on streaming the run until it ended.
+    app = build_app(app_settings, app_database, workers=0, events=app_events, events_poll=0.05)
+    async with started(app) as served:
+        token = token_factory(expires_in=2 if ending == "expired" else 1800)
+        async with client_for(served, token) as client:
+            (run_id,) = await queued_runs(client, 1)
+        async with websocket_connect(served, f"/api/v1/agents/runs/{run_id}/events", ["bearer", token]) as ws:
+            assert await ws.accepted()
+            assert await ws.receive_json() == {"type": "status", "status": "queued"}
+            if ending == "revoked":
+                logout = changed(DEFAULT_SUB, datetime.now(UTC))
+                assert await group(app_events, TOKENS).deliver(logout) == Outcome.HANDLED
+
+            assert await ws.receive_json() is None
+            reason = REVOKED if ending == "revoked" else "Token has expired"
+            assert (ws.close_code, ws.close_reason) == (1008, reason)
+
+
 async def test_user_deleted_cancels_the_users_unfinished_runs_and_publishes_each(
     no_workers: ASGIApp,
     app_events: Events,

@@ -6,7 +6,7 @@ import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, Protocol, TypeVar, cast
 
 from starlette import status
 from starlette.authentication import AuthCredentials, AuthenticationBackend, AuthenticationError, BaseUser
@@ -72,6 +72,17 @@ BEARER_SUBPROTOCOL = "bearer"
 AUTH_ERROR_KEY = "starling.auth_error"
 
 
+# What a protected route answers for a token its user's later change ended (starling_core.revocations).
+TOKEN_REVOKED = "Token has been revoked: log in again"
+# Where `RevokedTokensMiddleware` leaves the revocations it checked a connection against, so that a
+# connection let in earlier (a WebSocket) can be checked again: `token_ended`.
+REVOCATIONS_KEY = "starling.revocations"
+
+
+class RevocationCheck(Protocol):
+    def revoked(self, user_id: str, issued_at: float) -> bool: ...
+
+
 # Verified tokens a backend keeps: each a few hundred bytes, the least recently used dropped first.
 VERIFIED_TOKENS = 1024
 
@@ -131,6 +142,21 @@ def websocket_subprotocol(websocket: WebSocket[Any]) -> str | None:
     """The subprotocol to accept a WebSocket with: `bearer` when the client sent its token that way."""
     offered = [item.strip() for item in websocket.headers.get("sec-websocket-protocol", "").split(",")]
     return BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in offered else None
+
+
+def token_ended(conn: HTTPConnection[Any]) -> str | None:
+    """Why the token `conn` was let in with no longer holds (it expired, or its user's tokens were
+    revoked since), or None. A WebSocket lives past the check at its handshake: one that streams for
+    long asks this as it goes, and closes when it has an answer."""
+    user = conn.scope.get("user")
+    if not isinstance(user, TokenUser):
+        return None
+    if user.claims.expires_at <= time.time():
+        return "Token has expired"
+    revocations: RevocationCheck | None = conn.scope.get(REVOCATIONS_KEY)
+    if revocations is not None and revocations.revoked(user.sub, float(user.claims.claims["iat"])):
+        return TOKEN_REVOKED
+    return None
 
 
 def authentication_middleware(config: JWTConfig) -> Middleware:

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.authentication import AuthCredentials, UnauthenticatedUser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from starling_core.auth import AUTH_ERROR_KEY, TokenUser
+from starling_core.auth import AUTH_ERROR_KEY, REVOCATIONS_KEY, TOKEN_REVOKED, TokenUser
 from starling_core.db import Database, DatabaseUnavailable
 from starling_core.events.consumer import Consumer
 from starling_core.events.envelope import Event
@@ -38,7 +38,8 @@ from starling_core.schema import token_revocations
 
 logger = logging.getLogger("starling.revocations")
 
-REVOKED = "Token has been revoked: log in again"
+REVOKED = TOKEN_REVOKED
+
 # How far back each refresh reads again before the latest `recorded_at` it saw: a consumer's transaction
 # that began earlier may commit later, and two hosts' clocks may disagree by a little.
 OVERLAP = timedelta(seconds=5)
@@ -153,12 +154,12 @@ class RevokedTokensMiddleware:
         self.revocations = revocations
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        user = scope.get("user")
-        if (
-            scope["type"] in ("http", "websocket")
-            and isinstance(user, TokenUser)
-            and self.revocations.revoked(user.sub, float(user.claims.claims["iat"]))
-        ):
-            scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
-            scope[AUTH_ERROR_KEY] = REVOKED
+        if scope["type"] in ("http", "websocket"):
+            scope[REVOCATIONS_KEY] = self.revocations  # for `starling_core.auth.token_ended`, later
+            user = scope.get("user")
+            if isinstance(user, TokenUser) and self.revocations.revoked(
+                user.sub, float(user.claims.claims["iat"])
+            ):
+                scope["user"], scope["auth"] = UnauthenticatedUser(), AuthCredentials()
+                scope[AUTH_ERROR_KEY] = REVOKED
         await self.app(scope, receive, send)

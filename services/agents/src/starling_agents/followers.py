@@ -8,6 +8,8 @@ followers cost the service for as long as they live. Three things bound them:
 - The client's side is read beside the events, so a disconnect ends the follower at once, not at the
   run's next status change.
 - A follower that sent nothing for `STARLING_AGENTS_EVENTS_IDLE_TIMEOUT` seconds is closed with 4408.
+- Its token is checked again at every poll: once it expires, or a logout, demotion, password change or
+  deletion revokes it, the follower is closed with 1008, as a new one would be refused.
 
 Every refusal accepts before it closes, so that a client sees the close code and reason rather than a
 failed handshake, and accepts with the `bearer` subprotocol when the client offered its token that way:
@@ -27,7 +29,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from starling_agents.events import Event, FollowerIdle, Reread, final_events, follow, status_event
 from starling_agents.models import UNFINISHED, Run
-from starling_core.auth import check_scopes, websocket_subprotocol
+from starling_core.auth import check_scopes, token_ended, websocket_subprotocol
 from starling_core.db import DatabaseUnavailable
 from starling_core.ratelimit import Rate, RateLimitBackend
 
@@ -121,9 +123,15 @@ class Followers:
                 for event in final_events(run.status, run.output):
                     await websocket.send_json(event)
             else:
+
+                async def reread_while_the_token_holds() -> tuple[str, str | None] | None:
+                    if (ended := token_ended(websocket)) is not None:
+                        raise TokenEnded(ended)
+                    return await reread()
+
                 events = follow(
                     queue,
-                    reread,
+                    reread_while_the_token_holds,
                     status=run.status,
                     unfinished=UNFINISHED,
                     poll=self.poll,
@@ -136,10 +144,16 @@ class Followers:
                             await websocket.send_json(event)
                 except FollowerIdle as idle:
                     code, reason = IDLE_CLOSE_CODE, str(idle)
+                except TokenEnded as ended:
+                    code, reason = status.WS_1008_POLICY_VIOLATION, str(ended)
             if not stop.is_set():  # else the client went away: nobody to close to
                 await websocket.close(code=code, reason=reason)
         except WebSocketDisconnect:
             return
+
+
+class TokenEnded(Exception):
+    """The follower's token expired or was revoked while it followed: why, as its close reason."""
 
 
 async def _disconnected(websocket: WebSocket[Any]) -> None:
