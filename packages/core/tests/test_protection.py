@@ -182,6 +182,25 @@ async def test_a_websocket_outlives_the_head_deadline(server: tuple[str, int]) -
         assert await websocket.recv() == "still here"
 
 
+async def test_content_length_beside_transfer_encoding_is_400_and_the_connection_closed(
+    server: tuple[str, int],
+) -> None:
+    # A front proxy that reads the length where this server reads the chunks would take the rest for
+    # another request (smuggling); RFC 9112 section 6.1 has the connection closed after such a request.
+    smuggled = b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n"
+    reader, writer = await asyncio.open_connection(*server)
+    try:
+        writer.write(
+            b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n" + smuggled
+        )
+        answer = await read_all(reader)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert answer.count(b"HTTP/1.1 ") == 1  # the request behind it was never served
+
+
 async def test_a_body_that_stops_arriving_is_answered_408(database: Database) -> None:
     app = small_app(database, body_timeout=0.2)
     sent: list[Message] = []

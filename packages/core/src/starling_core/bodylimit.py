@@ -7,6 +7,10 @@ part was not enough: a client sending a byte every few seconds never left a gap 
 connection and a worker's attention for as long as the body limit let it (days, for 1 MiB). Once the
 body is complete, waiting on `receive` (for a disconnect) has no deadline. Both refusals close the
 connection: the rest of the body would otherwise still be read, after the answer, for nothing.
+
+A request that frames its body twice, `Content-Length` beside `Transfer-Encoding`, is a 400 that closes
+the connection too (RFC 9112 section 6.1). h11 reads the chunks and ignores the length; a proxy in front
+that read the length would take the rest for another request (request smuggling).
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ class BodySizeLimitMiddleware:
             await self.app(scope, receive, send)
             return
 
+        if _framed_twice(scope):
+            detail = "Content-Length and Transfer-Encoding together: send one of them"
+            await error_response(400, detail, _CLOSE)(scope, receive, send)
+            return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_size:
             too_large = BodyTooLarge(self.max_body_size)
@@ -87,3 +95,8 @@ def _content_length(scope: Scope) -> int | None:
             except ValueError:
                 return None
     return None
+
+
+def _framed_twice(scope: Scope) -> bool:
+    names = {name for name, _ in scope["headers"]}
+    return b"content-length" in names and b"transfer-encoding" in names
