@@ -30,6 +30,18 @@ async def test_unknown_route_is_json_404(client: httpx.AsyncClient) -> None:
     assert response.json() == {"detail": "Not Found"}
 
 
+@pytest.mark.parametrize("path", ["/health/", "/api/items/"])
+async def test_a_trailing_slash_is_json_404_never_a_redirect_to_the_callers_host(
+    client: httpx.AsyncClient, path: str
+) -> None:
+    # Starlette's router redirected to the other spelling, on whatever host the request named: a
+    # `Host` header chose where a shared cache or a client went next.
+    response = await client.get(path, headers={"Host": "evil.example"})
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not Found"}
+    assert "location" not in response.headers
+
+
 async def test_wrong_method_is_json_405_naming_every_method_of_the_path(client: httpx.AsyncClient) -> None:
     response = await client.delete("/api/items")
     assert response.status_code == 405

@@ -45,6 +45,10 @@ class ServiceApp(Starlette):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        # A path with a slash too many, or one too few, is a 404 like any unknown path. Starlette would
+        # redirect it to the other spelling on the host the request named, so a `Host` header chose
+        # where the `Location` sent a client, or what a shared cache kept for that path.
+        self.router.redirect_slashes = False
         self.settings = settings
         self.scopes = scopes
         self.metrics = metrics
