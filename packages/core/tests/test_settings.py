@@ -38,6 +38,26 @@ def test_production_refuses_the_development_secret(monkeypatch: pytest.MonkeyPat
         ShopSettings()
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("STARLING_SHOP_DATABASE_URL", "postgresql+asyncpg://shop:db-pass-4711@db/shop"),
+        ("STARLING_KAFKA_SASL_PASSWORD", "kafka-pass-4711"),
+    ],
+)
+def test_a_refusal_at_start_up_never_prints_the_other_settings(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    # pydantic's message quoted the input it refused, every variable read, ends and all; it goes to the
+    # crash log of a service that will not start.
+    monkeypatch.setenv("STARLING_ENV", "production")
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError) as refused:
+        ShopSettings()
+    assert "STARLING_JWT_SECRET" in str(refused.value)
+    assert "4711" not in str(refused.value)
+
+
 def test_production_starts_with_a_real_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STARLING_ENV", "production")
     monkeypatch.setenv("STARLING_JWT_SECRET", "a-real-production-secret-of-enough-length")

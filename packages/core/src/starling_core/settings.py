@@ -30,6 +30,9 @@ class ServiceSettings(BaseSettings):
         validate_by_name=True,
         validate_by_alias=True,
         frozen=True,
+        # A refusal names the field and the reason; pydantic would also quote the input, which for a
+        # model-wide check is every variable read (database URL, passwords, keys), in the crash log.
+        hide_input_in_errors=True,
     )
 
     service_name: str = "service"
