@@ -16,6 +16,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from starling_core.protocol import GuardedH11Protocol
 from starling_core.serve import DEFAULT_CONCURRENCY, listening_socket, parse_args
@@ -293,3 +297,36 @@ def test_children_log_in_cores_format_with_cores_access_log_in_place_of_uvicorns
     assert options["access_log"] is False  # uvicorn's: it prints raw paths, query strings and all
     assert options["log_config"]["loggers"]["starling.access"]["level"] == "WARNING"
     assert parse_args(["a:b"]).uvicorn_options["log_config"]["loggers"]["starling.access"]["level"] == "INFO"
+
+
+async def test_children_refuse_a_websocket_message_over_64_kib() -> None:
+    # No Starling socket takes more from its client than a close; uvicorn's default let each message
+    # grow to 16 MiB, and queued 32 of them per connection.
+    async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+        assert (await receive())["type"] == "websocket.connect"
+        await send({"type": "websocket.accept"})
+        while (message := await receive())["type"] == "websocket.receive":
+            await send({"type": "websocket.send", "text": message["text"]})
+
+    options = parse_args(["a:b"]).uvicorn_options
+    served_options = {key: value for key, value in options.items() if not key.startswith(("log", "access"))}
+    server = uvicorn.Server(
+        uvicorn.Config(echo, host="127.0.0.1", port=0, log_level="warning", **served_options)
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(DEADLINE):
+            while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, no event, for "started"
+                await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/") as websocket:
+            await websocket.send("small")
+            assert await websocket.recv() == "small"
+            await websocket.send("x" * (65 * 1024))
+            with pytest.raises(ConnectionClosed) as closed:
+                await websocket.recv()
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009  # message too big
+    finally:
+        server.should_exit = True
+        await task

@@ -238,6 +238,8 @@ class Supervisor:
 # Per process: far above what a 2-core process serves at once, low enough that a flood of idle
 # connections meets a 503 long before the process runs out of file descriptors or memory.
 DEFAULT_CONCURRENCY = 1000
+# Bytes one WebSocket message from a client may hold.
+WS_MAX_SIZE = 64 * 1024
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
@@ -278,6 +280,9 @@ def parse_args(argv: Sequence[str] | None = None) -> ServeConfig:
             # a deadline on each request's head (slowloris), and a cap on what one process takes on
             "http": GuardedH11Protocol,
             "limit_concurrency": args.limit_concurrency,
+            # A Starling WebSocket's client sends its token in the handshake and nothing after it but a
+            # close; uvicorn's default let each message grow to 16 MiB, 32 of them queued per connection.
+            "ws_max_size": WS_MAX_SIZE,
         },
     )
 
