@@ -155,6 +155,18 @@ async def test_bad_token_gets_401(client: httpx.AsyncClient, authorization: str)
     assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
+async def test_two_authorization_headers_get_401_whichever_is_good(client: httpx.AsyncClient) -> None:
+    # A proxy that checks the last one while the app reads the first (or the other way round) would
+    # each let a different caller through; Authorization is one field (RFC 9110 section 11.6.2).
+    good, other = token(AGENT_READ), issue_token(OTHER_SECRET_CONFIG, sub="user-2", scopes=[AGENT_READ])
+    for first, second in ((good, other), (other, good)):
+        headers = [("Authorization", f"Bearer {first}"), ("Authorization", f"Bearer {second}")]
+        response = await client.get("/agents", headers=headers)
+
+        assert response.status_code == 401
+        assert "one Authorization header" in response.json()["detail"]
+
+
 async def test_expired_token_gets_401_saying_so(client: httpx.AsyncClient) -> None:
     response = await client.get("/agents", headers=bearer(token(AGENT_READ, expires_in=-10)))
 

@@ -128,10 +128,14 @@ def _bearer_token(conn: HTTPConnection) -> str | None:
             raise AuthenticationError("The bearer subprotocol needs the token as the next protocol")
         # Still accepted for clients that cannot set the header; access logs redact it.
         return conn.query_params.get("token") or None
-    header = conn.headers.get("authorization")
-    if header is None:
+    headers = conn.headers.getlist("authorization")
+    if not headers:
         return None
-    scheme, _, token = header.partition(" ")
+    if len(headers) > 1:
+        # One field (RFC 9110 11.6.2): a proxy reading the last and this reading the first would each
+        # let a different caller through.
+        raise AuthenticationError("Send one Authorization header, not several")
+    scheme, _, token = headers[0].partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise AuthenticationError("Malformed Authorization header: expected 'Bearer <token>'")
