@@ -3,11 +3,17 @@ is retried and then dead-lettered, a poison message is dead-lettered at once."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import pytest
+from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy import text
 
 from starling_core.db import DatabaseUnavailable
-from starling_core.events import Consumer, Event, EventFailed, Outcome, Received
+from starling_core.events import Consumer, Event, EventFailed, Inbox, Outcome, Received
+from starling_core.events.inbox import CHUNK
 from starling_testkit import BoundDatabase, FakePublisher
 
 from .ledgerapp import ENTRY_RECORDED, EntryRecorded, LedgerRepositories, LedgerService, LedgerStores
@@ -169,6 +175,56 @@ async def test_a_batch_is_one_transaction_and_a_repeated_event_in_it_counts_once
 
     assert await balance(ledger) == (3, 6)
     assert (consumer.status.handled, consumer.status.duplicates) == (3, 1)
+
+
+@contextmanager
+def inbox_inserts(database: BoundDatabase) -> Iterator[list[str]]:
+    """The INSERT statements sent to the inbox table while the block runs."""
+    sent: list[str] = []
+
+    def record(*args: Any) -> None:
+        if (statement := args[2]).lstrip().upper().startswith("INSERT INTO INBOX_EVENTS"):
+            sent.append(statement)
+
+    engine = database.connection.engine.sync_engine
+    sqlalchemy_event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sqlalchemy_event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_a_batch_claims_its_events_with_one_statement_and_skips_those_handled_before(
+    stores: LedgerStores, ledger: LedgerService, app_database: BoundDatabase
+) -> None:
+    consumer = Consumer(stores, "balances").on(ENTRY_RECORDED, ledger.apply)
+    events = [entry(amount, f"e{amount}") for amount in range(1, 21)]
+    assert await consumer.deliver(events[4]) == Outcome.HANDLED  # e5 came before, alone
+
+    with inbox_inserts(app_database) as sent:
+        await consumer.handle_batch([received(event, offset) for offset, event in enumerate(events)])
+
+    assert len(sent) == 1
+    assert await balance(ledger) == (20, sum(range(1, 21)))  # e5 counted once
+    assert (consumer.status.handled, consumer.status.duplicates) == (20, 1)
+
+
+async def test_the_inbox_claims_a_batch_larger_than_a_statement_holds(app_database: BoundDatabase) -> None:
+    ids = [f"event-{n}" for n in range(CHUNK * 2 + 10)]
+    handled_before = {ids[7], ids[-1]}
+    async with app_database.transaction() as session:
+        first = await Inbox(session).claim_many("balances", [(event_id, "t") for event_id in handled_before])
+    assert first == handled_before
+
+    with inbox_inserts(app_database) as sent:
+        async with app_database.transaction() as session:
+            claimed = await Inbox(session).claim_many("balances", [(event_id, "t") for event_id in ids])
+
+    assert len(sent) == 3
+    assert claimed == set(ids) - handled_before
+    async with app_database.transaction() as session:  # another group's inbox is its own
+        assert await Inbox(session).claim_many("audit", [(ids[7], "t")]) == {ids[7]}
+        assert await Inbox(session).claim("balances", ids[0], "t") is False
 
 
 async def test_a_batch_whose_handler_fails_is_rolled_back_and_handled_one_event_at_a_time(

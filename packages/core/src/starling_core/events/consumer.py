@@ -2,10 +2,11 @@
 
 For each event the consumer claims its id in the inbox and runs the handler on the service's repositories
 in the same write transaction: both commit or neither does, so a redelivered event finds its inbox row
-and is skipped. A fetched batch is handled in one transaction, in order (one commit, not one per event);
-if any of its handlers raises, the transaction is rolled back and the batch handled again one event per
-transaction, with the retries below. Offsets are committed only after the handlers' transactions: a
-consumer that dies mid-batch gets the batch again, and the inbox absorbs what it had already handled.
+and is skipped. A fetched batch is handled in one transaction, in order, its events claimed by one inbox
+statement (one commit and one claim, not one per event); if any of its handlers raises, the transaction
+is rolled back and the batch handled again one event per transaction, with the retries below. Offsets
+are committed only after the handlers' transactions: a consumer that dies mid-batch gets the batch
+again, and the inbox absorbs what it had already handled.
 
 A handler that raises is retried with backoff; after the last retry the message goes, unchanged and
 with headers saying why, to `<topic>.dlq`, and the partition moves on. A message that is not an
@@ -190,19 +191,21 @@ class Consumer(Generic[R]):
         """Every event in one transaction; False (and nothing written) if any handler raised."""
         try:
             async with self.stores.database.transaction() as session:
-                inbox, repositories = Inbox(session), self.stores.on(session)
-                firsts = []
-                for message, event, route in routed:
-                    first = await inbox.claim(self.group, event.id, message.topic)
-                    if first:
+                repositories = self.stores.on(session)
+                events = [(event.id, message.topic) for message, event, _ in routed]
+                claimed = await Inbox(session).claim_many(self.group, events)
+                handled = 0
+                for _, event, route in routed:
+                    if event.id in claimed:
+                        claimed.discard(event.id)  # a second copy in the same batch is a duplicate
                         await route.handler(event, repositories)
-                    firsts.append(first)
+                        handled += 1
         except Exception as exc:  # handled again one at a time, where retries and dead letters apply
             log.info("events: %s handles a batch of %d one by one: %r", self.group, len(routed), exc)
             return False
         # counted once the transaction has committed, so a count that is seen is a count that holds
-        self.status.handled += sum(firsts)
-        self.status.duplicates += len(firsts) - sum(firsts)
+        self.status.handled += handled
+        self.status.duplicates += len(routed) - handled
         return True
 
     async def _handle_once(self, topic: str, event: Event[Any], route: _Route[Any, R]) -> Outcome:

@@ -8,8 +8,8 @@ kit's pinned wheel started for the part:
   inbox claim); beside it, one message at a time from a raw `AIOKafkaProducer(acks="all")`'s send to
   a raw `AIOKafkaConsumer` handing it over;
 - throughput: `count` events written to the outbox in transactions of 100 while the relay sends,
-  from the first write to the last handler run, every event through its own inbox transaction;
-  beside it, the same values and keys from a raw
+  from the first write to the last handler run, each fetched batch claimed in the inbox by one statement
+  and handled in one transaction; beside it, the same values and keys from a raw
   producer to a raw consumer that commits each batch, first send to last receipt.
 
 Rounds alternate the two, and the figures are medians: the machine is shared, so only the ratios
