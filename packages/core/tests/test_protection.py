@@ -201,6 +201,23 @@ async def test_content_length_beside_transfer_encoding_is_400_and_the_connection
     assert answer.count(b"HTTP/1.1 ") == 1  # the request behind it was never served
 
 
+@pytest.mark.parametrize(
+    "head",
+    [b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: +3\r\n\r\n", b"NOT HTTP AT ALL\r\n\r\n"],
+    ids=["bad-content-length", "no-request-line"],
+)
+async def test_a_request_http_cannot_parse_is_a_json_400(server: tuple[str, int], head: bytes) -> None:
+    reader, writer = await asyncio.open_connection(*server)
+    try:
+        writer.write(head)
+        answer = await read_all(reader)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in answer.lower()
+    assert answer.endswith(b'{"detail": "Invalid HTTP request received."}')
+
+
 async def test_a_body_that_stops_arriving_is_answered_408(database: Database) -> None:
     app = small_app(database, body_timeout=0.2)
     sent: list[Message] = []

@@ -24,11 +24,18 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 # Seconds a client has to send a request's head (the request line and every header), from the moment
 # the connection opens or the previous response ends. STARLING_HEADER_TIMEOUT overrides it.
 HEADER_TIMEOUT = float(os.environ.get("STARLING_HEADER_TIMEOUT", "10"))
-_TIMEOUT_BODY = json.dumps({"detail": "Request header timeout"}).encode()
-_TIMEOUT_RESPONSE = (
-    b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
-    b"content-length: " + str(len(_TIMEOUT_BODY)).encode() + b"\r\n\r\n" + _TIMEOUT_BODY
-)
+
+
+def _closing_json(status_line: bytes, detail: str) -> bytes:
+    """A whole response that closes the connection, with the JSON `detail` every Starling error has."""
+    body = json.dumps({"detail": detail}).encode()
+    return (
+        b"HTTP/1.1 " + status_line + b"\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        b"content-length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+
+
+_TIMEOUT_RESPONSE = _closing_json(b"408 Request Timeout", "Request header timeout")
 
 
 class GuardedH11Protocol(H11Protocol):
@@ -56,6 +63,12 @@ class GuardedH11Protocol(H11Protocol):
         super().on_response_complete()
         if not self._guarded.is_closing():
             self._await_head()
+
+    def send_400_response(self, msg: str) -> None:
+        # What h11 cannot parse, uvicorn answered in plain text; every Starling error is JSON.
+        if not self._guarded.is_closing():
+            self._guarded.write(_closing_json(b"400 Bad Request", msg))
+            self._guarded.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_deadline is not None:
