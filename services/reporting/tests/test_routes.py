@@ -301,6 +301,26 @@ async def test_extraction_with_the_upstream_down_gets_503(
     assert "unavailable" in response.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("items", "next_cursor"),
+    [([order_json("o\x00", ("p1", "Apple", 1))], None), ([order_json("o1", ("p1", "Apple", 1))], "c" * 2001)],
+    ids=["nul-in-an-order", "cursor-longer-than-the-checkpoint-holds"],
+)
+async def test_an_upstream_answer_no_database_stores_gets_503(
+    app_settings: ReportingSettings,
+    db_connection: AsyncConnection,
+    writer: dict[str, str],
+    items: list[dict[str, Any]],
+    next_cursor: str | None,
+) -> None:
+    # What PostgreSQL refuses (a NUL, a checkpoint over its 2,000 characters) was a 500, mid-extraction.
+    pages: Pages = {None: (items, next_cursor)}
+    async with serve(app_settings, db_connection, orders=upstream(pages), upstream_url="http://up") as (_, c):
+        response = await c.post("/api/v1/extractions", headers=writer)
+    assert response.status_code == 503
+    assert "unexpected answer" in response.json()["detail"]
+
+
 async def test_extraction_without_reports_write_gets_403(auth_client: httpx.AsyncClient) -> None:
     assert (await auth_client.post("/api/v1/extractions")).status_code == 403
 

@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from starling_core.tokens import JWTConfig, issue_token
+from starling_core.validation import unstorable
 from starling_reporting.errors import AgentsUnavailable, OrdersUpstreamUnavailable, UpstreamUnavailable
 from starling_reporting.schemas import AgentRunIn, OrderIn
 
@@ -20,6 +21,8 @@ AGENT_ADMIN = "agent:admin"
 
 SERVICE_SUBJECT = "service:reporting"
 AGENTS_PAGE_SIZE = 200
+# The longest cursor the extraction's checkpoint keeps (`ExtractionCheckpoint.cursor`).
+MAX_CURSOR_LENGTH = 2000
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -48,7 +51,7 @@ class AgentRunsGateway(Protocol):
 
 class _OrdersPayload(BaseModel):
     items: list[OrderIn]
-    next_cursor: str | None
+    next_cursor: str | None = Field(max_length=MAX_CURSOR_LENGTH)
 
 
 class _RunsPayload(BaseModel):
@@ -77,6 +80,10 @@ async def _read(
         data = response.json()
     except ValueError as exc:
         raise unavailable(f"{url}: the answer is not JSON") from exc
+    # Text no database stores (a NUL, an unpaired surrogate) failed the write later, as a 500.
+    problems = unstorable(data, ())
+    if problems:
+        raise unavailable(f"{url}: unexpected answer ({len(problems)} values no database stores)")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
