@@ -383,6 +383,19 @@ async def test_agent_usage_filters_by_time(
     assert response.json() == [{"agent_id": "summarizer", "runs": 1, "token_usage": 10}]
 
 
+async def test_a_token_usage_past_what_the_column_holds_is_an_unexpected_answer_not_a_500(
+    app_settings: ReportingSettings, db_connection: AsyncConnection, writer: dict[str, str]
+) -> None:
+    # BIGINT holds 2**63 - 1: one more overflowed in the driver, on SQLite and PostgreSQL alike.
+    async with serve(app_settings, db_connection, agents=agents_api([run("r1", "summarizer", 2**63)])) as (
+        _,
+        c,
+    ):
+        response = await c.get("/api/v1/reports/agent-usage", headers=writer)
+    assert response.status_code == 503
+    assert "agents service" in response.json()["detail"]
+
+
 async def test_agent_usage_with_agents_down_and_nothing_stored_gets_503(
     app_settings: ReportingSettings, db_connection: AsyncConnection, writer: dict[str, str]
 ) -> None:

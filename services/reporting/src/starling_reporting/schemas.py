@@ -94,13 +94,17 @@ class ExtractionOut(BaseModel):
     cursor: str | None = Field(description="the checkpoint the next run resumes from")
 
 
+# What `agent_runs.token_usage` (BIGINT) holds; one more overflowed in the driver, a 500.
+MAX_TOKEN_USAGE = 2**63 - 1
+
+
 class AgentRunIn(BaseModel):
     """A run as the agents service's runs API returns it (only what the report needs is kept)."""
 
     run_id: str = Field(min_length=1, max_length=100)
     agent_id: str = Field(min_length=1, max_length=100)
     status: str = Field(max_length=20)
-    token_usage: int | None = Field(default=None, ge=0)
+    token_usage: int | None = Field(default=None, ge=0, le=MAX_TOKEN_USAGE)
     created_at: datetime
     finished_at: datetime | None = None
 
@@ -126,7 +130,7 @@ class RunFinishedIn(BaseModel):
     run_id: str = Field(min_length=1, max_length=100)
     agent_id: str = Field(min_length=1, max_length=100)
     status: str = Field(max_length=20)
-    token_usage: int | None = Field(default=None, ge=0)
+    token_usage: int | None = Field(default=None, ge=0, le=MAX_TOKEN_USAGE)
     finished_at: datetime | None = None
 
     @field_validator("finished_at")
