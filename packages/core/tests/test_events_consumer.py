@@ -98,6 +98,7 @@ async def test_an_event_that_keeps_failing_goes_to_the_dead_letter_topic(
     assert (dead.topic, dead.key, dead.value) == ("ledger.entries.dlq", "alice", message.value)
     headers = dict(dead.headers)
     assert headers["error"] == b"ValueError: cannot handle this one"
+    assert consumer.status.last_error == "ValueError"  # what /health shows anyone: never the text
     assert (headers["original-topic"], headers["original-partition"], headers["original-offset"]) == (
         b"ledger.entries",
         b"2",

@@ -57,6 +57,8 @@ class ConsumerStatus:
     duplicates: int = 0
     dead_lettered: int = 0
     lag: int | None = None
+    # the last failure's exception type: `/health` shows it to anyone, and an exception's text can hold
+    # payload values or SQL, so the text goes only to the log (and a dead letter's `error` header)
     last_error: str | None = None
 
 
@@ -121,14 +123,15 @@ class Consumer(Generic[R]):
             try:
                 return await self._handle_once(message.topic, event, route)
             except DatabaseUnavailable as exc:
-                self.status.last_error = str(exc)
+                self.status.last_error = type(exc).__name__
                 await self.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
             except Exception as exc:
-                self.status.last_error = f"{type(exc).__name__}: {exc}"[:300]
+                self.status.last_error = type(exc).__name__
                 if attempt >= len(self.retry_delays):
                     log.warning("events: %s %s failed %d times: %s", self.group, event.id, attempt + 1, exc)
-                    return await self._dead_letter(message, dead_letters, self.status.last_error, attempt + 1)
+                    reason = f"{type(exc).__name__}: {exc}"
+                    return await self._dead_letter(message, dead_letters, reason, attempt + 1)
                 await self.sleep(self.retry_delays[attempt])
                 attempt += 1
 
@@ -174,8 +177,10 @@ class Consumer(Generic[R]):
                 raise
             except Exception as exc:  # a consumer outlives any failure: the broker keeps its place
                 self.status.state = "reconnecting"
-                self.status.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("events: consumer %s paused %.1f s: %s", self.group, backoff, exc)
+                self.status.last_error = type(exc).__name__
+                log.warning(
+                    "events: consumer %s paused %.1f s: %s: %s", self.group, backoff, type(exc).__name__, exc
+                )
                 await self.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
 

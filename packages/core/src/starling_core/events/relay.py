@@ -41,7 +41,7 @@ Sleep = Callable[[float], Awaitable[None]]
 class RelayStatus:
     state: str = "starting"  # delivering, standby (another process holds the turn), unreachable
     sent: int = 0
-    last_error: str | None = None
+    last_error: str | None = None  # the exception's type only, as a consumer's (see ConsumerStatus)
     last_sent_at: datetime | None = field(default=None)
 
 
@@ -121,8 +121,8 @@ class Relay:
                 raise
             except Exception as exc:  # the relay outlives any failure: the events wait in the outbox
                 self.status.state = "unreachable"
-                self.status.last_error = f"{type(exc).__name__}: {exc}"[:300]
-                log.warning("events: relay paused %.1f s: %s", backoff, self.status.last_error)
+                self.status.last_error = type(exc).__name__  # `/health` is public: the text goes to the log
+                log.warning("events: relay paused %.1f s: %s: %s", backoff, type(exc).__name__, exc)
                 await self.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
 
