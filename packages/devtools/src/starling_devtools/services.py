@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 from starling_devtools import harness, seed
 from starling_servers import kafka
 
@@ -87,6 +89,33 @@ def ready(
             f"orders accepted {seeded.orders_accepted} (already there {seeded.orders_duplicates})"
         )
     print(banner(urls, admin, took, bootstrap), file=sys.stderr, flush=True)
+    if "users" in urls:
+        try:
+            if missing := ungranted(urls, admin):
+                log(ungranted_warning(missing))
+        except httpx.HTTPError as error:  # a hint, never a reason to stop serving
+            log(f"could not compare the services' scopes with the administrator's: {error}")
+
+
+def ungranted(urls: dict[str, str], admin: harness.Admin) -> dict[str, list[str]]:
+    """Per service, the scopes its OpenAPI document asks for that the administrator's token does not hold:
+    a service `nox -s new` made, until `STARLING_USERS_ROLE_SCOPES` grants them."""
+    with httpx.Client(timeout=10.0) as client:
+        held = set(harness.login(client, urls["users"], admin.email, admin.password)["scope"].split())
+        declared = {
+            name: harness.declared_scopes(client.get(f"{url}/openapi.json").raise_for_status().json())
+            for name, url in urls.items()
+        }
+    return {name: sorted(scopes - held) for name, scopes in declared.items() if scopes - held}
+
+
+def ungranted_warning(missing: dict[str, list[str]]) -> str:
+    listed = "; ".join(f"{name}: {', '.join(scopes)}" for name, scopes in missing.items())
+    return (
+        f"\nscopes no administrator holds ({listed}): their routes answer 403 to every token the users\n"
+        "  service issues. Grant them with STARLING_USERS_ROLE_SCOPES (the value `nox -s new` printed, or\n"
+        "  packages/devtools/README.md, 'Its scopes'), exported before `nox -s serve`."
+    )
 
 
 def banner(urls: dict[str, str], admin: harness.Admin, took: float, bootstrap: str | None) -> str:

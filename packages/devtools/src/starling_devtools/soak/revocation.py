@@ -150,7 +150,12 @@ class Revocations:
                 before == wanted,
                 f"{len(before)} of {len(wanted)} (victim, service) pairs answered 2xx before; probes "
                 + ", ".join(f"{name} {url.split('/', 3)[-1]}" for name, url in self.probes.items())
-                + (f"; no route a user's token reaches on {unprobed}" if unprobed else ""),
+                + (
+                    f"; NOT CHECKED on {unprobed}: no route there takes a token a user can log in to "
+                    "(no role is granted its scopes: STARLING_USERS_ROLE_SCOPES)"
+                    if unprobed
+                    else ""
+                ),
             ),
             check(
                 f"no revoked token accepted later than {bound:.0f} s after its revocation",
