@@ -85,3 +85,14 @@ def test_a_database_test_imports_only_what_it_uses(pytester: pytest.Pytester, ba
 def test_the_kit_does_not_install_respx() -> None:
     requirements = importlib.metadata.requires("starling-testkit") or []
     assert [requirement for requirement in requirements if requirement.startswith("respx")] == []
+
+
+def test_every_name_the_kit_lists_is_importable_from_it() -> None:
+    # the lazy map (`_WHERE`) and `__all__` must agree: a name listed but not mapped, or mapped to the
+    # wrong module, fails only when a suite first imports it
+    import starling_testkit
+    from starling_testkit.events import PublishedEvents
+
+    for name in starling_testkit.__all__:
+        assert getattr(starling_testkit, name).__name__ == name
+    assert starling_testkit.PublishedEvents is PublishedEvents  # the published_events fixture's type

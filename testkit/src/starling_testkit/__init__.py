@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from starling_testkit.binding import AppFactory, BoundDatabase
     from starling_testkit.clock import FrozenClock
+    from starling_testkit.events import PublishedEvents
     from starling_testkit.factories import BindFactory
     from starling_testkit.guards import UnisolatedWrite
     from starling_testkit.inprocess import in_process
@@ -26,6 +27,7 @@ _WHERE = {
     "FakePublisher": "mocks",
     "FrozenClock": "clock",
     "MaxQueries": "queries",
+    "PublishedEvents": "events",
     "StreamFailed": "mocks",
     "TokenFactory": "tokens",
     "UnisolatedWrite": "guards",
@@ -41,6 +43,7 @@ __all__ = [
     "FakePublisher",
     "FrozenClock",
     "MaxQueries",
+    "PublishedEvents",
     "StreamFailed",
     "TokenFactory",
     "UnisolatedWrite",
