@@ -83,6 +83,7 @@ def test_the_service_has_the_standard_files_and_records_its_answers(workspace: P
         "test_repository.py",
         "test_migrations.py",
         "test_openapi_contract.py",
+        "test_hostile_input.py",
     }
     project = tomllib.loads((service / "pyproject.toml").read_text())
     assert project["project"]["name"] == f"starling-{NAME}"
