@@ -117,6 +117,32 @@ async def test_the_soak_books_only_what_the_services_accepted() -> None:
     assert soak.ledger.batches == {"new": 2, "replay": 2, "mixed": 1}
 
 
+async def test_each_caller_sends_on_its_own_client_when_it_has_one() -> None:
+    # one pool shared by 50 callers spent half the load's time matching requests to connections
+    hosts: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.headers["x-client"])
+        return httpx.Response(202, json={"accepted": 1, "duplicates": 0})
+
+    def client(name: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.MockTransport(answer), headers={"x-client": name})
+
+    async with client("shared") as shared, harness.http_clients(2, connections=1, seconds=1.0) as made:
+        assert len({id(made[0]), id(made[1])}) == 2
+        own = [client("first"), client("second")]
+        soak = Callers(shared, {"reporting": "http://reporting"}, "t", own)
+        rng = random.Random(1)
+        for caller in (0, 1, 2):
+            await soak.orders(caller, rng, "new")
+        alone = Callers(shared, {"reporting": "http://reporting"}, "t")
+        await alone.orders(0, rng, "new")
+        for each in own:
+            await each.aclose()
+    assert [each.is_closed for each in made] == [True, True]
+    assert hosts == ["first", "second", "first", "shared"]
+
+
 def test_memory_may_grow_by_the_larger_of_the_absolute_and_relative_bounds() -> None:
     bound = MemoryBound(absolute_mib=64, fraction=0.25)
 

@@ -9,7 +9,7 @@ service's OpenAPI document gives the scopes it checks and the operations of a ge
 a tool is then what it measures or checks, not how it starts things.
 """
 
-from starling_devtools.harness.answers import Recorder, http_client, percentile
+from starling_devtools.harness.answers import Recorder, http_client, http_clients, percentile
 from starling_devtools.harness.databases import KINDS, Databases, query
 from starling_devtools.harness.discovery import discover, free_port
 from starling_devtools.harness.environment import Admin, Environment
@@ -40,6 +40,7 @@ __all__ = [
     "exit_code",
     "free_port",
     "http_client",
+    "http_clients",
     "issued",
     "login",
     "operations",

@@ -123,3 +123,15 @@ async def http_client(*, connections: int, seconds: float) -> AsyncIterator[http
     )
     async with httpx.AsyncClient(timeout=seconds, limits=limits) as client:
         yield client
+
+
+@contextlib.asynccontextmanager
+async def http_clients(
+    count: int, *, connections: int, seconds: float
+) -> AsyncIterator[list[httpx.AsyncClient]]:
+    """`count` clients, one a caller. httpcore matches a request to a connection in time that grows with
+    the pool's connections times the requests waiting (encode/httpcore PR 1035, open), so one pool that
+    50 callers shared spent half the load's time there and drove the services at half Locust's rate."""
+    async with contextlib.AsyncExitStack() as stack:
+        opened = [http_client(connections=connections, seconds=seconds) for _ in range(count)]
+        yield [await stack.enter_async_context(client) for client in opened]

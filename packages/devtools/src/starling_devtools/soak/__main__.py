@@ -66,8 +66,11 @@ async def drive(options: Options, stack: harness.Stack) -> Outcome:
     """The load, the revocations in it, then the wait for background runs; memory marked on the way."""
     urls = stack.urls
     sampler = MemorySampler(dict(stack.running))
-    async with harness.http_client(connections=options.callers * 3 + 16, seconds=30.0) as client:
-        callers = callers_for(stack, client)
+    async with (
+        harness.http_client(connections=16, seconds=30.0) as client,
+        harness.http_clients(options.callers, connections=2, seconds=30.0) as own,
+    ):
+        callers = callers_for(stack, client, own=own)
         token = callers.admin_token
         revocations = (
             Revocations(client, urls, token, PASSWORD, secrets=callers.secrets) if "users" in urls else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,9 +74,10 @@ def make_text(rng: random.Random) -> str:
 
 @dataclass
 class Callers:
-    client: httpx.AsyncClient
+    client: httpx.AsyncClient  # shared: the revocation probes, the verification, a caller without its own
     urls: dict[str, str]
     admin_token: str
+    own: Sequence[httpx.AsyncClient] = ()  # a client a caller (`harness.http_clients`)
     recorder: Recorder = field(default_factory=Recorder)
     ledger: Ledger = field(default_factory=Ledger)
     user_tokens: dict[int, str] = field(default_factory=dict)
@@ -98,12 +99,16 @@ class Callers:
         self.sequence[caller] += 1
         return f"{kind}-{caller:03d}-{self.sequence[caller]:06d}"
 
+    def client_of(self, caller: int) -> httpx.AsyncClient:
+        return self.own[caller % len(self.own)] if self.own else self.client
+
     async def post(
-        self, label: str, service: str, path: str, token: str | None, body: Any
+        self, caller: int, label: str, service: str, path: str, token: str | None, body: Any
     ) -> httpx.Response | None:
         headers = bearer(token) if token else {}
+        url = f"{self.urls[service]}{path}"
         return await self.recorder.request(
-            self.client, label, "POST", f"{self.urls[service]}{path}", json=body, headers=headers
+            self.client_of(caller), label, "POST", url, json=body, headers=headers
         )
 
     # each action: one request (two for a caller's first login), booked in the ledger when accepted
@@ -112,7 +117,7 @@ class Callers:
         """A new user; its address once the service answered 201."""
         email = f"{self.next_id(caller, 'user')}@soak.example.com"
         body = {"name": f"Soak {caller}", "email": email, "password": PASSWORD}
-        response = await self.post("users.register", "users", "/users", None, body)
+        response = await self.post(caller, "users.register", "users", "/users", None, body)
         if response is None or response.status_code != 201:
             return None
         self.ledger.registered.add(email)
@@ -125,14 +130,14 @@ class Callers:
             return
         # The same address in other letters: uniqueness is case-insensitive.
         body = {"name": "Again", "email": rng.choice(self.emails).upper(), "password": PASSWORD}
-        await self.post("users.register_taken", "users", "/users", None, body)
+        await self.post(caller, "users.register_taken", "users", "/users", None, body)
 
     async def login(self, caller: int, rng: random.Random) -> None:
         email = rng.choice(self.emails) if caller in self.user_tokens else await self.register(caller, rng)
         if email is None:
             return
         response = await self.post(
-            "users.login", "users", "/auth/token", None, {"email": email, "password": PASSWORD}
+            caller, "users.login", "users", "/auth/token", None, {"email": email, "password": PASSWORD}
         )
         if response is not None and response.status_code == 200:
             self.secrets.update(issued(response.json()))
@@ -149,7 +154,7 @@ class Callers:
             "background": background,
         }
         label = "agents.run_background" if background else "agents.run"
-        response = await self.post(label, "agents", "/api/v1/agents/run", token, body)
+        response = await self.post(caller, label, "agents", "/api/v1/agents/run", token, body)
         if response is None:
             return
         if background and response.status_code == 202:
@@ -174,7 +179,9 @@ class Callers:
                 batch = old[: max(1, len(old) // 2)] + batch[: max(1, len(batch) // 2)]
                 rng.shuffle(batch)
         label = f"reporting.orders_{kind}"
-        response = await self.post(label, "reporting", "/api/v1/orders", self.admin_token, {"orders": batch})
+        response = await self.post(
+            caller, label, "reporting", "/api/v1/orders", self.admin_token, {"orders": batch}
+        )
         if response is None:
             self.ledger.uncertain_orders.update(
                 order["order_id"] for order in batch if order["order_id"] not in self.ledger.orders
@@ -209,7 +216,7 @@ class Callers:
             reads.append(("reporting.top_products", "reporting", "/top-products?count=10"))
         label, service, path = rng.choice(reads)
         await self.recorder.request(
-            self.client, label, "GET", f"{self.urls[service]}{path}", headers=bearer(token)
+            self.client_of(caller), label, "GET", f"{self.urls[service]}{path}", headers=bearer(token)
         )
 
     async def caller(self, index: int, seed: int, deadline: float) -> None:
@@ -230,7 +237,7 @@ class Callers:
     async def generic_read(self, caller: int, rng: random.Random) -> None:
         operation = rng.choice(self.generic)
         await self.recorder.request(
-            self.client, operation.label, "GET", operation.url, headers=operation.headers
+            self.client_of(caller), operation.label, "GET", operation.url, headers=operation.headers
         )
 
 
@@ -245,15 +252,22 @@ def admin_session(stack: Stack) -> tuple[str, str, set[str]]:
     return answer["access_token"], me.raise_for_status().json()["id"], issued(answer) | {admin.password}
 
 
-def callers_for(stack: Stack, client: httpx.AsyncClient, *, health: bool = True) -> Callers:
+def callers_for(
+    stack: Stack,
+    client: httpx.AsyncClient,
+    *,
+    own: Sequence[httpx.AsyncClient] = (),
+    health: bool = True,
+) -> Callers:
     """Callers on every service of `stack`, as its administrator: their own load on users, agents and
-    reporting, the generic one (`/health` too unless `health` is False) on every other service."""
+    reporting, the generic one (`/health` too unless `health` is False) on every other service; each
+    caller on its client in `own`, or all on `client`."""
     token, admin_id, secrets = admin_session(stack)
     urls = stack.urls
     unknown = {name: url for name, url in urls.items() if not (urls.keys() >= KNOWN and name in KNOWN)}
     with httpx.Client(timeout=30.0) as sync_client:
         ops = operations(sync_client, unknown, lambda scopes: stack.environment.mint(admin_id, list(scopes)))
     generic = [op for op in ops if health or not op.label.endswith(".health")]
-    callers = Callers(client, urls, token, generic=generic)
+    callers = Callers(client, urls, token, own, generic=generic)
     callers.secrets |= secrets
     return callers
