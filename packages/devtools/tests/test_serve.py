@@ -248,17 +248,32 @@ def test_the_banner_says_where_the_events_go_and_what_no_broker_costs() -> None:
     assert "  inventory  http://127.0.0.1:8005" in without
 
 
-def test_scopes_no_administrator_holds_are_named_with_how_to_grant_them(tmp_path: Path) -> None:
-    # reporting's admin scope left out of the grants, as a new service's are until they are exported
-    grants = {"user": ["reports:read"], "admin": ["users:admin", "reports:read"]}
-    settings = {"users": {"STARLING_USERS_ROLE_SCOPES": json.dumps(grants)}}
+def test_scopes_no_administrator_holds_are_named_with_how_to_grant_them() -> None:
+    # what a login grants, against what each document asks for: inventory's are granted to nobody yet
+    documents = {
+        "users": {"/users": {"get": {"security": [{"bearer": ["users:admin"]}]}}},
+        "inventory": {
+            "/api/v1/items": {
+                "get": {"security": [{"bearer": ["inventory:read"]}]},
+                "post": {"security": [{"bearer": ["inventory:admin"]}]},
+            },
+            "/health": {"get": {}},
+        },
+    }
 
-    with harness.run(tmp_path, names=["users", "reporting"], settings=settings) as stack:
-        missing = ungranted(stack.urls, stack.environment.admin)
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/auth/token":
+            assert json.loads(request.content) == {"email": "a@example.com", "password": "pw"}
+            return httpx.Response(200, json={"access_token": "t", "scope": "users:admin agent:read"})
+        return httpx.Response(200, json={"paths": documents[request.url.host]})
 
-    assert missing == {"reporting": ["reports:write"]}
+    urls = {"users": "http://users", "inventory": "http://inventory"}
+    with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+        missing = ungranted(client, urls, Admin("a@example.com", "pw"))
+
+    assert missing == {"inventory": ["inventory:admin", "inventory:read"]}
     warning = ungranted_warning(missing)
-    assert "reporting: reports:write" in warning
+    assert "inventory: inventory:admin, inventory:read" in warning
     assert "STARLING_USERS_ROLE_SCOPES" in warning
 
 

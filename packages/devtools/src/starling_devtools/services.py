@@ -91,21 +91,21 @@ def ready(
     print(banner(urls, admin, took, bootstrap), file=sys.stderr, flush=True)
     if "users" in urls:
         try:
-            if missing := ungranted(urls, admin):
-                log(ungranted_warning(missing))
+            with httpx.Client(timeout=10.0) as client:
+                if missing := ungranted(client, urls, admin):
+                    log(ungranted_warning(missing))
         except httpx.HTTPError as error:  # a hint, never a reason to stop serving
             log(f"could not compare the services' scopes with the administrator's: {error}")
 
 
-def ungranted(urls: dict[str, str], admin: harness.Admin) -> dict[str, list[str]]:
+def ungranted(client: httpx.Client, urls: dict[str, str], admin: harness.Admin) -> dict[str, list[str]]:
     """Per service, the scopes its OpenAPI document asks for that the administrator's token does not hold:
     a service `nox -s new` made, until `STARLING_USERS_ROLE_SCOPES` grants them."""
-    with httpx.Client(timeout=10.0) as client:
-        held = set(harness.login(client, urls["users"], admin.email, admin.password)["scope"].split())
-        declared = {
-            name: harness.declared_scopes(client.get(f"{url}/openapi.json").raise_for_status().json())
-            for name, url in urls.items()
-        }
+    held = set(harness.login(client, urls["users"], admin.email, admin.password)["scope"].split())
+    declared = {
+        name: harness.declared_scopes(client.get(f"{url}/openapi.json").raise_for_status().json())
+        for name, url in urls.items()
+    }
     return {name: sorted(scopes - held) for name, scopes in declared.items() if scopes - held}
 
 
