@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ import httpx
 import jwt
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -26,7 +28,7 @@ from starlette.websockets import WebSocket
 from starling_core.app import ServiceApp, create_app
 from starling_core.auth import Scopes, current_user, requires_scopes, websocket_subprotocol
 from starling_core.db import Database
-from starling_core.events import Consumer, Event, EventFailed, Events, Outbox, Outcome
+from starling_core.events import Consumer, Event, EventFailed, Events, Outbox, Outcome, Received
 from starling_core.events.topics import USER_CHANGED, USER_DELETED, UserEvent
 from starling_core.revocations import (
     REVOKED,
@@ -176,6 +178,48 @@ async def test_a_redelivered_or_late_event_changes_nothing(
     assert [tuple(row) for row in rows] == [(DEFAULT_SUB, later, "user.changed")]  # the latest time stands
     assert app.revocations is not None
     assert app.revocations.revoked(DEFAULT_SUB, (later - timedelta(seconds=1)).timestamp())  # in memory too
+
+
+class WaitingForItsTurn(BoundDatabase):
+    """The test's database, whose write transactions wait until `turn` is set: the write turn a busy
+    SQLite process hands out one transaction at a time."""
+
+    def __init__(self, connection: AsyncConnection, turn: asyncio.Event) -> None:
+        super().__init__(connection)
+        self.turn = turn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        await self.turn.wait()
+        async with super().transaction() as session:
+            yield session
+
+
+async def test_a_revocation_is_refused_as_it_arrives_before_its_transaction_has_its_turn(
+    app_database: BoundDatabase, frozen_clock: FrozenClock
+) -> None:
+    turn = asyncio.Event()
+    revocations = Revocations(WaitingForItsTurn(app_database.connection, turn))
+    consumer = revocations.consumer(consumer_group("guarded"), retry_delays=())
+    at = frozen_clock.tick(5)
+    message = Received(USER_CHANGED.topic, DEFAULT_SUB, user_event(DEFAULT_SUB, at).to_json(), offset=0)
+    earlier = (at - timedelta(seconds=1)).timestamp()
+
+    handling = asyncio.create_task(consumer.handle_batch([message]))
+    try:
+        await asyncio.sleep(0)  # the task runs up to the transaction, which waits for its turn
+        known_before_its_turn = revocations.revoked(DEFAULT_SUB, earlier)
+        waiting = (handling.done(), consumer.status.handled)
+    finally:
+        turn.set()
+        await handling
+
+    assert known_before_its_turn
+    assert waiting == (False, 0)
+    assert consumer.status.handled == 1  # and recorded for the other processes, in its transaction
+    async with app_database.session() as session:
+        stored = (await session.execute(select(token_revocations.c.user_id))).scalars().all()
+    assert stored == [DEFAULT_SUB]
 
 
 async def test_an_event_naming_nobody_is_dead_lettered_not_applied(app: ServiceApp) -> None:

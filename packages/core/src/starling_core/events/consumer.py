@@ -80,9 +80,15 @@ class Consumer(Generic[R]):
         retry_delays: Sequence[float] = (0.1, 1.0, 5.0),
         max_backoff: float = 30.0,
         sleep: Sleep = asyncio.sleep,
+        on_arrival: Callable[[Event[Any]], None] | None = None,
     ) -> None:
         self.stores = stores
         self.group = group
+        # Told of each parsed event before its transaction is opened, which may wait for the write turn
+        # (on SQLite, behind every write of the process): for an in-memory effect that must not wait
+        # and may happen twice (a batch that fails is handled again one event at a time), such as
+        # refusing a revoked token. The handler, in the transaction, is still what takes effect for good.
+        self.on_arrival = on_arrival
         self.retry_delays = tuple(retry_delays)
         self.max_backoff = max_backoff
         self.sleep = sleep
@@ -118,6 +124,8 @@ class Consumer(Generic[R]):
             event = route.kind.parse(message.value)
         except ValidationError as exc:
             return await self._dead_letter(message, dead_letters, f"invalid {raw.type} payload: {exc}", 0)
+        if self.on_arrival is not None:
+            self.on_arrival(event)
         attempt, backoff = 0, self.retry_delays[0] if self.retry_delays else 0.1
         while True:
             try:
@@ -146,6 +154,8 @@ class Consumer(Generic[R]):
                 await self.handle(message, dead_letters)
             else:
                 routed.append((message, *found))
+                if self.on_arrival is not None:
+                    self.on_arrival(found[0])
         if routed and not await self._handle_together(routed):
             for message, _, _ in routed:
                 await self.handle(message, dead_letters)
