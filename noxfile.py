@@ -207,7 +207,7 @@ def affected(session: nox.Session) -> None:
     # selection(), not affected() over the changed files: a lock whose only changes are members' own
     # entries selects those members, not every suite.
     changed = affected_packages.changed_files(ROOT, session.posargs[0])
-    selected = sorted(affected_packages.selection(ROOT, session.posargs[0]))
+    selected = sorted(affected_packages.selection(ROOT, session.posargs[0], changed))
     session.log(f"{len(changed)} files changed since {session.posargs[0]}; affected: {selected or 'none'}")
     for name in selected:
         session.notify(f"tests({name})", session.posargs[1:])

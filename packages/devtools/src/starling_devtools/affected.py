@@ -14,7 +14,7 @@ import functools
 import subprocess
 import sys
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +75,11 @@ def lock_members(before: str, after: str, members: Mapping[str, Member]) -> set[
     return {by_distribution[distribution] for distribution in changed}
 
 
-def selection(root: Path, ref: str) -> set[str]:
-    """The members a change since `ref` affects (what `main` prints)."""
+def selection(root: Path, ref: str, files: Sequence[str] | None = None) -> set[str]:
+    """The members a change since `ref` affects (what `main` prints); `files`, when the caller has listed
+    them already, are `changed_files(root, ref)`."""
     members = load(root)
-    files = changed_files(root, ref)
+    files = changed_files(root, ref) if files is None else list(files)
     if LOCK in files:
         before = _git(root, "show", f"{_base(root, ref)}:{LOCK}")
         locked = lock_members(before, (root / LOCK).read_text(), members)
